@@ -1,0 +1,544 @@
+;;; descent.el --- Fast, safe dired jumping and batch renaming -*- lexical-binding: t -*-
+
+;; Copyright (C) 2026 The descent authors
+
+;; Author: The descent authors
+;; Version: 0.1.0
+;; Package-Requires: ((emacs "28.1"))
+;; Keywords: files, convenience
+;; URL: https://example.invalid/descent
+
+;; This file is not part of GNU Emacs.
+
+;; This program is free software; you can redistribute it and/or modify
+;; it under the terms of the GNU General Public License as published by
+;; the Free Software Foundation, either version 3 of the License, or
+;; (at your option) any later version.
+
+;; This program is distributed in the hope that it will be useful,
+;; but WITHOUT ANY WARRANTY; without even the implied warranty of
+;; MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+;; GNU General Public License for more details.
+
+;; You should have received a copy of the GNU General Public License
+;; along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+;;; Commentary:
+
+;; descent makes two everyday Dired motions fast and safe.  `C-x C-j'
+;; (`descent-jump') opens the directory of whatever you are looking at
+;; with point on the file you came from, and climbs one level when
+;; pressed again in Dired; it keeps the semantics of the built-in
+;; `dired-jump' and fixes the cases where the built-in misses them.
+;; The heavy lifting of the other features is done by a native Emacs
+;; module and a small per-user daemon, `descentd', which Emacs starts on
+;; demand.
+;;
+;; Loading the package turns on the global minor mode `descent-mode',
+;; as loading dired-x always did for `C-x C-j'; `(descent-mode -1)'
+;; gives back every built-in binding and behaviour.  When the module is
+;; not built yet or the daemon cannot be started, every command falls
+;; back to the built-in one and says once why, and how to fix it
+;; (`M-x descent-build-module').
+
+;;; Code:
+
+(require 'dired)
+(require 'seq)
+(require 'subr-x)
+
+;; Provided by the module, descent-module.so, once `descent--module-ensure'
+;; has loaded it.
+(declare-function descent--mod-version "descent-module" ())
+(declare-function descent--mod-call "descent-module"
+                  (socket method params &optional timeout))
+(declare-function descent--mod-notify "descent-module" (socket method params))
+(declare-function descent--mod-disconnect "descent-module" ())
+
+(declare-function dired-omit-mode "dired-x" (&optional arg))
+(declare-function compilation-start "compile"
+                  (command &optional mode name-function highlight-regexp
+                           continue))
+(defvar dired-omit-mode)
+(defvar archive-subfile-mode)
+(defvar archive-superior-buffer)
+(defvar tar-subfile-mode)
+(defvar tar-superior-buffer)
+
+;;;; Customization
+
+(defgroup descent nil
+  "Fast, safe Dired jumping and batch renaming."
+  :group 'dired
+  :prefix "descent-")
+
+(defcustom descent-daemon-program nil
+  "The descentd program that Emacs starts when the daemon is not running.
+nil means the descentd built next to the module in the checkout's
+build tree when it exists, else \"descentd\" on variable `exec-path'."
+  :type '(choice (const :tag "Next to the module, else on exec-path" nil)
+                 (string :tag "Program")))
+
+(defcustom descent-socket nil
+  "The Unix socket on which the daemon listens.
+nil means the daemon's default: $XDG_RUNTIME_DIR/descent/descentd.sock,
+or /tmp/descent-UID/descentd.sock when XDG_RUNTIME_DIR is not set."
+  :type '(choice (const :tag "Default" nil) file))
+
+(defcustom descent-state-directory nil
+  "Where a daemon started by Emacs keeps its durable state.
+nil means the daemon's default, $XDG_STATE_HOME/descent/."
+  :type '(choice (const :tag "Default" nil) directory))
+
+(defcustom descent-daemon-start-timeout 2.0
+  "Seconds to wait for a daemon started by Emacs to listen."
+  :type 'number)
+
+(defcustom descent-module-file nil
+  "The module file, descent-module.so.
+nil means search the checkout's build directories (build/default
+first) and then `load-path'."
+  :type '(choice (const :tag "Search" nil) file))
+
+(defcustom descent-module-auto-compile nil
+  "Non-nil means build the module on first use, without asking.
+The build runs asynchronously, as `descent-build-module' does; until
+it has finished the built-in commands are used."
+  :type 'boolean)
+
+;;;; Internals
+
+(defconst descent-version "0.1.0"
+  "The version of this Lisp; the module must report the same.")
+
+(defconst descent--checkout
+  (let* ((here (macroexp-file-name))
+         (root (and here (file-name-directory
+                          (directory-file-name (file-name-directory here))))))
+    (and root (file-exists-p (expand-file-name "CMakePresets.json" root))
+         root))
+  "The root of the source checkout this file was loaded from, or nil.")
+
+(define-error 'descent-error "descent error")
+(define-error 'descent-module-unavailable "descent module unavailable"
+              'descent-error)
+(define-error 'descent-daemon-unavailable "descent daemon unavailable"
+              'descent-error)
+(define-error 'descent-protocol-mismatch "descent protocol mismatch"
+              'descent-error)
+(define-error 'descent-daemon-error "descent daemon error" 'descent-error)
+(define-error 'descent-timeout "descent call timed out" 'descent-error)
+
+(defvar descent--warned nil
+  "Causes already warned about in this session, as symbols.")
+
+(defun descent--warn-once (cause format-string &rest args)
+  "Warn with FORMAT-STRING and ARGS unless CAUSE was already warned about."
+  (unless (memq cause descent--warned)
+    (push cause descent--warned)
+    (display-warning 'descent (apply #'format-message format-string args))))
+
+;;;;; The module
+
+(defvar descent--module-status nil
+  "State of the module: nil, `loaded', or (CAUSE . MESSAGE) if unusable.
+It is nil before the first use.
+Only the cause `missing' is looked at again: the module may have been
+built since.  A refused or broken module stays refused, since a loaded
+module cannot be unloaded.")
+
+(defvar descent--module-loaded-file nil
+  "The module file that was loaded, for `descent-status'.")
+
+(defvar descent--build-buffer nil
+  "The compilation buffer of a running `descent-build-module', or nil.")
+
+(defun descent--module-name ()
+  "The module's file name without directory."
+  (concat "descent-module" module-file-suffix))
+
+(defun descent--module-locate ()
+  "Return the module file to load, or nil when there is none."
+  (if descent-module-file
+      (and (file-exists-p descent-module-file)
+           (expand-file-name descent-module-file))
+    (let ((name (descent--module-name)))
+      (or (and descent--checkout
+               (let* ((build (expand-file-name "build" descent--checkout))
+                      (default (expand-file-name
+                                (concat "default/module/" name) build)))
+                 (if (file-exists-p default)
+                     default
+                   (seq-find
+                    #'file-exists-p
+                    (mapcar (lambda (dir)
+                              (expand-file-name (concat "module/" name) dir))
+                            ;; A sanitizer build cannot be loaded into an
+                            ;; Emacs that was not started with its runtime:
+                            ;; the process would abort.
+                            (seq-remove
+                             (lambda (dir)
+                               (string-match-p "asan\\|san\\'"
+                                               (file-name-nondirectory dir)))
+                             (and (file-directory-p build)
+                                  (directory-files build t "\\`[^.]"))))))))
+          (locate-file "descent-module" load-path (list module-file-suffix))))))
+
+(defun descent--module-try-load ()
+  "Load the module if needed and check its version.
+Return `loaded' or (CAUSE . MESSAGE)."
+  (cond
+   ((not module-file-suffix)
+    (cons 'unsupported "This Emacs was built without dynamic module support"))
+   ((fboundp 'descent--mod-version)
+    (descent--module-check-version))
+   (t
+    (let ((file (descent--module-locate)))
+      (if (not file)
+          (cons 'missing
+                (if descent--checkout
+                    (substitute-command-keys
+                     "The descent module is not built yet; build it with \
+\\[descent-build-module] (or set `descent-module-auto-compile')")
+                  (format-message
+                   "%s was not found on `load-path'; set `descent-module-file'"
+                   (descent--module-name))))
+        (condition-case err
+            (progn
+              (module-load file)
+              (setq descent--module-loaded-file file)
+              (descent--module-check-version))
+          (error
+           (cons 'load-failed
+                 (format "Could not load %s: %s"
+                         file (error-message-string err))))))))))
+
+(defun descent--module-check-version ()
+  "Return `loaded' when the module's version is this Lisp's, else a cause."
+  (let ((version (descent--mod-version)))
+    (if (equal version descent-version)
+        'loaded
+      (cons 'version
+            (format "The loaded module %s is version %s, but this Lisp is %s: \
+rebuild it (M-x descent-build-module) and restart Emacs, since a loaded \
+module cannot be unloaded"
+                    (or descent--module-loaded-file "descent-module")
+                    version descent-version)))))
+
+(defun descent--module-ensure ()
+  "Make the module usable, or signal `descent-module-unavailable'."
+  (unless (eq descent--module-status 'loaded)
+    (when (or (null descent--module-status)
+              (eq (car descent--module-status) 'missing))
+      (setq descent--module-status (descent--module-try-load))
+      (when (and (eq (car-safe descent--module-status) 'missing)
+                 descent-module-auto-compile descent--checkout
+                 (not (buffer-live-p descent--build-buffer)))
+        (descent-build-module)))
+    (unless (eq descent--module-status 'loaded)
+      (signal 'descent-module-unavailable
+              (list (cdr descent--module-status))))))
+
+(defun descent--module-usable-p ()
+  "Return non-nil when the module is usable; else warn once why."
+  (condition-case err
+      (progn (descent--module-ensure) t)
+    (descent-module-unavailable
+     (descent--warn-once (car-safe descent--module-status)
+                         "%s; using the built-in commands" (cadr err))
+     nil)))
+
+;;;;; The daemon
+
+(defun descent--socket-path ()
+  "Return the socket path of the daemon, from `descent-socket'."
+  (if descent-socket
+      (expand-file-name descent-socket)
+    (let ((runtime (getenv "XDG_RUNTIME_DIR")))
+      ;; The same rule as the daemon's default_socket_path().
+      (if (and runtime (string-prefix-p "/" runtime))
+          (expand-file-name "descent/descentd.sock" runtime)
+        (format "/tmp/descent-%d/descentd.sock" (user-uid))))))
+
+(defun descent--daemon-program ()
+  "The descentd program to start, or nil when there is none."
+  (or descent-daemon-program
+      (and descent--module-loaded-file
+           ;; build/X/module/descent-module.so -> build/X/daemon/...
+           (let ((build (file-name-directory
+                         (directory-file-name
+                          (file-name-directory descent--module-loaded-file)))))
+             (seq-find #'file-executable-p
+                       (mapcar (lambda (name) (expand-file-name name build))
+                               '("daemon/descentd" "daemon/server/descentd"
+                                 "bin/descentd" "descentd")))))
+      (executable-find "descentd")))
+
+(defun descent--daemon-start (socket)
+  "Start descentd listening on SOCKET and wait until it listens.
+Without --foreground descentd daemonizes itself: the process started
+here exits 0 once the daemon listens (or at once when one already
+runs), and non-zero with a reason on stderr when it cannot start.
+Signal `descent-daemon-unavailable' when it does not start."
+  (let ((program (descent--daemon-program))
+        (buffer (get-buffer-create " *descentd*"))
+        ;; make-process needs a local, existing working directory.
+        (default-directory "/"))
+    (unless program
+      (signal 'descent-daemon-unavailable
+              (list "descentd not found: build it (M-x descent-build-module) \
+or set `descent-daemon-program'"
+                    socket)))
+    (with-current-buffer buffer (erase-buffer))
+    (let ((process
+           (condition-case err
+               (make-process
+                :name "descentd" :buffer buffer :noquery t
+                :connection-type 'pipe :sentinel #'ignore
+                :command `(,program "--socket" ,socket
+                                    ,@(and descent-state-directory
+                                           (list "--state-dir"
+                                                 (expand-file-name
+                                                  descent-state-directory)))))
+             (file-error
+              (signal 'descent-daemon-unavailable
+                      (list (format "Cannot run %s: %s"
+                                    program (error-message-string err))
+                            socket)))))
+          (deadline (+ (float-time) descent-daemon-start-timeout)))
+      ;; Short slices, so that C-g is seen at once.
+      (while (and (process-live-p process) (< (float-time) deadline))
+        (accept-process-output process 0.02))
+      (cond
+       ((process-live-p process)
+        (signal 'descent-daemon-unavailable
+                (list (format "%s did not listen within %s s"
+                              program descent-daemon-start-timeout)
+                      socket)))
+       ((/= 0 (process-exit-status process))
+        (signal 'descent-daemon-unavailable
+                (list (format "%s could not start: %s" program
+                              (with-current-buffer buffer
+                                (let ((text (string-trim (buffer-string))))
+                                  (if (string-empty-p text)
+                                      (format "exit status %d"
+                                              (process-exit-status process))
+                                    (car (last (split-string text "\n")))))))
+                      socket)))))))
+
+(defun descent--call (method &optional params timeout)
+  "Call the daemon's METHOD with PARAMS (a vector) and return its result.
+Start the daemon when it is not running, then retry once.  TIMEOUT is
+in seconds, nil for no limit; \\[keyboard-quit] always works.  Signal
+`descent-module-unavailable' without the module, and the module's
+`descent-error' children otherwise."
+  (descent--module-ensure)
+  (let ((socket (descent--socket-path))
+        (params (or params [])))
+    (condition-case nil
+        (descent--mod-call socket method params timeout)
+      (descent-daemon-unavailable
+       (descent--daemon-start socket)
+       (descent--mod-call socket method params timeout)))))
+
+;;;;; Jumping
+
+(defun descent--superior-buffer ()
+  "The live archive buffer of this archive or tar member buffer, or nil."
+  (cond ((and (bound-and-true-p archive-subfile-mode)
+              (buffer-live-p archive-superior-buffer))
+         archive-superior-buffer)
+        ((and (bound-and-true-p tar-subfile-mode)
+              (buffer-live-p tar-superior-buffer))
+         tar-superior-buffer)))
+
+(defun descent--existing-directory (dir)
+  "DIR, or its nearest ancestor that exists."
+  (let ((dir (file-name-as-directory dir)))
+    (while (and (not (file-directory-p dir))
+                (not (equal dir (file-name-directory (directory-file-name dir)))))
+      (setq dir (file-name-directory (directory-file-name dir))))
+    dir))
+
+(defun descent--goto-file (file)
+  "Move point to FILE's line in this Dired buffer; return non-nil if found.
+When the line is missing, refresh FILE's directory listing, then turn
+`dired-omit-mode' off if it hides FILE.  A file that does not exist
+has no line to find, so nothing is refreshed for it."
+  (or (dired-goto-file file)
+      (and (or (file-exists-p file) (file-symlink-p file))
+           (or (progn
+                 (dired-insert-subdir
+                  (file-name-directory (directory-file-name file)))
+                 (dired-goto-file file))
+               (when (bound-and-true-p dired-omit-mode)
+                 ;; Turn omitting off: a call without argument from
+                 ;; Lisp, as the built-in makes, turns it on.
+                 (dired-omit-mode -1)
+                 (dired-goto-file file))))))
+
+(defun descent--jump-up (other-window)
+  "From Dired, go up one level, with point on the directory left.
+OTHER-WINDOW non-nil means show the parent in another window."
+  (let* ((dir (dired-current-directory))
+         (up (file-name-directory (directory-file-name dir))))
+    (if (equal up dir)
+        (message "%s is the root" dir)
+      (dired-up-directory other-window)
+      (descent--goto-file (directory-file-name dir)))))
+
+(defun descent--jump-into (file-name other-window)
+  "Dired the directory of FILE-NAME, or of this buffer, with point on the file.
+OTHER-WINDOW non-nil means in another window."
+  (let* ((file (if file-name (expand-file-name file-name) buffer-file-name))
+         (dir (descent--existing-directory
+               (if file (file-name-directory file) default-directory))))
+    (if other-window (dired-other-window dir) (dired dir))
+    (when (and file (not (directory-name-p file)))
+      (descent--goto-file file))))
+
+;;;; Commands
+
+;;;###autoload
+(defun descent-jump (&optional other-window file-name)
+  "Jump to the Dired buffer of the current buffer, like `dired-jump'.
+In a buffer visiting a file, Dired that file's directory with point
+on the file.  In Dired, go up a level with point on the directory
+left.  In an archive or tar member, return to the archive.  In any
+other buffer, Dired `default-directory'.
+
+When OTHER-WINDOW is non-nil, jump in another window.  When FILE-NAME
+is non-nil, jump to its line; interactively, with a prefix argument,
+read FILE-NAME.  A FILE-NAME ending in a slash is opened itself.
+
+Improvements over the built-in `dired-jump':
+- a file hidden by `dired-omit-mode' gets point by turning omitting
+  off (the built-in calls `dired-omit-mode' without argument, which
+  turns it on);
+- going up refreshes the parent listing, not the directory left (the
+  built-in inserts the directory left as a subdirectory);
+- going up also turns omitting off when it hides the directory left;
+- a new file in a directory that does not exist yet opens the nearest
+  existing ancestor instead of failing; nothing is refreshed for a
+  file that does not exist yet;
+- OTHER-WINDOW is honoured for archive members too.
+Remote (TRAMP) files and directories use the built-in unchanged."
+  (interactive
+   (list nil (and current-prefix-arg
+                  (read-file-name "Jump to Dired file: "))))
+  (let ((superior (descent--superior-buffer)))
+    (cond
+     (superior
+      (if other-window
+          (switch-to-buffer-other-window superior)
+        (switch-to-buffer superior)))
+     ((file-remote-p (or (and file-name (expand-file-name file-name))
+                         buffer-file-name default-directory))
+      (dired-jump other-window file-name))
+     ((and (derived-mode-p 'dired-mode) (null file-name))
+      (descent--jump-up other-window))
+     (t (descent--jump-into file-name other-window)))))
+
+;;;###autoload
+(defun descent-jump-other-window (&optional file-name)
+  "Like \\[descent-jump] (`descent-jump') but in another window.
+When FILE-NAME is non-nil, jump to its line; interactively, with a
+prefix argument, read FILE-NAME."
+  (interactive
+   (list (and current-prefix-arg
+              (read-file-name "Jump to Dired file: "))))
+  (descent-jump t file-name))
+
+;;;###autoload
+(defun descent-build-module ()
+  "Build the module and the daemon with CMake, asynchronously.
+Run the build in a compilation buffer from the root of the checkout
+this file was loaded from."
+  (interactive)
+  (unless descent--checkout
+    (user-error "This descent was not loaded from a source checkout; \
+build it there with `cmake --workflow --preset default'"))
+  (let ((default-directory descent--checkout))
+    (setq descent--build-buffer
+          (compilation-start
+           "cmake --preset default && cmake --build --preset default \
+--target descent-module descentd descent"
+           nil (lambda (_mode) "*descent-build*")))))
+
+(defun descent--format-uptime (seconds)
+  "SECONDS as a human duration."
+  (if (< seconds 60)
+      (format "%d s" seconds)
+    (format-seconds "%Y, %D, %H, %M%z" seconds)))
+
+;;;###autoload
+(defun descent-status (&optional show)
+  "Show the module and daemon versions, and the daemon's whereabouts.
+Start the daemon when it is not running.  Return the daemon's status
+as a plist; SHOW non-nil (interactively, always) also displays it in
+the buffer *descent-status*."
+  (interactive (list t))
+  (let ((status (condition-case err
+                    (descent--call "status" nil 10)
+                  (descent-error
+                   (user-error "descent: %s" (error-message-string err))))))
+    (when show
+      (with-help-window "*descent-status*"
+        (princ (format "descent %s\n\n" descent-version))
+        (princ (format "Module:       %s  %s\n" (descent--mod-version)
+                       (or descent--module-loaded-file "")))
+        (princ (format "Daemon:       %s  (protocol %s)\n"
+                       (plist-get status :version)
+                       (plist-get status :protocol)))
+        (princ (format "Pid:          %s\n" (plist-get status :pid)))
+        (princ (format "Socket:       %s\n" (plist-get status :socket)))
+        (princ (format "State:        %s\n" (plist-get status :state-dir)))
+        (princ (format "Uptime:       %s\n"
+                       (descent--format-uptime
+                        (round (or (plist-get status :uptime) 0)))))
+        (princ (format "Connections:  %s\n"
+                       (plist-get status :connections)))))
+    status))
+
+;;;; The mode
+
+(defvar descent-mode-map
+  (let ((map (make-sparse-keymap)))
+    ;; Remapping reaches C-x C-j, C-x 4 C-j (global bindings of the
+    ;; built-ins since Emacs 28) and every user binding of the built-ins.
+    (define-key map [remap dired-jump] #'descent-jump)
+    (define-key map [remap dired-jump-other-window] #'descent-jump-other-window)
+    map)
+  "Keymap of `descent-mode'.")
+
+(defvar descent--advice nil
+  "Advice that `descent-mode' installs: a list of (SYMBOL HOW FUNCTION).")
+
+(defun descent--set-advice (on)
+  "Install every piece of `descent--advice' when ON, else remove it."
+  (pcase-dolist (`(,symbol ,how ,function) descent--advice)
+    (if on
+        (advice-add symbol how function)
+      (advice-remove symbol function))))
+
+;;;###autoload
+(define-minor-mode descent-mode
+  "Use descent for jumping (and, later, renaming) in Dired.
+The mode remaps `dired-jump' to `descent-jump' and
+`dired-jump-other-window' to `descent-jump-other-window'.  Turning
+it off gives back every built-in binding and behaviour."
+  :global t
+  :group 'descent
+  :keymap descent-mode-map
+  (descent--set-advice descent-mode))
+
+(defvar descent--turned-on-by-load nil
+  "Non-nil once loading this file has turned `descent-mode' on.
+Reloading the file leaves the user's choice alone.")
+
+(unless descent--turned-on-by-load
+  (setq descent--turned-on-by-load t)
+  (descent-mode 1))
+
+(provide 'descent)
+;;; descent.el ends here
