@@ -1,0 +1,97 @@
+// A blocking client for descentd, for the Emacs module, the CLI and the
+// tests. Every wait is cut into short slices so the caller can poll for quit.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include <msgpack.hpp>
+
+#include "protocol/rpc.hpp"
+
+namespace descent::protocol {
+
+// The daemon could not be reached, or the connection broke: starting a
+// daemon and retrying is the cure.
+struct ConnectionError : std::runtime_error {
+  ConnectionError(const std::string& what, int error) : std::runtime_error(what), error(error) {}
+  int error;  // errno, 0 if none applies
+};
+
+// The daemon speaks another protocol version: rebuild or restart.
+struct ProtocolMismatch : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The daemon answered with an error reply.
+struct RemoteFailure : std::runtime_error {
+  RemoteFailure(std::string kind, const std::string& message)
+      : std::runtime_error(message), kind(std::move(kind)) {}
+  std::string kind;
+};
+
+struct TimedOut : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The caller asked to stop waiting (C-g); a cancel was sent to the daemon.
+struct Cancelled : std::runtime_error {
+  Cancelled() : std::runtime_error("cancelled") {}
+};
+
+struct Wait {
+  // Called between slices of at most `slice`; returning false cancels.
+  std::function<bool()> keep_going;
+  // Progress and other notifications that arrive while waiting.
+  std::function<void(const Notification&)> on_notification;
+  std::optional<std::chrono::milliseconds> timeout;
+  std::chrono::milliseconds slice{20};
+};
+
+class Client {
+ public:
+  // Connects and says hello; throws ConnectionError, ProtocolMismatch,
+  // TimedOut or Cancelled.
+  Client(std::string socket_path, std::string_view client_name, const Wait& wait);
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  ~Client();
+
+  // Sends a request and waits for its reply. The returned handle holds the
+  // whole response; result() points into it.
+  struct Reply {
+    msgpack::object_handle handle;
+    const msgpack::object* result;
+  };
+  Reply call(std::string_view method, const Writer& params, const Wait& wait);
+
+  // Fire-and-forget: never blocks; false if the message could not be sent
+  // whole right now (it is then dropped, and the connection closed).
+  bool notify(std::string_view method, const Writer& params);
+
+  bool is_open() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+  const std::string& socket_path() const { return socket_path_; }
+  // What the daemon said to hello: {version, protocol, pid}.
+  const msgpack::object& hello() const { return *hello_.result; }
+
+ private:
+  void send_all(std::string_view bytes, const Wait& wait, std::chrono::steady_clock::time_point deadline);
+  msgpack::object_handle receive(const Wait& wait, std::chrono::steady_clock::time_point deadline);
+  bool wait_fd(short events, const Wait& wait, std::chrono::steady_clock::time_point deadline);
+  [[noreturn]] void broken(const std::string& doing, int error);
+  void close();
+
+  std::string socket_path_;
+  int fd_ = -1;
+  std::uint32_t next_id_ = 1;
+  Reply hello_;
+  std::string inbox_;  // bytes read but not yet consumed
+};
+
+}  // namespace descent::protocol

@@ -1,0 +1,197 @@
+// descentd: one per user; performs descent's file operations and keeps its
+// durable state. See DESIGN.md, "The daemon".
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp needs std::exchange
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <iostream>
+#include <optional>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+
+#include "descent/version.hpp"
+#include "engine/state.hpp"
+#include "protocol/paths.hpp"
+#include "server/runtime.hpp"
+#include "server/server.hpp"
+
+namespace {
+
+using namespace descent;
+using namespace descent::server;
+namespace fs = std::filesystem;
+
+// How the serving process tells the process that started it how start-up
+// went: that process exits only then, so "descentd" returning 0 means "a
+// daemon is listening".
+enum class Readiness : char { listening = 'L', already_running = 'R', failed = 'F' };
+
+class StartupChannel {
+ public:
+  // Forks; the parent waits for the child's word and exits with it.
+  void daemonize(const fs::path& log_file) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw StartupError(std::string("pipe: ") + std::strerror(errno));
+    const pid_t child = ::fork();
+    if (child < 0) throw StartupError(std::string("fork: ") + std::strerror(errno));
+    if (child > 0) {
+      ::close(fds[1]);
+      std::exit(wait_for_child(fds[0], log_file));
+    }
+    ::close(fds[0]);
+    fd_ = fds[1];
+    ::setsid();
+    const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    const int log = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (null >= 0) {
+      ::dup2(null, STDIN_FILENO);
+      ::dup2(log >= 0 ? log : null, STDOUT_FILENO);
+      ::dup2(log >= 0 ? log : null, STDERR_FILENO);
+    }
+  }
+
+  void tell(Readiness word, std::string_view message = {}) {
+    if (fd_ < 0) {
+      if (word == Readiness::failed) std::cerr << "descentd: " << message << '\n';
+      return;
+    }
+    std::string text(1, static_cast<char>(word));
+    text += message;
+    [[maybe_unused]] auto ignored = ::write(fd_, text.data(), text.size());
+    ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  static int wait_for_child(int fd, const fs::path& log_file) {
+    std::string text;
+    char chunk[512];
+    ssize_t n;
+    while ((n = ::read(fd, chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR))
+      if (n > 0) text.append(chunk, static_cast<std::size_t>(n));
+    if (text.empty()) {
+      std::cerr << "descentd: the daemon exited during start-up; see " << log_file.string() << '\n';
+      return 1;
+    }
+    switch (static_cast<Readiness>(text[0])) {
+      case Readiness::listening:
+      case Readiness::already_running: return 0;
+      case Readiness::failed: break;
+    }
+    std::cerr << "descentd: " << text.substr(1) << '\n';
+    return 1;
+  }
+
+  int fd_ = -1;
+};
+
+fs::path absolute(const std::string& path) { return fs::absolute(fs::path(path)).lexically_normal(); }
+
+void prepare_state_directory(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::create_directories(dir, ec)) fs::permissions(dir, fs::perms::owner_all, ec);
+  if (ec) throw StartupError("cannot create the state directory " + dir.string() + ": " + ec.message());
+  if (!fs::is_directory(dir)) throw StartupError("the state directory " + dir.string() + " is not a directory");
+}
+
+// Enough descriptors for many clients at once; the hard limit is the cap.
+void raise_descriptor_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+int serve(const fs::path& socket_path, const fs::path& state_dir, bool foreground) {
+  namespace asio = boost::asio;
+  using local = asio::local::stream_protocol;
+
+  StartupChannel channel;
+  try {
+    // Checked before forking, so a refusal reaches the terminal directly.
+    prepare_private_directory(socket_path.parent_path(), false);
+    prepare_state_directory(state_dir);
+    if (!foreground) channel.daemonize(state_dir / "descentd.log");
+
+    InstanceLock lock;
+    if (!lock.acquire(protocol::pid_file_for(socket_path))) {
+      // Another daemon serves this socket: nothing to do, and nothing to say.
+      channel.tell(Readiness::already_running);
+      return 0;
+    }
+    // We hold the lock, so any socket file is a leftover of a killed daemon.
+    struct stat st {};
+    if (::lstat(socket_path.c_str(), &st) == 0) {
+      if (!S_ISSOCK(st.st_mode))
+        throw StartupError(socket_path.string() + " exists and is not a socket; refusing to replace it");
+      ::unlink(socket_path.c_str());
+      log("removed a stale socket left by an earlier daemon");
+    }
+    lock.write_pid();
+    ::signal(SIGPIPE, SIG_IGN);
+    raise_descriptor_limit();
+
+    auto database = state::Database::open(state_dir / "state.db");
+
+    asio::io_context io(1);
+    local::acceptor acceptor(io);
+    boost::system::error_code ec;
+    acceptor.open(local(), ec);
+    if (!ec) acceptor.bind(local::endpoint(socket_path.native()), ec);
+    if (!ec) acceptor.listen(SOMAXCONN, ec);
+    if (ec) throw StartupError("cannot listen on " + socket_path.string() + ": " + ec.message());
+    ::chmod(socket_path.c_str(), 0600);
+
+    DaemonInfo info{socket_path, state_dir, static_cast<std::int64_t>(std::time(nullptr))};
+    MethodTable methods;
+    Server server(io, std::move(acceptor), methods, info);
+    add_core_methods(methods, server);
+    server.start();
+
+    log("descentd " + std::string(version) + " listening on " + socket_path.string() + ", state in " +
+        state_dir.string());
+    channel.tell(Readiness::listening);
+    io.run();
+    server.workers().join();
+    ::unlink(socket_path.c_str());
+    lock.release();
+    log("stopped");
+    return 0;
+  } catch (const StartupError& e) {
+    log(e.what());
+    channel.tell(Readiness::failed, e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    log(std::string("fatal: ") + e.what());
+    channel.tell(Readiness::failed, e.what());
+    return 1;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"descentd: the descent daemon. It performs descent's file operations for Emacs and keeps its "
+               "durable state. Emacs starts it on demand; you rarely run it yourself."};
+  std::string socket;
+  std::string state_dir;
+  bool foreground = false;
+  app.add_option("--socket", socket, "Unix socket to listen on (default: $XDG_RUNTIME_DIR/descent/descentd.sock)");
+  app.add_option("--state-dir", state_dir, "Directory of the database and log (default: $XDG_STATE_HOME/descent)");
+  app.add_flag("--foreground", foreground, "Stay in the foreground and log to stderr (for systemd and debugging)");
+  app.set_version_flag("--version", std::string("descentd ") + version);
+  CLI11_PARSE(app, argc, argv);
+
+  const fs::path socket_path = socket.empty() ? protocol::default_socket_path() : absolute(socket);
+  const fs::path state_path = state_dir.empty() ? state::default_state_dir() : absolute(state_dir);
+  return serve(socket_path, state_path, foreground);
+}

@@ -1,0 +1,381 @@
+// descent-module: Emacs's door to descentd. It encodes Lisp calls as
+// MessagePack-RPC, waits for the reply in short slices while polling for C-g,
+// and turns every failure into a Lisp signal. It never touches the file
+// system for descent's features, and never keeps an emacs_env.
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <new>
+#include <poll.h>
+#include <string>
+
+#include <emacs-module.h>
+
+#include "descent/version.hpp"
+#include "emacs.hpp"
+#include "protocol/client.hpp"
+#include "protocol/rpc.hpp"
+
+#define DESCENT_EXPORT __attribute__((visibility("default")))
+
+extern "C" DESCENT_EXPORT int plugin_is_GPL_compatible;
+int plugin_is_GPL_compatible;
+
+namespace descent::module {
+
+Symbols symbols;
+
+namespace {
+
+using protocol::Packer;
+
+constexpr std::size_t max_nesting = 16;
+
+}  // namespace
+
+std::string Env::text(emacs_value v) const {
+  ptrdiff_t size = 0;
+  raw_->copy_string_contents(raw_, v, nullptr, &size);
+  check();
+  std::string out(static_cast<std::size_t>(size), '\0');
+  raw_->copy_string_contents(raw_, v, out.data(), &size);
+  check();
+  out.resize(static_cast<std::size_t>(size > 0 ? size - 1 : 0));  // drop the terminating NUL
+  return out;
+}
+
+emacs_value Env::make_text(std::string_view utf8) const {
+  emacs_value v = raw_->make_string(raw_, utf8.data(), static_cast<ptrdiff_t>(utf8.size()));
+  if (raw_->non_local_exit_check(raw_) != emacs_funcall_exit_return) {
+    // Not valid UTF-8 after all: hand the bytes over unchanged.
+    raw_->non_local_exit_clear(raw_);
+    return make_bytes(utf8);
+  }
+  return v;
+}
+
+void Env::signal(emacs_value error, std::initializer_list<emacs_value> data) const noexcept {
+  emacs_value list = raw_->funcall(raw_, symbols.list, static_cast<ptrdiff_t>(data.size()),
+                                   const_cast<emacs_value*>(data.begin()));
+  if (raw_->non_local_exit_check(raw_) == emacs_funcall_exit_return) raw_->non_local_exit_signal(raw_, error, list);
+}
+
+void Env::signal(emacs_value error, std::string_view message) const noexcept {
+  emacs_value text = raw_->make_string(raw_, message.data(), static_cast<ptrdiff_t>(message.size()));
+  if (raw_->non_local_exit_check(raw_) == emacs_funcall_exit_return) signal(error, {text});
+}
+
+namespace {
+
+// ---------------------------------------------------------------- Lisp -> MessagePack
+
+std::string base64_decode(std::string_view in) {
+  static constexpr unsigned char invalid = 0xff;
+  static const auto table = [] {
+    std::array<unsigned char, 256> t{};
+    t.fill(invalid);
+    const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (unsigned char i = 0; i < 64; ++i) t[static_cast<unsigned char>(alphabet[i])] = i;
+    return t;
+  }();
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    const unsigned char v = table[static_cast<unsigned char>(c)];
+    if (v == invalid) continue;  // '=' padding
+    acc = (acc << 6) | v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  return out;
+}
+
+// A unibyte string's bytes. The module API only copies text out as UTF-8 and
+// refuses raw bytes, so the bytes cross as base64 (a C primitive in Emacs).
+std::string bytes_of_unibyte(const Env& env, emacs_value s) {
+  return base64_decode(env.text(env.funcall(symbols.base64_encode_string, {s, symbols.t})));
+}
+
+struct DescentError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void pack_value(const Env& env, Packer& p, emacs_value v, std::size_t depth);
+
+void pack_sequence_or_plist(const Env& env, Packer& p, emacs_value list, std::size_t depth) {
+  const auto n = static_cast<std::size_t>(env.integer(env.funcall(symbols.length, {list})));
+  const bool plist = !env.is_nil(env.funcall(symbols.keywordp, {env.funcall(symbols.car, {list})}));
+  if (plist) {
+    if (n % 2 != 0) throw DescentError("descent: a plist parameter has an odd number of elements");
+    p.pack_map(static_cast<std::uint32_t>(n / 2));
+  } else {
+    p.pack_array(static_cast<std::uint32_t>(n));
+  }
+  emacs_value rest = list;
+  for (std::size_t i = 0; i < n; ++i) {
+    emacs_value item = env.funcall(symbols.car, {rest});
+    if (plist && i % 2 == 0) {
+      std::string key = env.text(env.funcall(symbols.symbol_name, {item}));
+      protocol::pack_text(p, std::string_view(key).substr(1));  // without the colon
+    } else {
+      pack_value(env, p, item, depth + 1);
+    }
+    rest = env.funcall(symbols.cdr, {rest});
+  }
+}
+
+void pack_value(const Env& env, Packer& p, emacs_value v, std::size_t depth) {
+  if (depth > max_nesting) throw DescentError("descent: parameters nested too deeply");
+  const emacs_value type = env.type_of(v);
+  if (env.is_nil(v)) {
+    p.pack_nil();
+  } else if (env.eq(v, symbols.t)) {
+    p.pack_true();
+  } else if (env.eq(type, symbols.integer)) {
+    p.pack(env.integer(v));
+  } else if (env.eq(type, symbols.float_)) {
+    p.pack(env.number(v));
+  } else if (env.eq(type, symbols.string)) {
+    if (env.is_nil(env.funcall(symbols.multibyte_string_p, {v})))
+      protocol::pack_bytes(p, bytes_of_unibyte(env, v));
+    else
+      protocol::pack_text(p, env.text(v));
+  } else if (env.eq(type, symbols.vector)) {
+    const std::size_t n = env.vector_size(v);
+    p.pack_array(static_cast<std::uint32_t>(n));
+    for (std::size_t i = 0; i < n; ++i) pack_value(env, p, env.vector_get(v, i), depth + 1);
+  } else if (env.eq(type, symbols.cons)) {
+    pack_sequence_or_plist(env, p, v, depth);
+  } else if (env.eq(type, symbols.symbol)) {
+    protocol::pack_text(p, env.text(env.funcall(symbols.symbol_name, {v})));
+  } else {
+    throw DescentError("descent: cannot send a value of type " +
+                       env.text(env.funcall(symbols.symbol_name, {type})) + " to descentd");
+  }
+}
+
+// ---------------------------------------------------------------- MessagePack -> Lisp
+
+emacs_value make_value(const Env& env, const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::NIL: return symbols.nil;
+    case msgpack::type::BOOLEAN: return o.via.boolean ? symbols.t : symbols.nil;
+    case msgpack::type::POSITIVE_INTEGER:
+      if (o.via.u64 <= static_cast<std::uint64_t>(INT64_MAX)) return env.make_integer(static_cast<std::int64_t>(o.via.u64));
+      return env.make_float(static_cast<double>(o.via.u64));
+    case msgpack::type::NEGATIVE_INTEGER: return env.make_integer(o.via.i64);
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: return env.make_float(o.via.f64);
+    case msgpack::type::STR: return env.make_text(std::string_view(o.via.str.ptr, o.via.str.size));
+    case msgpack::type::BIN: return env.make_bytes(std::string_view(o.via.bin.ptr, o.via.bin.size));
+    case msgpack::type::ARRAY: {
+      const auto n = o.via.array.size;
+      emacs_value vector = env.funcall(symbols.make_vector, {env.make_integer(n), symbols.nil});
+      for (std::uint32_t i = 0; i < n; ++i) env.vector_set(vector, i, make_value(env, o.via.array.ptr[i]));
+      return vector;
+    }
+    case msgpack::type::MAP: {
+      emacs_value plist = symbols.nil;
+      emacs_value cons = env.intern("cons");
+      for (std::uint32_t i = o.via.map.size; i-- > 0;) {
+        const auto& kv = o.via.map.ptr[i];
+        std::string key = ":" + std::string(protocol::as_bytes(kv.key).value_or("?"));
+        plist = env.funcall(cons, {make_value(env, kv.val), plist});
+        plist = env.funcall(cons, {env.funcall(symbols.intern, {env.make_text(key)}), plist});
+      }
+      return plist;
+    }
+    case msgpack::type::EXT: return symbols.nil;
+  }
+  return symbols.nil;
+}
+
+// ---------------------------------------------------------------- connections
+
+// One persistent connection per socket path. Plain C++ state: no emacs_env
+// and no emacs_value is ever kept here.
+std::map<std::string, std::unique_ptr<protocol::Client>, std::less<>> connections;
+
+// A cached connection whose daemon went away shows end-of-file while idle;
+// finding that out before sending means a request is never sent into the
+// void, and never retried after the daemon may have acted on it.
+bool still_alive(const protocol::Client& client) {
+  if (!client.is_open()) return false;
+  pollfd p{client.fd(), POLLIN | POLLRDHUP, 0};
+  const int n = ::poll(&p, 1, 0);
+  return n == 0;  // idle and nothing pending: alive
+}
+
+protocol::Wait wait_for(const Env& env, std::optional<std::chrono::milliseconds> timeout) {
+  protocol::Wait wait;
+  emacs_env* raw = env.raw();
+  // process_input returns quit after C-g, leaving the quit pending in Emacs.
+  wait.keep_going = [raw] { return raw->process_input(raw) == emacs_process_input_continue; };
+  wait.timeout = timeout;
+  return wait;
+}
+
+protocol::Client& connection(const Env& env, const std::string& socket) {
+  auto it = connections.find(socket);
+  if (it != connections.end() && still_alive(*it->second)) return *it->second;
+  if (it != connections.end()) connections.erase(it);
+  auto client = std::make_unique<protocol::Client>(socket, "emacs", wait_for(env, std::chrono::seconds(5)));
+  return *connections.emplace(socket, std::move(client)).first->second;
+}
+
+// ---------------------------------------------------------------- exported functions
+
+emacs_value mod_version(const Env& env, ptrdiff_t, emacs_value*) { return env.make_text(version); }
+
+emacs_value mod_call(const Env& env, ptrdiff_t nargs, emacs_value* args) {
+  const std::string socket = env.text(args[0]);
+  const std::string method = env.text(args[1]);
+  std::optional<std::chrono::milliseconds> timeout;
+  if (nargs > 3 && !env.is_nil(args[3]))
+    timeout = std::chrono::milliseconds(static_cast<std::int64_t>(env.number(env.funcall(env.intern("float"), {args[3]})) * 1000));
+
+  msgpack::sbuffer params;
+  Packer packer(params);
+  if (env.is_nil(args[2]))
+    packer.pack_array(0);
+  else if (env.eq(env.type_of(args[2]), symbols.vector) || env.eq(env.type_of(args[2]), symbols.cons))
+    pack_value(env, packer, args[2], 0);
+  else
+    throw DescentError("descent: PARAMS must be a vector or a list");
+
+  auto& client = connection(env, socket);
+  auto reply = client.call(method, [&](Packer& p) { protocol::pack_packed(p, params); }, wait_for(env, timeout));
+  return make_value(env, *reply.result);
+}
+
+emacs_value mod_notify(const Env& env, ptrdiff_t, emacs_value* args) {
+  const std::string socket = env.text(args[0]);
+  const std::string method = env.text(args[1]);
+  msgpack::sbuffer params;
+  Packer packer(params);
+  pack_value(env, packer, env.is_nil(args[2]) ? env.funcall(symbols.vconcat, {}) : args[2], 0);
+  try {
+    auto& client = connection(env, socket);
+    return client.notify(method, [&](Packer& p) { protocol::pack_packed(p, params); }) ? symbols.t : symbols.nil;
+  } catch (const protocol::ConnectionError&) {
+    return symbols.nil;  // no daemon: a notification costs nothing and says nothing
+  } catch (const protocol::TimedOut&) {
+    return symbols.nil;
+  }
+}
+
+emacs_value mod_disconnect(const Env& env, ptrdiff_t nargs, emacs_value* args) {
+  if (nargs > 0 && !env.is_nil(args[0]))
+    connections.erase(env.text(args[0]));
+  else
+    connections.clear();
+  return symbols.nil;
+}
+
+// ---------------------------------------------------------------- the one door
+
+using Function = emacs_value (*)(const Env&, ptrdiff_t, emacs_value*);
+
+// Every exported function enters here: no C++ exception ever reaches Emacs,
+// and a non-local exit that Emacs started is passed back untouched.
+template <Function F>
+emacs_value trampoline(emacs_env* raw, ptrdiff_t nargs, emacs_value* args, void*) noexcept {
+  const Env env(raw);
+  try {
+    return F(env, nargs, args);
+  } catch (const NonLocalExit&) {
+    // Emacs's own signal, throw or quit is pending: return to let it unwind.
+  } catch (const protocol::Cancelled&) {
+    // process_input left the quit pending; make sure of it.
+    if (raw->non_local_exit_check(raw) == emacs_funcall_exit_return) env.signal(symbols.quit, {});
+  } catch (const protocol::ConnectionError& e) {
+    raw->non_local_exit_clear(raw);
+    emacs_value message = raw->make_string(raw, e.what(), static_cast<ptrdiff_t>(std::strlen(e.what())));
+    env.signal(symbols.daemon_unavailable, {message});
+  } catch (const protocol::ProtocolMismatch& e) {
+    env.signal(symbols.protocol_mismatch, e.what());
+  } catch (const protocol::RemoteFailure& e) {
+    emacs_value message = raw->make_string(raw, e.what(), static_cast<ptrdiff_t>(std::strlen(e.what())));
+    emacs_value kind = raw->make_string(raw, e.kind.data(), static_cast<ptrdiff_t>(e.kind.size()));
+    env.signal(symbols.daemon_error, {message, kind});
+  } catch (const protocol::TimedOut& e) {
+    env.signal(symbols.timeout, e.what());
+  } catch (const std::bad_alloc&) {
+    env.signal(symbols.descent_error, "descent: out of memory");
+  } catch (const std::exception& e) {
+    env.signal(symbols.descent_error, e.what());
+  } catch (...) {
+    env.signal(symbols.descent_error, "descent: unexpected internal error");
+  }
+  return nullptr;
+}
+
+void define_function(const Env& env, const char* name, ptrdiff_t min, ptrdiff_t max, emacs_function f,
+                     const char* doc) {
+  emacs_value function = env.checked(env.raw()->make_function(env.raw(), min, max, f, doc, nullptr));
+  env.funcall(symbols.defalias, {env.intern(name), function});
+}
+
+void define_error(const Env& env, emacs_value symbol, const char* message, emacs_value parent) {
+  env.funcall(symbols.define_error, {symbol, env.make_text(message), parent});
+}
+
+void init(const Env& env) {
+  auto g = [&](const char* name) { return env.global(env.intern(name)); };
+  symbols = Symbols{
+      g("nil"), g("t"), g("integer"), g("float"), g("string"), g("vector"), g("cons"), g("symbol"),
+      g("list"), g("length"), g("car"), g("cdr"), g("make-vector"), g("vconcat"), g("intern"),
+      g("symbol-name"), g("keywordp"), g("multibyte-string-p"), g("base64-encode-string"),
+      g("define-error"), g("defalias"), g("provide"),
+      g("descent-error"), g("descent-daemon-unavailable"), g("descent-protocol-mismatch"),
+      g("descent-daemon-error"), g("descent-timeout"), g("quit")};
+
+  // The same hierarchy descent.el defines, so the module is usable alone.
+  define_error(env, symbols.descent_error, "descent error", env.intern("error"));
+  define_error(env, symbols.daemon_unavailable, "descentd is not available", symbols.descent_error);
+  define_error(env, symbols.protocol_mismatch, "descent module and daemon do not match", symbols.descent_error);
+  define_error(env, symbols.daemon_error, "descentd refused", symbols.descent_error);
+  define_error(env, symbols.timeout, "descentd did not answer in time", symbols.descent_error);
+
+  define_function(env, "descent--mod-version", 0, 0, trampoline<mod_version>,
+                  "Return the version of the loaded descent module, a string.\n\n(fn)");
+  define_function(env, "descent--mod-call", 3, 4, trampoline<mod_call>,
+                  "Call METHOD of descentd at SOCKET with PARAMS, a vector, and return the result.\n"
+                  "Waits at most TIMEOUT seconds (nil: no limit); \\[keyboard-quit] cancels the call.\n"
+                  "Unibyte strings travel as bytes, multibyte strings as text; maps come back\n"
+                  "as plists with keyword keys, arrays as vectors.\n\n"
+                  "(fn SOCKET METHOD PARAMS &optional TIMEOUT)");
+  define_function(env, "descent--mod-notify", 3, 3, trampoline<mod_notify>,
+                  "Send METHOD with PARAMS to descentd at SOCKET without waiting for a reply.\n"
+                  "Return t if it was sent, nil if no daemon could take it.\n\n"
+                  "(fn SOCKET METHOD PARAMS)");
+  define_function(env, "descent--mod-disconnect", 0, 1, trampoline<mod_disconnect>,
+                  "Close the connection to SOCKET, or every connection if SOCKET is nil.\n\n"
+                  "(fn &optional SOCKET)");
+  env.funcall(symbols.provide, {env.intern("descent-module")});
+}
+
+}  // namespace
+}  // namespace descent::module
+
+extern "C" DESCENT_EXPORT int emacs_module_init(emacs_runtime* runtime) noexcept {
+  // Refuse politely an Emacs older than the API we were built for (28).
+  if (runtime->size < static_cast<ptrdiff_t>(sizeof *runtime)) return 1;
+  emacs_env* raw = runtime->get_environment(runtime);
+  if (raw->size < static_cast<ptrdiff_t>(sizeof(emacs_env_28))) return 2;
+  try {
+    descent::module::init(descent::module::Env(raw));
+  } catch (const descent::module::NonLocalExit&) {
+    return 3;
+  } catch (...) {
+    return 4;
+  }
+  return 0;
+}
