@@ -1,0 +1,372 @@
+#include "engine/frecency/index.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/frecency/import.hpp"
+#include "engine/frecency/matching.hpp"
+
+namespace descent::frecency {
+
+namespace {
+
+constexpr std::int64_t schema_version = 1;
+// Another tool's data is small (zoxide's own database is capped by aging);
+// anything this large is not what the user meant to import.
+constexpr std::size_t max_import_bytes = 256u << 20;
+
+std::size_t depth_of(std::string_view path) { return static_cast<std::size_t>(std::count(path.begin(), path.end(), '/')); }
+
+bool is_gone(int error) { return error == ENOENT || error == ENOTDIR; }
+
+class Descriptor {
+ public:
+  explicit Descriptor(int fd) : fd_(fd) {}
+  Descriptor(const Descriptor&) = delete;
+  Descriptor& operator=(const Descriptor&) = delete;
+  ~Descriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+[[noreturn]] void os_error(const std::string& doing, const std::string& file, int error) {
+  throw OsError(doing + " " + file + ": " + std::strerror(error), error);
+}
+
+std::string read_whole_file(const std::string& file) {
+  const Descriptor fd(::openat(AT_FDCWD, file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (fd.get() < 0) os_error("cannot open", file, errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) os_error("cannot stat", file, errno);
+  if (!S_ISREG(st.st_mode)) throw Refusal(file + ": not a regular file");
+  if (static_cast<std::uint64_t>(st.st_size) > max_import_bytes)
+    throw Refusal(file + ": " + std::to_string(st.st_size) + " bytes is more than the " +
+                  std::to_string(max_import_bytes >> 20) + " MiB an import may be");
+  std::string contents;
+  contents.resize(static_cast<std::size_t>(st.st_size));
+  std::size_t filled = 0;
+  // Read to the end even if the file grew since fstat, within the limit.
+  for (;;) {
+    if (filled == contents.size()) {
+      if (contents.size() >= max_import_bytes) throw Refusal(file + ": grew past the import limit while read");
+      contents.resize(std::min(max_import_bytes, contents.size() + 65536));
+    }
+    const ssize_t got = ::read(fd.get(), contents.data() + filled, contents.size() - filled);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      os_error("cannot read", file, errno);
+    }
+    if (got == 0) break;
+    filled += static_cast<std::size_t>(got);
+  }
+  contents.resize(filled);
+  return contents;
+}
+
+}  // namespace
+
+double score(double rank, std::int64_t last_visit, std::int64_t now) {
+  const std::int64_t age = now > last_visit ? now - last_visit : 0;
+  if (age < hour) return rank * 4.0;
+  if (age < day) return rank * 2.0;
+  if (age < week) return rank * 0.5;
+  return rank * 0.25;
+}
+
+std::string normalize_path(std::string_view path) {
+  if (path.empty() || path.front() != '/')
+    throw Refusal("not an absolute path: \"" + std::string(path.substr(0, PATH_MAX)) + "\"");
+  if (path.find('\0') != std::string_view::npos) throw Refusal("a path may not contain a NUL byte");
+  std::vector<std::string_view> components;
+  while (!path.empty()) {
+    const std::size_t slash = path.find('/');
+    const std::string_view component = path.substr(0, slash);
+    if (component == "..") {
+      if (!components.empty()) components.pop_back();
+    } else if (!component.empty() && component != ".") {
+      components.push_back(component);
+    }
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  std::string out;
+  for (const auto component : components) {
+    out += '/';
+    out += component;
+  }
+  if (out.empty()) out = "/";
+  if (out.size() >= PATH_MAX)
+    throw Refusal("path longer than PATH_MAX (" + std::to_string(out.size()) + " bytes)");
+  return out;
+}
+
+int stat_directory(const std::string& path) {
+  struct stat st {};
+  // Follows symlinks, as a cd would.
+  if (::fstatat(AT_FDCWD, path.c_str(), &st, 0) != 0) return errno;
+  return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+}
+
+Index::Index(const std::filesystem::path& database_file, Probe probe)
+    : db_(state::Database::open(database_file)), probe_(std::move(probe)) {
+  create_schema();
+  load();
+}
+
+void Index::create_schema() {
+  state::Transaction transaction(db_);
+  db_.exec(
+      "CREATE TABLE IF NOT EXISTS frecency_meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;"
+      "CREATE TABLE IF NOT EXISTS frecency_dirs ("
+      "  path BLOB PRIMARY KEY NOT NULL,"
+      "  rank REAL NOT NULL CHECK (rank >= 0),"
+      "  last_visit INTEGER NOT NULL"
+      ") WITHOUT ROWID;");
+  auto insert = db_.prepare("INSERT OR IGNORE INTO frecency_meta (key, value) VALUES ('schema', ?1)");
+  insert.bind(1, schema_version).run();
+  auto select = db_.prepare("SELECT value FROM frecency_meta WHERE key = 'schema'");
+  const std::int64_t found = select.step() ? select.column_int64(0) : 0;
+  if (found != schema_version)
+    throw state::SqliteError(0, "the frecency tables have schema version " + std::to_string(found) +
+                                    ", this descentd knows " + std::to_string(schema_version) +
+                                    ": use the descentd that wrote them");
+  transaction.commit();
+}
+
+std::int64_t Index::data_version() {
+  auto statement = db_.prepare("PRAGMA data_version");
+  return statement.step() ? statement.column_int64(0) : 0;
+}
+
+void Index::load() {
+  std::vector<Entry> entries;
+  std::int64_t version;
+  {
+    // A write transaction is the simplest consistent snapshot with the version.
+    state::Transaction transaction(db_);
+    version = data_version();
+    auto select = db_.prepare("SELECT path, rank, last_visit FROM frecency_dirs");
+    while (select.step())
+      entries.push_back(Entry{std::string(select.column_bytes(0)), select.column_double(1), select.column_int64(2)});
+    transaction.commit();
+  }
+  slots_.clear();
+  by_path_.clear();
+  slots_.reserve(entries.size());
+  by_path_.reserve(entries.size());
+  for (auto& entry : entries) insert_slot(std::move(entry));
+  data_version_ = version;
+}
+
+// Another connection (another daemon build, a repair by hand) may have written
+// the file: the copy follows it rather than overwrite it.
+void Index::reload_if_changed() {
+  if (data_version() != data_version_) load();
+}
+
+void Index::insert_slot(Entry entry) {
+  Slot slot;
+  slot.folded = fold_case(entry.path);
+  slot.depth = depth_of(entry.path);
+  slot.entry = std::move(entry);
+  by_path_[slot.entry.path] = slots_.size();
+  slots_.push_back(std::move(slot));
+}
+
+void Index::erase_slot(std::size_t index) {
+  by_path_.erase(slots_[index].entry.path);
+  if (index + 1 != slots_.size()) {
+    slots_[index] = std::move(slots_.back());
+    by_path_[slots_[index].entry.path] = index;
+  }
+  slots_.pop_back();
+}
+
+double Index::total_rank() const {
+  double total = 0;
+  for (const auto& slot : slots_) total += slot.entry.rank;
+  return total;
+}
+
+double Index::age_in_database(double total) {
+  if (!(total > max_total_rank)) return 1.0;
+  const double factor = 0.9 * max_total_rank / total;
+  db_.prepare("UPDATE frecency_dirs SET rank = rank * ?1").bind(1, factor).run();
+  db_.exec("DELETE FROM frecency_dirs WHERE rank < 1.0");
+  return factor;
+}
+
+void Index::age_in_memory(double factor) {
+  if (factor == 1.0) return;
+  std::vector<Slot> kept;
+  kept.reserve(slots_.size());
+  by_path_.clear();
+  for (auto& slot : slots_) {
+    slot.entry.rank *= factor;  // the same double product SQLite computed
+    if (slot.entry.rank < 1.0) continue;
+    by_path_[slot.entry.path] = kept.size();
+    kept.push_back(std::move(slot));
+  }
+  slots_ = std::move(kept);
+}
+
+void Index::add(std::string_view raw_path, std::int64_t now) {
+  const std::string path = normalize_path(raw_path);
+  if (const int error = probe_(path); error != 0) os_error("cannot record", path, error);
+
+  std::lock_guard lock(mutex_);
+  reload_if_changed();
+  const auto found = by_path_.find(path);
+  const double total = total_rank() + 1.0;
+
+  state::Transaction transaction(db_);
+  db_.prepare(
+         "INSERT INTO frecency_dirs (path, rank, last_visit) VALUES (?1, 1.0, ?2) "
+         "ON CONFLICT (path) DO UPDATE SET rank = rank + 1.0, last_visit = max(last_visit, excluded.last_visit)")
+      .bind_blob(1, path)
+      .bind(2, now)
+      .run();
+  const double factor = age_in_database(total);
+  transaction.commit();
+
+  // Committed: now the copy may change, in the same order of operations.
+  if (found == by_path_.end()) {
+    insert_slot(Entry{path, 1.0, now});
+  } else {
+    Entry& entry = slots_[found->second].entry;
+    entry.rank += 1.0;
+    entry.last_visit = std::max(entry.last_visit, now);
+  }
+  age_in_memory(factor);
+}
+
+std::vector<Ranked> Index::query(const std::vector<std::string>& keywords, std::size_t limit, std::int64_t now) {
+  const Pattern pattern(keywords);
+  std::lock_guard lock(mutex_);
+  reload_if_changed();
+
+  struct Candidate {
+    double score;
+    std::size_t depth;
+    std::size_t slot;
+  };
+  std::vector<Candidate> candidates;
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    const Slot& slot = slots_[i];
+    if (pattern.matches(slot.entry.path, slot.folded))
+      candidates.push_back({score(slot.entry.rank, slot.entry.last_visit, now), slot.depth, i});
+  }
+  // A heap, best on top: only as many are ordered as are taken, so a query
+  // with a limit costs one pass plus a few pops whatever the index size.
+  const auto worse = [this](const Candidate& a, const Candidate& b) {
+    if (a.score != b.score) return a.score < b.score;
+    if (a.depth != b.depth) return a.depth > b.depth;
+    return slots_[a.slot].entry.path > slots_[b.slot].entry.path;
+  };
+  std::make_heap(candidates.begin(), candidates.end(), worse);
+
+  std::vector<Ranked> results;
+  std::vector<std::string> gone;
+  while (!candidates.empty() && (limit == 0 || results.size() < limit)) {
+    std::pop_heap(candidates.begin(), candidates.end(), worse);
+    const Candidate best = candidates.back();
+    candidates.pop_back();
+    const Entry& entry = slots_[best.slot].entry;
+    const int error = probe_(entry.path);
+    if (error == 0)
+      results.push_back(Ranked{entry.path, best.score, entry.rank, entry.last_visit});
+    else if (is_gone(error))
+      gone.push_back(entry.path);
+    // else: unreachable for now (permissions, a dead mount): kept, not shown.
+  }
+
+  if (!gone.empty()) {
+    state::Transaction transaction(db_);
+    auto remove = db_.prepare("DELETE FROM frecency_dirs WHERE path = ?1");
+    for (const auto& path : gone) remove.bind_blob(1, path).run();
+    transaction.commit();
+    for (const auto& path : gone) erase_slot(by_path_.at(path));
+  }
+  return results;
+}
+
+std::vector<Ranked> Index::rank_all(std::int64_t now) const {
+  std::vector<Ranked> all;
+  all.reserve(slots_.size());
+  for (const auto& slot : slots_)
+    all.push_back(Ranked{slot.entry.path, score(slot.entry.rank, slot.entry.last_visit, now), slot.entry.rank,
+                         slot.entry.last_visit});
+  std::sort(all.begin(), all.end(), [](const Ranked& a, const Ranked& b) {
+    if (a.score != b.score) return a.score > b.score;
+    const std::size_t da = depth_of(a.path), db = depth_of(b.path);
+    if (da != db) return da < db;
+    return a.path < b.path;
+  });
+  return all;
+}
+
+std::vector<Ranked> Index::list(std::int64_t now) {
+  std::lock_guard lock(mutex_);
+  reload_if_changed();
+  return rank_all(now);
+}
+
+bool Index::remove(std::string_view raw_path) {
+  const std::string path = normalize_path(raw_path);
+  std::lock_guard lock(mutex_);
+  reload_if_changed();
+  state::Transaction transaction(db_);
+  db_.prepare("DELETE FROM frecency_dirs WHERE path = ?1").bind_blob(1, path).run();
+  const bool removed = db_.changes() > 0;
+  transaction.commit();
+  if (const auto found = by_path_.find(path); found != by_path_.end()) erase_slot(found->second);
+  return removed;
+}
+
+std::size_t Index::import(ImportFormat format, std::string_view contents) {
+  // Parse everything first: a bad line refuses the whole file untouched.
+  const std::vector<Entry> entries = parse_import(format, contents);
+
+  std::lock_guard lock(mutex_);
+  reload_if_changed();
+  {
+    state::Transaction transaction(db_);
+    auto merge = db_.prepare(
+        "INSERT INTO frecency_dirs (path, rank, last_visit) VALUES (?1, ?2, ?3) "
+        "ON CONFLICT (path) DO UPDATE SET rank = rank + excluded.rank, "
+        "last_visit = max(last_visit, excluded.last_visit)");
+    for (const auto& entry : entries) merge.bind_blob(1, entry.path).bind(2, entry.rank).bind(3, entry.last_visit).run();
+    auto total = db_.prepare("SELECT total(rank) FROM frecency_dirs");
+    age_in_database(total.step() ? total.column_double(0) : 0.0);
+    transaction.commit();
+  }
+  // An import is rare: reading the result back is simpler than replaying it.
+  load();
+  return entries.size();
+}
+
+std::size_t Index::import_file(ImportFormat format, const std::string& file) {
+  const std::string contents = read_whole_file(file);
+  try {
+    return import(format, contents);
+  } catch (const Refusal& refusal) {
+    throw Refusal(file + ": " + refusal.what());
+  }
+}
+
+std::size_t Index::size() {
+  std::lock_guard lock(mutex_);
+  reload_if_changed();
+  return slots_.size();
+}
+
+}  // namespace descent::frecency
