@@ -121,11 +121,11 @@ it has finished the built-in commands are used."
 
 (define-error 'descent-error "descent error")
 (define-error 'descent-module-unavailable "descent module unavailable"
-              'descent-error)
+  'descent-error)
 (define-error 'descent-daemon-unavailable "descent daemon unavailable"
-              'descent-error)
+  'descent-error)
 (define-error 'descent-protocol-mismatch "descent protocol mismatch"
-              'descent-error)
+  'descent-error)
 (define-error 'descent-daemon-error "descent daemon error" 'descent-error)
 (define-error 'descent-timeout "descent call timed out" 'descent-error)
 
@@ -196,13 +196,18 @@ Return `loaded' or (CAUSE . MESSAGE)."
     (let ((file (descent--module-locate)))
       (if (not file)
           (cons 'missing
-                (if descent--checkout
-                    (substitute-command-keys
-                     "The descent module is not built yet; build it with \
-\\[descent-build-module] (or set `descent-module-auto-compile')")
+                (cond
+                 (descent-module-file
+                  (format-message "`descent-module-file' is %s, which does \
+not exist" descent-module-file))
+                 (descent--checkout
+                  (substitute-command-keys
+                   "The descent module is not built yet; build it with \
+\\[descent-build-module] (or set `descent-module-auto-compile')"))
+                 (t
                   (format-message
                    "%s was not found on `load-path'; set `descent-module-file'"
-                   (descent--module-name))))
+                   (descent--module-name)))))
         (condition-case err
             (progn
               (module-load file)
@@ -262,7 +267,10 @@ module cannot be unloaded"
 
 (defun descent--daemon-program ()
   "The descentd program to start, or nil when there is none."
-  (or descent-daemon-program
+  (or (and descent-daemon-program
+           (if (file-name-directory descent-daemon-program)
+               (expand-file-name descent-daemon-program)
+             descent-daemon-program))
       (and descent--module-loaded-file
            ;; build/X/module/descent-module.so -> build/X/daemon/...
            (let ((build (file-name-directory
@@ -340,6 +348,16 @@ in seconds, nil for no limit; \\[keyboard-quit] always works.  Signal
       (descent-daemon-unavailable
        (descent--daemon-start socket)
        (descent--mod-call socket method params timeout)))))
+
+(defun descent--error-text (err)
+  "A one-line text for the `descent-error' ERR, for the echo area."
+  (pcase err
+    (`(descent-daemon-unavailable ,(and (pred stringp) message)
+                                  ,(and (pred stringp) socket))
+     (format "descent: %s (socket %s)" message socket))
+    (`(,_ ,(and (pred stringp) message) . ,_)
+     (format "descent: %s" message))
+    (_ (format "descent: %s" (error-message-string err)))))
 
 ;;;;; Jumping
 
@@ -481,7 +499,7 @@ the buffer *descent-status*."
   (let ((status (condition-case err
                     (descent--call "status" nil 10)
                   (descent-error
-                   (user-error "descent: %s" (error-message-string err))))))
+                   (user-error "%s" (descent--error-text err))))))
     (when show
       (with-help-window "*descent-status*"
         (princ (format "descent %s\n\n" descent-version))

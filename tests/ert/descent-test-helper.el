@@ -16,6 +16,7 @@
 
 (require 'ert)
 (require 'cl-lib)
+(require 'subr-x)
 
 (defvar descent-test-root
   (file-name-as-directory (file-truename (make-temp-file "descent-ert-" t)))
@@ -61,6 +62,13 @@
         (let ((pid (string-to-number (buffer-string))))
           (and (> pid 0) pid))))))
 
+(defun descent-test-alive-p (pid)
+  "Non-nil when process PID exists and is not a zombie.
+A daemonized descentd is reparented to PID 1, which in a container may
+never reap it."
+  (let ((attributes (process-attributes pid)))
+    (and attributes (not (equal (alist-get 'state attributes) "Z")))))
+
 (defun descent-test-stop-daemon ()
   "Stop the daemon on the tests' socket, if one runs."
   (when (and (fboundp 'descent--mod-call) (fboundp 'descent--socket-path)
@@ -70,9 +78,9 @@
   (let ((pid (descent-test-daemon-pid))
         (deadline (+ (float-time) 2)))
     (when pid
-      (while (and (process-attributes pid) (< (float-time) deadline))
+      (while (and (descent-test-alive-p pid) (< (float-time) deadline))
         (sleep-for 0.02))
-      (when (process-attributes pid)
+      (when (descent-test-alive-p pid)
         (signal-process pid 'kill)))))
 
 (defun descent-test--cleanup ()

@@ -1,0 +1,74 @@
+;;; descent-fallback-tests.el --- descent without its module -*- lexical-binding: t -*-
+
+;; Copyright (C) 2026 The descent authors
+;; SPDX-License-Identifier: GPL-3.0-or-later
+
+;;; Commentary:
+
+;; A module that is not built: the commands use the built-ins, one
+;; warning says how to build it, and C-x C-j keeps working.  This file
+;; runs in its own Emacs, since a loaded module cannot be unloaded.
+
+;;; Code:
+
+(require 'descent-test-helper)
+(require 'descent)
+
+(defun descent-fallback-tests--warnings ()
+  "The text of the *Warnings* buffer, or the empty string."
+  (if (get-buffer "*Warnings*")
+      (with-current-buffer "*Warnings*" (buffer-string))
+    ""))
+
+(defun descent-fallback-tests--count (regexp string)
+  "How many times REGEXP matches in STRING."
+  (let ((count 0) (start 0))
+    (while (string-match regexp string start)
+      (setq count (1+ count) start (match-end 0)))
+    count))
+
+(ert-deftest descent-fallback-missing-module ()
+  "Missing module: built-ins, one warning naming the cause and the fix."
+  (let* ((descent-test-directory descent-test-root)
+         (descent-module-file (descent-test-file "no/descent-module.so"))
+         (descent--module-status nil)
+         (descent--warned nil))
+    (when (get-buffer "*Warnings*") (kill-buffer "*Warnings*"))
+    (should-not (descent--module-usable-p))
+    (should-not (descent--module-usable-p))
+    (let ((warnings (descent-fallback-tests--warnings)))
+      (should (= 1 (descent-fallback-tests--count "Warning (descent)" warnings)))
+      (should (string-match-p "descent-build-module\\|not found\\|does not exist" warnings)))
+    ;; A command that needs the daemon says so instead of failing obscurely.
+    (let ((err (should-error (descent-status) :type 'user-error)))
+      (should (string-match-p "module" (cadr err))))
+    ;; Still one warning.
+    (should (= 1 (descent-fallback-tests--count
+                  "Warning (descent)" (descent-fallback-tests--warnings))))))
+
+(ert-deftest descent-fallback-jump-still-works ()
+  "Without the module, C-x C-j still jumps."
+  (let ((descent-module-file "/nonexistent/descent-module.so"))
+    (descent-test-with-directory
+      (descent-test-make-files "a/b.txt")
+      (find-file (descent-test-file "a/b.txt"))
+      (execute-kbd-macro (kbd "C-x C-j"))
+      (should (derived-mode-p 'dired-mode))
+      (should (equal (descent-test-point-file) (descent-test-file "a/b.txt"))))))
+
+(ert-deftest descent-fallback-module-found-later ()
+  "A missing module is looked for again: it may have been built since."
+  (let ((descent-module-file "/nonexistent/descent-module.so")
+        (descent--module-status nil))
+    (should-not (descent--module-usable-p))
+    (should (eq (car descent--module-status) 'missing))
+    (let* ((descent-test-directory descent-test-root)
+           (descent-module-file (descent-test-file "not-a-module.so")))
+      ;; Not a module at all: refused for good, with the file named.
+      (write-region "not an ELF file" nil descent-module-file nil 'silent)
+      (should-not (descent--module-usable-p))
+      (should (eq (car descent--module-status) 'load-failed))
+      (should (string-match-p "not-a-module" (cdr descent--module-status))))))
+
+(provide 'descent-fallback-tests)
+;;; descent-fallback-tests.el ends here
