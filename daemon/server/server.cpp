@@ -68,10 +68,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void cancel_all() {
     for (auto& [id, flag] : in_flight_) flag->store(true);
   }
-  // Closes once every queued reply has been written.
+  // Closes once every running call has replied and every reply is written,
+  // so a client whose call is cancelled by a stop still hears why.
   void shutdown() {
     closing_ = true;
-    if (!writing_) close();
+    close_when_idle();
   }
 
  private:
@@ -82,6 +83,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
            std::shared_ptr<msgpack::object_handle> handle, const msgpack::object* params);
   void hello(std::uint32_t id, const msgpack::object& params);
   void cancel(const msgpack::object& params);
+  void close_when_idle() {
+    if (closing_ && !writing_ && in_flight_.empty()) close();
+  }
   void close() {
     boost::system::error_code ignored;
     socket_.close(ignored);
@@ -173,7 +177,7 @@ awaitable<void> Connection::write_loop() {
     outbox_.pop_front();
   }
   writing_ = false;
-  if (closing_) close();
+  close_when_idle();
 }
 
 void Connection::handle(const std::string& payload) {
@@ -298,6 +302,7 @@ void Connection::run(const Method& method, std::string name, std::optional<std::
     asio::post(executor, [self, id, frame = std::move(frame)]() mutable {
       if (id) self->in_flight_.erase(*id);
       if (!frame.empty()) self->send(std::move(frame));
+      self->close_when_idle();
     });
   };
   if (method.execution == Execution::worker) {

@@ -1,0 +1,357 @@
+// The real descentd on a temporary socket: start-up, bad input, faults.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <fstream>
+#include <random>
+#include <thread>
+#include <unistd.h>
+
+#include "daemon_harness.hpp"
+#include "descent/version.hpp"
+#include "protocol/frame.hpp"
+#include "protocol/rpc.hpp"
+
+namespace {
+
+using namespace descent;
+using namespace descent::testing;
+using protocol::Packer;
+
+auto no_params = [](Packer& p) { p.pack_array(0); };
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override { daemon.start(); }
+  TempDir dir;
+  Daemon daemon{dir.path()};
+};
+
+std::string map_text(const msgpack::object& map, std::string_view key) {
+  const auto* v = protocol::map_find(map, key);
+  return v ? std::string(protocol::as_bytes(*v).value_or("")) : "";
+}
+
+TEST_F(DaemonTest, AnswersHelloAndStatus) {
+  auto client = daemon.client();
+  EXPECT_EQ(map_text(client.hello(), "version"), version);
+  auto reply = client.call("status", no_params, {});
+  EXPECT_EQ(map_text(*reply.result, "socket"), daemon.socket().string());
+  EXPECT_EQ(map_text(*reply.result, "state-dir"), daemon.state_dir().string());
+  const auto* pid = protocol::map_find(*reply.result, "pid");
+  ASSERT_NE(pid, nullptr);
+  EXPECT_EQ(pid->via.u64, static_cast<std::uint64_t>(daemon.pid()));
+}
+
+TEST_F(DaemonTest, CreatesAPrivateSocketDirectoryAndPidFile) {
+  struct stat st {};
+  ASSERT_EQ(::stat(daemon.socket().parent_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  std::ifstream pid_file(daemon.socket().parent_path() / "descentd.pid");
+  pid_t pid = 0;
+  pid_file >> pid;
+  EXPECT_EQ(pid, daemon.pid());
+}
+
+TEST_F(DaemonTest, RefusesAnOversizedFrameBeforeReadingItAndKeepsServingOthers) {
+  auto bystander = daemon.client();
+  RawConnection raw(daemon.socket());
+  raw.send(hello_frame(protocol_version));
+  ASSERT_TRUE(raw.receive_frame());
+  // Claims 4 GiB - 1 and sends nothing more: refused on the header alone.
+  raw.send(std::string("\xff\xff\xff\xff", 4));
+  auto reply = raw.receive_frame();
+  ASSERT_TRUE(reply);
+  EXPECT_NE(reply->find("exceeds the limit"), std::string::npos);
+  EXPECT_TRUE(raw.closed_by_peer());
+  EXPECT_TRUE(call(bystander, "status", no_params).ok);
+  // One byte over the limit is refused too.
+  RawConnection raw2(daemon.socket());
+  const auto header = protocol::encode_header(protocol::max_request_size + 1);
+  raw2.send(std::string(reinterpret_cast<const char*>(header.data()), 4));
+  EXPECT_TRUE(raw2.receive_frame());
+  EXPECT_TRUE(raw2.closed_by_peer());
+  EXPECT_TRUE(daemon.client().is_open());
+}
+
+TEST_F(DaemonTest, SurvivesRandomBytes) {
+  std::mt19937 random(42);
+  for (int round = 0; round < 20; ++round) {
+    RawConnection raw(daemon.socket());
+    std::string junk(1 + random() % 300, '\0');
+    for (auto& c : junk) c = static_cast<char>(random());
+    raw.send(junk);
+  }
+  auto client = daemon.client();
+  EXPECT_TRUE(call(client, "status", no_params).ok);
+}
+
+TEST_F(DaemonTest, SurvivesATruncatedFrame) {
+  {
+    RawConnection raw(daemon.socket());
+    const std::string frame = hello_frame(protocol_version);
+    raw.send(frame.substr(0, frame.size() - 3));
+  }  // closed mid-frame
+  auto client = daemon.client();
+  EXPECT_TRUE(call(client, "status", no_params).ok);
+}
+
+TEST_F(DaemonTest, AnswersBytesThatAreNotMessagePackAndKeepsTheConnection) {
+  RawConnection raw(daemon.socket());
+  raw.send(hello_frame(protocol_version));
+  ASSERT_TRUE(raw.receive_frame());
+  const std::string junk = "\xc1\xc1\xc1 not msgpack";
+  const auto header = protocol::encode_header(junk.size());
+  raw.send(std::string(reinterpret_cast<const char*>(header.data()), 4) + junk);
+  auto reply = raw.receive_frame();
+  ASSERT_TRUE(reply);
+  EXPECT_NE(reply->find("malformed MessagePack"), std::string::npos) << *reply;
+  // The framing is intact, so the same connection goes on working.
+  raw.send(protocol::request_frame(2, "status", no_params));
+  reply = raw.receive_frame();
+  ASSERT_TRUE(reply);
+  EXPECT_NE(reply->find("state-dir"), std::string::npos);
+}
+
+TEST_F(DaemonTest, RefusesAContainerThatClaimsMoreThanTheFrameHolds) {
+  RawConnection raw(daemon.socket());
+  raw.send(hello_frame(protocol_version));
+  ASSERT_TRUE(raw.receive_frame());
+  const std::string bomb("\x94\x00\x02\xa6status\xdd\xff\xff\xff\xff", 15);
+  const auto header = protocol::encode_header(bomb.size());
+  raw.send(std::string(reinterpret_cast<const char*>(header.data()), 4) + bomb);
+  auto reply = raw.receive_frame();
+  ASSERT_TRUE(reply);
+  EXPECT_NE(reply->find("claims"), std::string::npos) << *reply;
+}
+
+TEST_F(DaemonTest, NamesAnUnknownMethod) {
+  auto client = daemon.client();
+  auto r = call(client, "frobnicate", no_params);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.kind, "unknown-method");
+  EXPECT_NE(r.message.find("frobnicate"), std::string::npos);
+  EXPECT_TRUE(call(client, "status", no_params).ok);
+}
+
+TEST_F(DaemonTest, ExplainsParametersOfTheWrongType) {
+  auto client = daemon.client();
+  auto r = call(client, "status", [](Packer& p) {
+    p.pack_array(1);
+    p.pack(1);
+  });
+  EXPECT_EQ(r.kind, "bad-params");
+  EXPECT_NE(r.message.find("status: expected 0 parameters, got 1"), std::string::npos) << r.message;
+  r = call(client, "test.sleep", [](Packer& p) {
+    p.pack_array(1);
+    protocol::pack_text(p, "ten");
+  });
+  EXPECT_EQ(r.kind, "bad-params");
+  EXPECT_NE(r.message.find("must be an integer, got a string"), std::string::npos) << r.message;
+  EXPECT_TRUE(call(client, "status", no_params).ok);
+}
+
+TEST_F(DaemonTest, RequiresHelloFirstAndTheSameProtocol) {
+  RawConnection raw(daemon.socket());
+  raw.send(protocol::request_frame(5, "status", no_params));
+  auto reply = raw.receive_frame();
+  ASSERT_TRUE(reply);
+  EXPECT_NE(reply->find("must be hello"), std::string::npos);
+  raw.send(hello_frame(protocol_version + 1));
+  reply = raw.receive_frame();
+  ASSERT_TRUE(reply);
+  EXPECT_NE(reply->find("protocol-mismatch"), std::string::npos);
+  EXPECT_NE(reply->find("restart Emacs"), std::string::npos);
+}
+
+TEST_F(DaemonTest, EchoesEveryByteOfAFileName) {
+  std::string name;
+  for (int i = 1; i < 256; ++i) name.push_back(static_cast<char>(i));
+  auto client = daemon.client();
+  auto reply = client.call("test.echo", [&](Packer& p) {
+    p.pack_array(1);
+    protocol::pack_bytes(p, name);
+  }, {});
+  ASSERT_EQ(reply.result->type, msgpack::type::ARRAY);
+  EXPECT_EQ(*protocol::as_bytes(reply.result->via.array.ptr[0]), name);
+}
+
+TEST_F(DaemonTest, StillAnswersAfterABurstOf500DroppedConnections) {
+  for (int i = 0; i < 500; ++i) RawConnection raw(daemon.socket());
+  auto client = daemon.client();
+  EXPECT_TRUE(call(client, "status", no_params).ok);
+}
+
+TEST_F(DaemonTest, ASecondDaemonExitsQuietlyAndTheFirstKeepsServing) {
+  auto second = run_program(daemon.argv(), daemon.env());
+  EXPECT_TRUE(second.exit.exited);
+  EXPECT_EQ(second.exit.code, 0);
+  EXPECT_EQ(second.out + second.err, "");
+  auto client = daemon.client();
+  EXPECT_TRUE(call(client, "status", no_params).ok);
+  // Without --foreground too: the starter returns 0 at once.
+  auto argv = daemon.argv();
+  argv.erase(argv.begin() + 1);
+  auto third = run_program(argv, daemon.env());
+  EXPECT_EQ(third.exit.code, 0);
+  EXPECT_EQ(third.err, "");
+}
+
+TEST_F(DaemonTest, StopsInOrderOnSigtermAndSigint) {
+  const auto sock = daemon.socket();
+  auto exit = daemon.stop(SIGTERM);
+  EXPECT_TRUE(exit.exited);
+  EXPECT_EQ(exit.code, 0);
+  EXPECT_FALSE(fs::exists(sock));
+  EXPECT_FALSE(fs::exists(sock.parent_path() / "descentd.pid"));
+  EXPECT_NE(daemon.log().find("stopping (SIGTERM)"), std::string::npos);
+  daemon.start();
+  exit = daemon.stop(SIGINT);
+  EXPECT_EQ(exit.code, 0);
+  EXPECT_FALSE(fs::exists(sock));
+}
+
+TEST_F(DaemonTest, SigtermCancelsARunningCall) {
+  auto client = daemon.client();
+  std::thread sleeper([&] {
+    auto r = call(client, "test.sleep", [](Packer& p) {
+      p.pack_array(1);
+      p.pack(60000);
+    });
+    EXPECT_FALSE(r.ok);
+    EXPECT_EQ(r.kind, "cancelled");
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto start = std::chrono::steady_clock::now();
+  auto exit = daemon.stop(SIGTERM);
+  sleeper.join();
+  EXPECT_EQ(exit.code, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST_F(DaemonTest, CleansUpAfterAKilledDaemon) {
+  const auto sock = daemon.socket();
+  auto exit = daemon.stop(SIGKILL);
+  EXPECT_FALSE(exit.exited);
+  ASSERT_TRUE(fs::exists(sock));  // left behind, as a crash would
+  ASSERT_TRUE(fs::exists(sock.parent_path() / "descentd.pid"));
+  daemon.start();
+  auto client = daemon.client();
+  EXPECT_TRUE(call(client, "status", no_params).ok);
+  EXPECT_NE(daemon.log().find("removed a stale socket"), std::string::npos);
+}
+
+TEST_F(DaemonTest, TheCliReportsStatusAndStops) {
+  auto status = run_program({descent_cli_path, "status"}, daemon.env());
+  EXPECT_EQ(status.exit.code, 0) << status.err;
+  EXPECT_NE(status.out.find("pid: " + std::to_string(daemon.pid())), std::string::npos) << status.out;
+  auto usage = run_program({descent_cli_path, "frobnicate"}, daemon.env());
+  EXPECT_EQ(usage.exit.code, 2);
+  auto stop = run_program({descent_cli_path, "stop"}, daemon.env());
+  EXPECT_EQ(stop.exit.code, 0) << stop.err;
+  EXPECT_EQ(daemon.wait().code, 0);
+  auto none = run_program({descent_cli_path, "status"}, daemon.env());
+  EXPECT_EQ(none.exit.code, 1);
+  EXPECT_NE(none.err.find("cannot connect to descentd"), std::string::npos) << none.err;
+}
+
+TEST_F(DaemonTest, ClosesConnectionsFromAnotherUserWithoutAnswering) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to act as another user";
+  const passwd* nobody = ::getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr);
+  // Open the path for the test only: the private directory is the first
+  // line of defence, SO_PEERCRED the last, and this exercises the last.
+  fs::permissions(daemon.socket().parent_path(), fs::perms::others_exec, fs::perm_options::add);
+  fs::permissions(daemon.runtime_dir(), fs::perms::others_exec, fs::perm_options::add);
+  fs::permissions(dir.path(), fs::perms::others_exec, fs::perm_options::add);
+  fs::permissions(daemon.socket(), fs::perms::all, fs::perm_options::add);
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    if (::setgid(nobody->pw_gid) != 0 || ::setuid(nobody->pw_uid) != 0) ::_exit(3);
+    char verdict = '?';
+    try {
+      RawConnection raw(daemon.socket());
+      raw.send(hello_frame(protocol_version));
+      auto reply = raw.receive_frame(std::chrono::seconds(3));
+      verdict = reply ? 'A' : 'C';  // answered / closed
+    } catch (...) {
+      verdict = 'E';
+    }
+    [[maybe_unused]] auto n = ::write(pipe_fds[1], &verdict, 1);
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  char verdict = '?';
+  ASSERT_EQ(::read(pipe_fds[0], &verdict, 1), 1);
+  ::waitpid(child, nullptr, 0);
+  EXPECT_EQ(verdict, 'C');
+  EXPECT_NE(daemon.log().find("refused a connection from uid " + std::to_string(nobody->pw_uid)), std::string::npos)
+      << daemon.log();
+  auto client = daemon.client();
+  EXPECT_TRUE(call(client, "status", no_params).ok);
+}
+
+class StartupTest : public ::testing::Test {
+ protected:
+  TempDir dir;
+  Daemon daemon{dir.path()};
+  fs::path socket_dir() { return daemon.socket().parent_path(); }
+  Output start() { return run_program(daemon.argv(), daemon.env(), std::chrono::seconds(5)); }
+};
+
+TEST_F(StartupTest, RefusesASocketDirectoryOthersCanEnter) {
+  fs::create_directories(socket_dir());
+  fs::permissions(socket_dir(), static_cast<fs::perms>(0755));
+  auto out = start();
+  EXPECT_EQ(out.exit.code, 1);
+  EXPECT_NE(out.err.find("has mode 0755; it must be private (0700)"), std::string::npos) << out.err;
+  EXPECT_FALSE(fs::exists(daemon.socket()));
+}
+
+TEST_F(StartupTest, RefusesASocketDirectoryOwnedBySomeoneElse) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to chown";
+  fs::create_directories(socket_dir());
+  fs::permissions(socket_dir(), static_cast<fs::perms>(0700));
+  const passwd* nobody = ::getpwnam("nobody");
+  ASSERT_EQ(::chown(socket_dir().c_str(), nobody->pw_uid, nobody->pw_gid), 0);
+  auto out = start();
+  EXPECT_EQ(out.exit.code, 1);
+  EXPECT_NE(out.err.find("is owned by uid " + std::to_string(nobody->pw_uid)), std::string::npos) << out.err;
+}
+
+TEST_F(StartupTest, RefusesASymlinkedSocketDirectory) {
+  fs::create_directories(dir.path() / "elsewhere");
+  fs::permissions(dir.path() / "elsewhere", static_cast<fs::perms>(0700));
+  fs::create_directory_symlink(dir.path() / "elsewhere", socket_dir());
+  auto out = start();
+  EXPECT_EQ(out.exit.code, 1);
+  EXPECT_NE(out.err.find("is a symbolic link"), std::string::npos) << out.err;
+}
+
+TEST_F(StartupTest, DaemonizesAndReturnsOnceListening) {
+  auto argv = daemon.argv();
+  argv.erase(argv.begin() + 1);  // no --foreground
+  auto out = run_program(argv, daemon.env());
+  EXPECT_EQ(out.exit.code, 0) << out.err;
+  // Listening already: no waiting needed.
+  auto client = daemon.client();
+  EXPECT_TRUE(call(client, "stop", no_params).ok);
+}
+
+TEST_F(StartupTest, HelpAndVersion) {
+  auto version_out = run_program({descentd_path, "--version"});
+  EXPECT_EQ(version_out.exit.code, 0);
+  EXPECT_NE(version_out.out.find(descent::version), std::string::npos);
+  auto help = run_program({descentd_path, "--help"});
+  EXPECT_EQ(help.exit.code, 0);
+  EXPECT_NE(help.out.find("--state-dir"), std::string::npos);
+  auto bad = run_program({descentd_path, "--frobnicate"});
+  EXPECT_NE(bad.exit.code, 0);
+}
+
+}  // namespace
