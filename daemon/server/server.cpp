@@ -152,6 +152,8 @@ awaitable<void> Connection::serve() {
       handle(payload);
     }
   }
+  if (!in_flight_.empty())
+    log("a client left with " + std::to_string(in_flight_.size()) + " call(s) running; cancelling them");
   cancel_all();
   shutdown();
   server_.forget(self);
@@ -264,8 +266,10 @@ void Connection::cancel(const msgpack::object& params) {
   if (params.via.array.size < 1) return;
   const auto& id = params.via.array.ptr[0];
   if (id.type != msgpack::type::POSITIVE_INTEGER) return;
-  if (auto it = in_flight_.find(static_cast<std::uint32_t>(id.via.u64)); it != in_flight_.end())
+  if (auto it = in_flight_.find(static_cast<std::uint32_t>(id.via.u64)); it != in_flight_.end()) {
     it->second->store(true);
+    log("cancelling call " + std::to_string(it->first) + " at the client's request");
+  }
 }
 
 void Connection::run(const Method& method, std::string name, std::optional<std::uint32_t> id,
