@@ -1,0 +1,104 @@
+;;; descent-module-tests.el --- The module's conversions and errors -*- lexical-binding: t -*-
+
+;; Copyright (C) 2026 The descent authors
+;; SPDX-License-Identifier: GPL-3.0-or-later
+
+;;; Commentary:
+
+;; The real module against the real daemon, started as a user's Emacs
+;; would start it.  The daemon runs with DESCENT_TEST_HOOKS=1 so that
+;; `test.echo' returns its parameters: every value crosses the wire twice.
+
+;;; Code:
+
+(require 'descent-test-helper)
+(setenv "DESCENT_TEST_HOOKS" "1")
+(require 'descent)
+
+(defun descent-module-test--echo (&rest values)
+  "Send VALUES through descentd and back; return the vector that came back."
+  (descent--call "test.echo" (apply #'vector values)))
+
+(defmacro descent-module-test--with-daemon (&rest body)
+  "Run BODY when the module and daemon are there, else skip."
+  (declare (indent 0) (debug t))
+  `(progn
+     (skip-unless (descent-test-module-available-p))
+     (should (descent--module-usable-p))
+     ,@body
+     (garbage-collect)))
+
+(ert-deftest descent-module-test-version-matches-the-lisp ()
+  (descent-module-test--with-daemon
+    (should (equal (descent--mod-version) descent-version))))
+
+(ert-deftest descent-module-test-round-trips-scalars ()
+  (descent-module-test--with-daemon
+    (should (equal (descent-module-test--echo nil t 0 -1 42 most-positive-fixnum 1.5 -0.25)
+                   (vector nil t 0 -1 42 most-positive-fixnum 1.5 -0.25)))))
+
+(ert-deftest descent-module-test-round-trips-text-and-bytes ()
+  (descent-module-test--with-daemon
+    (let* ((text "naïve café – 日本語 \t\n \\ \"q\" -dash")
+           (all-bytes (apply #'unibyte-string (number-sequence 0 255)))
+           (latin1 (encode-coding-string "é" 'latin-1))
+           (back (descent-module-test--echo text all-bytes latin1 "")))
+      (should (equal (aref back 0) text))
+      (should (multibyte-string-p (aref back 0)))
+      ;; Bytes come back as the same unibyte string, byte for byte.
+      (should (equal (aref back 1) all-bytes))
+      (should-not (multibyte-string-p (aref back 1)))
+      (should (equal (aref back 2) latin1))
+      (should (equal (aref back 3) "")))))
+
+(ert-deftest descent-module-test-round-trips-containers ()
+  (descent-module-test--with-daemon
+    (let ((back (descent-module-test--echo [1 [2 [3]]] '(:state-dir "x" :n 3) '(1 2 3))))
+      (should (equal (aref back 0) [1 [2 [3]]]))
+      (should (equal (aref back 1) '(:state-dir "x" :n 3)))
+      ;; A list that is not a plist travels as an array.
+      (should (equal (aref back 2) [1 2 3])))))
+
+(ert-deftest descent-module-test-refuses-what-cannot-travel ()
+  (descent-module-test--with-daemon
+    (should-error (descent-module-test--echo (make-marker)) :type 'descent-error)
+    (should-error (descent-module-test--echo '(:odd)) :type 'descent-error)
+    (let ((deep 1))
+      (dotimes (_ 40) (setq deep (vector deep)))
+      (should-error (descent-module-test--echo deep) :type 'descent-error))
+    ;; Nothing was sent half-way: the connection still works.
+    (should (equal (descent-module-test--echo 1) [1]))))
+
+(ert-deftest descent-module-test-signals-daemon-errors-with-their-kind ()
+  (descent-module-test--with-daemon
+    (let ((err (should-error (descent--call "frobnicate" []) :type 'descent-daemon-error)))
+      (should (string-match-p "unknown method 'frobnicate'" (cadr err)))
+      (should (equal (nth 2 err) "unknown-method")))
+    (let ((err (should-error (descent--call "status" [1]) :type 'descent-daemon-error)))
+      (should (equal (nth 2 err) "bad-params")))))
+
+(ert-deftest descent-module-test-unreachable-socket ()
+  (descent-module-test--with-daemon
+    (let ((err (should-error (descent--mod-call (expand-file-name "nowhere.sock" descent-test-root)
+                                                "status" [])
+                             :type 'descent-daemon-unavailable)))
+      (should (string-match-p "cannot connect to descentd at .*nowhere.sock" (cadr err))))
+    (should-not (descent--mod-notify (expand-file-name "nowhere.sock" descent-test-root) "status" []))))
+
+(ert-deftest descent-module-test-timeout ()
+  (descent-module-test--with-daemon
+    (should-error (descent--mod-call (descent--socket-path) "test.sleep" [2000] 0.1)
+                  :type 'descent-timeout)
+    ;; The call was cancelled and the next one gets a fresh connection.
+    (should (equal (descent-module-test--echo "after") ["after"]))))
+
+(ert-deftest descent-module-test-notify-does-not-wait ()
+  (descent-module-test--with-daemon
+    (descent--call "status" [])
+    (let ((start (float-time)))
+      (should (eq (descent--mod-notify (descent--socket-path) "test.sleep" [1000]) t))
+      (should (< (- (float-time) start) 0.5)))
+    (should (equal (descent-module-test--echo 7) [7]))))
+
+(provide 'descent-module-tests)
+;;; descent-module-tests.el ends here
