@@ -111,16 +111,31 @@ void raise_descriptor_limit() {
   }
 }
 
+// systemd socket activation (sd_listen_fds(3)): the listening socket arrives
+// as descriptor 3 when LISTEN_PID names us.
+std::optional<int> activated_listener() {
+  const char* pid = std::getenv("LISTEN_PID");
+  const char* fds = std::getenv("LISTEN_FDS");
+  if (!pid || !fds || std::strtol(pid, nullptr, 10) != ::getpid() || std::strtol(fds, nullptr, 10) < 1)
+    return std::nullopt;
+  ::unsetenv("LISTEN_PID");
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+  ::fcntl(3, F_SETFD, FD_CLOEXEC);
+  return 3;
+}
+
 int serve(const fs::path& socket_path, const fs::path& state_dir, bool foreground) {
   namespace asio = boost::asio;
   using local = asio::local::stream_protocol;
 
   StartupChannel channel;
   try {
+    const std::optional<int> activated = activated_listener();
     // Checked before forking, so a refusal reaches the terminal directly.
     prepare_private_directory(socket_path.parent_path(), false);
     prepare_state_directory(state_dir);
-    if (!foreground) channel.daemonize(state_dir / "descentd.log");
+    if (!foreground && !activated) channel.daemonize(state_dir / "descentd.log");
 
     InstanceLock lock;
     if (!lock.acquire(protocol::pid_file_for(socket_path))) {
@@ -128,9 +143,10 @@ int serve(const fs::path& socket_path, const fs::path& state_dir, bool foregroun
       channel.tell(Readiness::already_running);
       return 0;
     }
-    // We hold the lock, so any socket file is a leftover of a killed daemon.
+    // We hold the lock, so any socket file is a leftover of a killed daemon
+    // (unless systemd made it and handed it to us).
     struct stat st {};
-    if (::lstat(socket_path.c_str(), &st) == 0) {
+    if (!activated && ::lstat(socket_path.c_str(), &st) == 0) {
       if (!S_ISSOCK(st.st_mode))
         throw StartupError(socket_path.string() + " exists and is not a socket; refusing to replace it");
       ::unlink(socket_path.c_str());
@@ -145,11 +161,15 @@ int serve(const fs::path& socket_path, const fs::path& state_dir, bool foregroun
     asio::io_context io(1);
     local::acceptor acceptor(io);
     boost::system::error_code ec;
-    acceptor.open(local(), ec);
-    if (!ec) acceptor.bind(local::endpoint(socket_path.native()), ec);
-    if (!ec) acceptor.listen(SOMAXCONN, ec);
+    if (activated) {
+      acceptor.assign(local(), *activated, ec);
+    } else {
+      acceptor.open(local(), ec);
+      if (!ec) acceptor.bind(local::endpoint(socket_path.native()), ec);
+      if (!ec) acceptor.listen(SOMAXCONN, ec);
+      if (!ec) ::chmod(socket_path.c_str(), 0600);
+    }
     if (ec) throw StartupError("cannot listen on " + socket_path.string() + ": " + ec.message());
-    ::chmod(socket_path.c_str(), 0600);
 
     DaemonInfo info{socket_path, state_dir, static_cast<std::int64_t>(std::time(nullptr))};
     MethodTable methods;
@@ -157,12 +177,12 @@ int serve(const fs::path& socket_path, const fs::path& state_dir, bool foregroun
     add_core_methods(methods, server);
     server.start();
 
-    log("descentd " + std::string(version) + " listening on " + socket_path.string() + ", state in " +
-        state_dir.string());
+    log("descentd " + std::string(version) + (activated ? " activated by systemd on " : " listening on ") +
+        socket_path.string() + ", state in " + state_dir.string());
     channel.tell(Readiness::listening);
     io.run();
     server.workers().join();
-    ::unlink(socket_path.c_str());
+    if (!activated) ::unlink(socket_path.c_str());  // systemd's socket is systemd's to remove
     lock.release();
     log("stopped");
     return 0;

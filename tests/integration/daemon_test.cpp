@@ -1,7 +1,10 @@
 // The real descentd on a temporary socket: start-up, bad input, faults.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -352,6 +355,53 @@ TEST_F(StartupTest, HelpAndVersion) {
   EXPECT_NE(help.out.find("--state-dir"), std::string::npos);
   auto bad = run_program({descentd_path, "--frobnicate"});
   EXPECT_NE(bad.exit.code, 0);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(SocketActivation, ServesTheInheritedSocketAndLeavesItToSystemd) {
+  TempDir dir;
+  Daemon daemon(dir.path());
+  fs::create_directories(daemon.socket().parent_path());
+  fs::permissions(daemon.socket().parent_path(), fs::perms::owner_all);
+  // What systemd does: bind and listen, then hand the socket over as fd 3.
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, daemon.socket().c_str(), sizeof address.sun_path - 1);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(listener, 16), 0);
+  auto argv = daemon.argv();
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::dup2(listener, 3);
+    ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+    ::setenv("LISTEN_FDS", "1", 1);
+    for (const auto& e : daemon.env()) ::putenv(::strdup(e.c_str()));
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(listener);
+  bool answered = false;
+  for (int i = 0; i < 500 && !answered; ++i) {
+    try {
+      auto client = daemon.client();
+      answered = call(client, "status", [](Packer& p) { p.pack_array(0); }).ok;
+    } catch (const std::exception&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  EXPECT_TRUE(answered);
+  ::kill(child, SIGTERM);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(fs::exists(daemon.socket()));  // systemd's to remove, not ours
 }
 
 }  // namespace
