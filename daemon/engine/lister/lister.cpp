@@ -1,0 +1,913 @@
+// The listing engine; see lister.hpp. The rules below follow coreutils 9.1's
+// ls.c (print_long_format, gobble_file, sort_files, decode_switches) and
+// gnulib's quotearg.c and filemode.c; the differential tests in
+// tests/unit/lister compare every byte with the real ls.
+#include "lister.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <locale.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <cwchar>
+#include <cwctype>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+namespace descent::lister {
+
+namespace {
+
+// ---------------------------------------------------------------- switches
+
+enum class SortKey { name, extension, size, time, version, none };
+enum class Indicator { none, slash, file_type, classify };  // ls's order matters
+enum class Hidden { dot_files_hidden, almost_all, all };
+enum class Scale { kibibytes, human_1024, human_si };
+
+struct Options {
+  bool long_format = false;
+  Hidden hidden = Hidden::dot_files_hidden;
+  Scale scale = Scale::kibibytes;
+  SortKey sort = SortKey::name;
+  bool reverse = false;
+  Indicator indicator = Indicator::none;
+  bool print_inode = false;
+  bool print_block_size = false;
+  bool print_owner = true;
+  bool print_group = true;
+  bool numeric_ids = false;
+  bool escape = false;
+  bool immediate_dirs = false;
+  bool dereference = false;
+  bool directories_first = false;
+  std::optional<std::string> time_style;
+};
+
+[[noreturn]] void refuse(std::string why) { throw Unsupported(std::move(why)); }
+
+void apply_short(Options& o, char c) {
+  switch (c) {
+    case 'a': o.hidden = Hidden::all; break;
+    case 'A': o.hidden = Hidden::almost_all; break;
+    case 'l': o.long_format = true; break;
+    case 'g': o.long_format = true; o.print_owner = false; break;
+    case 'o': o.long_format = true; o.print_group = false; break;
+    case 'n': o.long_format = true; o.numeric_ids = true; break;
+    case 'G': o.print_group = false; break;
+    case 'h': o.scale = Scale::human_1024; break;
+    case 't': o.sort = SortKey::time; break;
+    case 'S': o.sort = SortKey::size; break;
+    case 'X': o.sort = SortKey::extension; break;
+    case 'v': o.sort = SortKey::version; break;
+    case 'U': o.sort = SortKey::none; break;
+    case 'r': o.reverse = true; break;
+    case 'F': o.indicator = Indicator::classify; break;
+    case 'p': o.indicator = Indicator::slash; break;
+    case 'i': o.print_inode = true; break;
+    case 's': o.print_block_size = true; break;
+    case 'b': o.escape = true; break;
+    case 'N': o.escape = false; break;
+    case 'd': o.immediate_dirs = true; break;
+    case 'L': o.dereference = true; break;
+    case 'D': break;  // --dired: always on here
+    default: refuse(std::string("switch -") + c);
+  }
+}
+
+void apply_long(Options& o, std::string_view name, std::optional<std::string_view> value) {
+  auto no_value = [&] {
+    if (value) refuse("--" + std::string(name) + " with a value");
+  };
+  static constexpr std::pair<std::string_view, char> aliases[] = {
+      {"all", 'a'},           {"almost-all", 'A'}, {"human-readable", 'h'}, {"reverse", 'r'},
+      {"inode", 'i'},         {"size", 's'},       {"numeric-uid-gid", 'n'}, {"escape", 'b'},
+      {"literal", 'N'},       {"directory", 'd'},  {"dereference", 'L'},     {"no-group", 'G'},
+      {"dired", 'D'},
+  };
+  for (auto [long_name, letter] : aliases)
+    if (name == long_name) {
+      no_value();
+      apply_short(o, letter);
+      return;
+    }
+  if (name == "si") {
+    no_value();
+    o.scale = Scale::human_si;
+  } else if (name == "group-directories-first") {
+    no_value();
+    o.directories_first = true;
+  } else if (name == "file-type") {
+    no_value();
+    o.indicator = Indicator::file_type;
+  } else if (name == "classify") {
+    // Output is never a terminal, so "auto" means none, as in ls.
+    if (!value || *value == "always" || *value == "yes" || *value == "force")
+      o.indicator = Indicator::classify;
+    else if (*value == "never" || *value == "no" || *value == "none" || *value == "auto" || *value == "tty" ||
+             *value == "if-tty")
+      o.indicator = Indicator::none;
+    else
+      refuse("--classify=" + std::string(*value));
+  } else if (name == "indicator-style" && value) {
+    if (*value == "none") o.indicator = Indicator::none;
+    else if (*value == "slash") o.indicator = Indicator::slash;
+    else if (*value == "file-type") o.indicator = Indicator::file_type;
+    else if (*value == "classify") o.indicator = Indicator::classify;
+    else refuse("--indicator-style=" + std::string(*value));
+  } else if (name == "sort" && value) {
+    if (*value == "none") o.sort = SortKey::none;
+    else if (*value == "name") o.sort = SortKey::name;
+    else if (*value == "size") o.sort = SortKey::size;
+    else if (*value == "time") o.sort = SortKey::time;
+    else if (*value == "version") o.sort = SortKey::version;
+    else if (*value == "extension") o.sort = SortKey::extension;
+    else refuse("--sort=" + std::string(*value));
+  } else if (name == "quoting-style" && value) {
+    if (*value == "literal") o.escape = false;
+    else if (*value == "escape") o.escape = true;
+    else refuse("--quoting-style=" + std::string(*value));
+  } else if (name == "time-style" && value) {
+    o.time_style = std::string(*value);
+  } else {
+    refuse("switch --" + std::string(name));
+  }
+}
+
+Options parse_switches(std::span<const std::string> switches) {
+  Options o;
+  for (std::size_t i = 0; i < switches.size(); ++i) {
+    const std::string& arg = switches[i];
+    if (arg.size() < 2 || arg[0] != '-') refuse("argument " + arg + " is not a switch");
+    if (arg[1] != '-') {
+      for (char c : std::string_view(arg).substr(1)) apply_short(o, c);
+      continue;
+    }
+    std::string_view body = std::string_view(arg).substr(2);
+    if (body.empty()) refuse("a \"--\" among the switches");
+    std::optional<std::string_view> value;
+    if (auto eq = body.find('='); eq != std::string_view::npos) {
+      value = body.substr(eq + 1);
+      body = body.substr(0, eq);
+    } else if ((body == "time-style" || body == "sort" || body == "indicator-style" || body == "quoting-style") &&
+               i + 1 < switches.size()) {
+      value = switches[++i];  // getopt_long takes a required argument from the next word
+    }
+    apply_long(o, body, value);
+  }
+  if (!o.long_format) refuse("listings without -l");
+  return o;
+}
+
+// ---------------------------------------------------------------- locale
+
+struct Locale {
+  bool utf8_ctype = false;  // C.UTF-8 rather than C for LC_CTYPE (quoting of -b)
+  bool hard_time = false;   // gnulib hard_locale(LC_TIME): C.UTF-8 is "hard"
+};
+
+std::string_view env_get(const Environment& env, std::string_view name) {
+  auto it = env.find(name);
+  return it == env.end() ? std::string_view() : std::string_view(it->second);
+}
+
+// Whether the effective value of a category names C.UTF-8 (true) or C (false).
+bool category_is_utf8(const Environment& env, std::string_view category) {
+  std::string_view value = env_get(env, "LC_ALL");
+  if (value.empty()) value = env_get(env, category);
+  if (value.empty()) value = env_get(env, "LANG");
+  if (value.empty() || value == "C" || value == "POSIX") return false;
+  if (value == "C.UTF-8" || value == "C.utf8") return true;
+  refuse("locale " + std::string(value) + " for " + std::string(category));
+}
+
+Locale resolve_locale(const Environment& env) {
+  for (std::string_view var : {"BLOCK_SIZE", "LS_BLOCK_SIZE", "BLOCKSIZE", "POSIXLY_CORRECT", "QUOTING_STYLE"})
+    if (env.count(var)) refuse("environment variable " + std::string(var));
+  // The daemon's clock formatting uses its own TZ; a caller with another
+  // zone gets real ls.
+  const char* own_tz = std::getenv("TZ");
+  auto tz = env.find("TZ");
+  if ((tz == env.end()) != (own_tz == nullptr) || (own_tz && tz->second != own_tz))
+    refuse("a TZ that differs from the daemon's");
+  Locale l;
+  for (std::string_view cat : {"LC_COLLATE", "LC_NUMERIC", "LC_MESSAGES"}) category_is_utf8(env, cat);
+  l.utf8_ctype = category_is_utf8(env, "LC_CTYPE");
+  l.hard_time = category_is_utf8(env, "LC_TIME");
+  return l;
+}
+
+// ---------------------------------------------------------------- time
+
+struct TimeFormats {
+  std::string old_files;     // ls's long_time_format[0]
+  std::string recent_files;  // long_time_format[1]
+};
+
+void check_strftime_format(std::string_view f) {
+  static constexpr std::string_view known = "aAbBcCdDeFgGhHIjklmMnNpPrRsStTuUVwWxXyYzZ%";
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    if (f[i] != '%') continue;
+    if (++i == f.size() || known.find(f[i]) == std::string_view::npos)
+      refuse("time format " + std::string(f));
+  }
+}
+
+TimeFormats time_formats(const Options& o, const Environment& env, const Locale& l) {
+  std::string style = o.time_style ? *o.time_style : std::string(env_get(env, "TIME_STYLE"));
+  if (style.empty()) style = "locale";
+  while (style.starts_with("posix-")) {
+    if (!l.hard_time) {  // in the C locale the posix- styles are the default one
+      style = "locale";
+      break;
+    }
+    style.erase(0, 6);
+  }
+  if (style[0] == '+') {
+    std::string first = style.substr(1), second = first;
+    if (auto nl = first.find('\n'); nl != std::string::npos) {
+      second = first.substr(nl + 1);
+      first.resize(nl);
+      if (second.find('\n') != std::string::npos) refuse("time style with two newlines");
+    }
+    check_strftime_format(first);
+    check_strftime_format(second);
+    return {first, second};
+  }
+  if (style == "full-iso") return {"%Y-%m-%d %H:%M:%S.%N %z", "%Y-%m-%d %H:%M:%S.%N %z"};
+  if (style == "long-iso") return {"%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M"};
+  if (style == "iso") return {"%Y-%m-%d ", "%m-%d %H:%M"};
+  if (style == "locale") return {"%b %e  %Y", "%b %e %H:%M"};
+  refuse("time style " + style);
+}
+
+// strftime plus gnulib's %N (nanoseconds, nine digits).
+void append_time(std::string& out, const std::string& format, const std::tm& tm, long nsec) {
+  std::string expanded;
+  const std::string* f = &format;
+  if (format.find("%N") != std::string::npos) {
+    char ns[24];
+    std::snprintf(ns, sizeof ns, "%09ld", nsec);
+    for (std::size_t i = 0; i < format.size(); ++i) {
+      if (format[i] == '%' && i + 1 < format.size()) {
+        if (format[i + 1] == 'N') expanded += ns;
+        else expanded.append(format, i, 2);
+        ++i;
+      } else {
+        expanded += format[i];
+      }
+    }
+    f = &expanded;
+  }
+  char buf[512];
+  const std::size_t n = std::strftime(buf, sizeof buf, f->c_str(), &tm);
+  if (n == 0) refuse("a time format that formats to nothing");
+  out.append(buf, n);
+}
+
+// ---------------------------------------------------------------- names
+
+// gnulib quotearg's escape style as ls -b sets it up: C escapes, octal for
+// what is not printable in the locale, a backslash before `extra` bytes.
+class Quoting {
+ public:
+  Quoting(const Options& o, const Locale& l) : escape_(o.escape), utf8_(l.utf8_ctype) {
+    if (!escape_) return;
+    extra_[static_cast<unsigned char>(' ')] = true;
+    // ls 9.1 follows the link for -F and --file-type, and to group linked
+    // directories with --group-directories-first.
+    if (o.indicator >= Indicator::file_type || o.directories_first) {
+      std::string_view chars = "*=>@|";
+      chars.remove_prefix(static_cast<int>(o.indicator) - static_cast<int>(Indicator::file_type));
+      for (char c : chars) extra_[static_cast<unsigned char>(c)] = true;
+    }
+  }
+
+  const char* style() const { return escape_ ? "escape" : "literal"; }
+
+  void append(std::string& out, std::string_view name) const {
+    if (!escape_) {
+      out += name;
+      return;
+    }
+    std::mbstate_t state{};
+    for (std::size_t i = 0; i < name.size(); ++i) {
+      const unsigned char c = name[i];
+      char esc = 0;
+      switch (c) {
+        case '\a': esc = 'a'; break;
+        case '\b': esc = 'b'; break;
+        case '\f': esc = 'f'; break;
+        case '\n': esc = 'n'; break;
+        case '\r': esc = 'r'; break;
+        case '\t': esc = 't'; break;
+        case '\v': esc = 'v'; break;
+        case '\\': esc = '\\'; break;
+        default: break;
+      }
+      if (esc) {
+        out += '\\';
+        out += esc;
+        continue;
+      }
+      if (c >= 0x20 && c < 0x7f) {
+        if (extra_[c]) out += '\\';
+        out += static_cast<char>(c);
+        continue;
+      }
+      if (!utf8_ || c < 0x80) {  // not printable: ASCII controls, DEL, bytes of the C locale
+        octal(out, c);
+        continue;
+      }
+      wchar_t w;
+      state = {};
+      const std::size_t bytes = std::mbrtowc(&w, name.data() + i, name.size() - i, &state);
+      if (bytes == static_cast<std::size_t>(-1)) {
+        octal(out, c);
+      } else if (bytes == static_cast<std::size_t>(-2)) {
+        for (; i < name.size(); ++i) octal(out, name[i]);
+      } else if (!std::iswprint(static_cast<wint_t>(w))) {
+        for (std::size_t k = 0; k < bytes; ++k) octal(out, name[i + k]);
+        i += bytes - 1;
+      } else {
+        out.append(name.data() + i, bytes);
+        i += bytes - 1;
+      }
+    }
+  }
+
+ private:
+  static void octal(std::string& out, unsigned char c) {
+    out += '\\';
+    out += static_cast<char>('0' + (c >> 6));
+    out += static_cast<char>('0' + ((c >> 3) & 7));
+    out += static_cast<char>('0' + (c & 7));
+  }
+
+  bool escape_;
+  bool utf8_;
+  bool extra_[256] = {};
+};
+
+// Makes the calling thread's LC_CTYPE C.UTF-8 for mbrtowc/iswprint while
+// alive; the daemon's other threads keep theirs.
+class ThreadCtype {
+ public:
+  explicit ThreadCtype(bool utf8) {
+    if (!utf8) return;
+    static locale_t c_utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(nullptr));
+    if (!c_utf8) refuse("the C.UTF-8 locale is not installed for the daemon");
+    previous_ = uselocale(c_utf8);
+  }
+  ~ThreadCtype() {
+    if (previous_) uselocale(previous_);
+  }
+  ThreadCtype(const ThreadCtype&) = delete;
+  ThreadCtype& operator=(const ThreadCtype&) = delete;
+
+ private:
+  locale_t previous_ = nullptr;
+};
+
+// ---------------------------------------------------------------- files
+
+struct Entry {
+  std::string name;
+  std::uint32_t mode = 0;
+  std::uint64_t nlink = 0, uid = 0, gid = 0, size = 0, blocks = 0, ino = 0;
+  std::int64_t mtime_sec = 0;
+  std::uint32_t mtime_nsec = 0;
+  std::uint32_t rdev_major = 0, rdev_minor = 0;
+  dev_t dev = 0;
+  std::string link_target;
+  std::uint32_t link_mode = 0;  // mode of a symlink's target, when ls looks (-F)
+  bool acl = false;
+};
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+std::string os_error(std::string_view what, std::string_view path, int err) {
+  return std::string(what) + " " + std::string(path) + ": " + std::strerror(err);
+}
+
+constexpr unsigned statx_needed =
+    STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID | STATX_MTIME | STATX_INO | STATX_SIZE | STATX_BLOCKS;
+
+// Stats `name` relative to `dirfd` like ls's lstat (or stat with -L).
+void stat_entry(int dirfd, const char* name, bool follow, Entry& e, std::string_view shown) {
+  struct statx sx;
+  // AT_STATX_SYNC_AS_STAT, not DONT_SYNC: ls's lstat revalidates on network
+  // file systems, and the listing must show what ls would.
+  const int flags = AT_NO_AUTOMOUNT | (follow ? 0 : AT_SYMLINK_NOFOLLOW);
+  if (::statx(dirfd, name, flags, statx_needed, &sx) != 0) refuse(os_error("cannot access", shown, errno));
+  if ((sx.stx_mask & statx_needed) != statx_needed) refuse("incomplete statx for " + std::string(shown));
+  e.mode = sx.stx_mode;
+  e.nlink = sx.stx_nlink;
+  e.uid = sx.stx_uid;
+  e.gid = sx.stx_gid;
+  e.size = sx.stx_size;
+  e.blocks = sx.stx_blocks;
+  e.ino = sx.stx_ino;
+  e.mtime_sec = sx.stx_mtime.tv_sec;
+  e.mtime_nsec = sx.stx_mtime.tv_nsec;
+  e.rdev_major = sx.stx_rdev_major;
+  e.rdev_minor = sx.stx_rdev_minor;
+  e.dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+}
+
+std::string read_link(int dirfd, const char* name, std::uint64_t size_hint, std::string_view shown) {
+  std::string target(std::max<std::uint64_t>(size_hint, 63) + 1, '\0');
+  for (;;) {
+    const ssize_t n = ::readlinkat(dirfd, name, target.data(), target.size());
+    if (n < 0) refuse(os_error("cannot read symbolic link", shown, errno));
+    if (static_cast<std::size_t>(n) < target.size()) {
+      target.resize(static_cast<std::size_t>(n));
+      return target;
+    }
+    if (target.size() >= (1u << 20)) refuse("symbolic link target too long: " + std::string(shown));
+    target.resize(target.size() * 2);
+  }
+}
+
+#ifndef SYS_listxattrat
+#define SYS_listxattrat 465  // Linux 6.13; older kernels answer ENOSYS
+#endif
+
+// ACL and security-context look-ups as ls does them in long format: one
+// extended-attribute listing per file, skipped on a device that has
+// already said it has no extended attributes (ls caches the same way).
+class AttributeProbe {
+ public:
+  explicit AttributeProbe(std::string dir_path) : dir_path_(std::move(dir_path)) {}
+
+  // Sets e.acl; refuses what ls would show as '.' (an SELinux context) or
+  // what it reads differently (NFSv4 ACLs) or reports as an error.
+  void probe(int dirfd, const char* name, bool follow, Entry& e, std::string_view shown) {
+    if (has_unsupported_ && e.dev == unsupported_dev_) return;
+    ssize_t n = list(dirfd, name, follow);
+    if (n < 0 && errno == ERANGE) {
+      buffer_.resize(65536);
+      n = list(dirfd, name, follow);
+    }
+    if (n < 0) {
+      if (errno == ENOTSUP || errno == EOPNOTSUPP || errno == ENOSYS) {
+        has_unsupported_ = true;
+        unsupported_dev_ = e.dev;
+        return;
+      }
+      refuse(os_error("cannot list attributes of", shown, errno));
+    }
+    const bool is_link = S_ISLNK(e.mode);
+    for (std::string_view names(buffer_.data(), static_cast<std::size_t>(n)); !names.empty();) {
+      const std::size_t end = names.find('\0');
+      const std::string_view attr = names.substr(0, end);
+      names.remove_prefix(end == std::string_view::npos ? names.size() : end + 1);
+      if (attr == "security.selinux" || attr == "system.nfs4_acl" || attr == "security.SMACK64")
+        refuse("file with " + std::string(attr) + ": " + std::string(shown));
+      if (is_link) continue;
+      if (attr == "system.posix_acl_access" || (S_ISDIR(e.mode) && attr == "system.posix_acl_default"))
+        e.acl = true;
+    }
+  }
+
+ private:
+  ssize_t list(int dirfd, const char* name, bool follow) {
+    if (!no_listxattrat_) {
+      const long r = ::syscall(SYS_listxattrat, dirfd, name, follow ? 0 : AT_SYMLINK_NOFOLLOW, buffer_.data(),
+                               buffer_.size());
+      if (r >= 0 || errno != ENOSYS) return r;
+      no_listxattrat_ = true;
+    }
+    // Older kernels: the path of the file, as ls itself uses.
+    std::string path = name[0] == '/' || dirfd == AT_FDCWD ? std::string(name) : dir_path_ + "/" + name;
+    return follow ? ::listxattr(path.c_str(), buffer_.data(), buffer_.size())
+                  : ::llistxattr(path.c_str(), buffer_.data(), buffer_.size());
+  }
+
+  std::string dir_path_;
+  std::vector<char> buffer_ = std::vector<char>(4096);
+  bool no_listxattrat_ = false;
+  bool has_unsupported_ = false;
+  dev_t unsupported_dev_ = 0;
+};
+
+// uid/gid -> name, looked up once per id and listing.
+class IdNames {
+ public:
+  const std::string* user(std::uint64_t uid) { return lookup(users_, uid, true); }
+  const std::string* group(std::uint64_t gid) { return lookup(groups_, gid, false); }
+
+ private:
+  using Cache = std::unordered_map<std::uint64_t, std::optional<std::string>>;
+  const std::string* lookup(Cache& cache, std::uint64_t id, bool is_user) {
+    auto [it, inserted] = cache.try_emplace(id);
+    if (inserted) {
+      std::vector<char> buf(16384);
+      const char* name = nullptr;
+      int rc;
+      if (is_user) {
+        struct passwd pw, *found = nullptr;
+        rc = ::getpwuid_r(static_cast<uid_t>(id), &pw, buf.data(), buf.size(), &found);
+        if (rc == 0 && found) name = found->pw_name;
+      } else {
+        struct group gr, *found = nullptr;
+        rc = ::getgrgid_r(static_cast<gid_t>(id), &gr, buf.data(), buf.size(), &found);
+        if (rc == 0 && found) name = found->gr_name;
+      }
+      if (rc == ERANGE) refuse("user or group entry too large for id " + std::to_string(id));
+      if (name) {
+        it->second = name;
+        // ls pads by display width; only plain ASCII names have width == bytes.
+        for (unsigned char c : *it->second)
+          if (c < 0x20 || c >= 0x7f) refuse("user or group name that is not plain ASCII");
+      }
+    }
+    return it->second ? &*it->second : nullptr;
+  }
+  Cache users_, groups_;
+};
+
+// ---------------------------------------------------------------- output
+
+char mode_letter(std::uint32_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFREG: return '-';
+    case S_IFDIR: return 'd';
+    case S_IFBLK: return 'b';
+    case S_IFCHR: return 'c';
+    case S_IFLNK: return 'l';
+    case S_IFIFO: return 'p';
+    case S_IFSOCK: return 's';
+    default: return '?';
+  }
+}
+
+// gnulib filemodestring(): type letter, rwx triplets with s/S/t/T.
+void append_mode(std::string& out, std::uint32_t m) {
+  out += mode_letter(m);
+  out += m & S_IRUSR ? 'r' : '-';
+  out += m & S_IWUSR ? 'w' : '-';
+  out += m & S_ISUID ? (m & S_IXUSR ? 's' : 'S') : (m & S_IXUSR ? 'x' : '-');
+  out += m & S_IRGRP ? 'r' : '-';
+  out += m & S_IWGRP ? 'w' : '-';
+  out += m & S_ISGID ? (m & S_IXGRP ? 's' : 'S') : (m & S_IXGRP ? 'x' : '-');
+  out += m & S_IROTH ? 'r' : '-';
+  out += m & S_IWOTH ? 'w' : '-';
+  out += m & S_ISVTX ? (m & S_IXOTH ? 't' : 'T') : (m & S_IXOTH ? 'x' : '-');
+}
+
+char type_indicator(std::uint32_t mode, Indicator style) {
+  if (S_ISREG(mode)) return style == Indicator::classify && (mode & (S_IXUSR | S_IXGRP | S_IXOTH)) ? '*' : 0;
+  if (S_ISDIR(mode)) return '/';
+  if (style == Indicator::slash) return 0;
+  if (S_ISLNK(mode)) return '@';
+  if (S_ISFIFO(mode)) return '|';
+  if (S_ISSOCK(mode)) return '=';
+  return 0;
+}
+
+void pad_left(std::string& out, std::string_view text, std::size_t width) {
+  if (text.size() < width) out.append(width - text.size(), ' ');
+  out += text;
+}
+
+std::string decimal(std::uint64_t n) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n);
+  return std::string(buf, end);
+}
+
+class Formatter {
+ public:
+  Formatter(const Options& o, const Environment& env, const Locale& l)
+      : o_(o), quoting_(o, l), times_(time_formats(o, env, l)) {
+    ::clock_gettime(CLOCK_REALTIME, &now_);
+  }
+
+  const Quoting& quoting() const { return quoting_; }
+
+  std::string block_count(std::uint64_t blocks) const {
+    switch (o_.scale) {
+      case Scale::human_1024: return format::human(blocks, true, true, 512, 1);
+      case Scale::human_si: return format::human(blocks, true, false, 512, 1);
+      case Scale::kibibytes: break;
+    }
+    return format::human(blocks, false, false, 512, 1024);
+  }
+  std::string file_size(std::uint64_t size) const {
+    switch (o_.scale) {
+      case Scale::human_1024: return format::human(size, true, true, 1, 1);
+      case Scale::human_si: return format::human(size, true, false, 1, 1);
+      case Scale::kibibytes: break;
+    }
+    return decimal(size);
+  }
+
+  // Column widths over every file of the listing, as gobble_file grows them.
+  void measure(const std::vector<Entry>& entries, IdNames& ids) {
+    for (const Entry& e : entries) {
+      if (o_.print_inode) inode_w_ = std::max(inode_w_, decimal(e.ino).size());
+      block_w_ = std::max(block_w_, block_count(e.blocks).size());
+      if (o_.print_owner) owner_w_ = std::max(owner_w_, id_width(user(ids, e.uid), e.uid));
+      if (o_.print_group) group_w_ = std::max(group_w_, id_width(group(ids, e.gid), e.gid));
+      nlink_w_ = std::max(nlink_w_, decimal(e.nlink).size());
+      if (S_ISCHR(e.mode) || S_ISBLK(e.mode)) {
+        major_w_ = std::max(major_w_, decimal(e.rdev_major).size());
+        minor_w_ = std::max(minor_w_, decimal(e.rdev_minor).size());
+        size_w_ = std::max(size_w_, major_w_ + 2 + minor_w_);
+      } else {
+        size_w_ = std::max(size_w_, file_size(e.size).size());
+      }
+      any_acl_ = any_acl_ || e.acl;
+    }
+  }
+
+  void line(std::string& out, std::vector<NameSpan>& names, const Entry& e, IdNames& ids, std::string_view shown) {
+    out += "  ";
+    if (o_.print_inode) {
+      pad_left(out, decimal(e.ino), inode_w_);
+      out += ' ';
+    }
+    if (o_.print_block_size) {
+      pad_left(out, block_count(e.blocks), block_w_);
+      out += ' ';
+    }
+    append_mode(out, e.mode);
+    if (any_acl_) out += e.acl ? '+' : ' ';
+    out += ' ';
+    pad_left(out, decimal(e.nlink), nlink_w_);
+    out += ' ';
+    if (o_.print_owner) id_column(out, user(ids, e.uid), e.uid, owner_w_);
+    if (o_.print_group) id_column(out, group(ids, e.gid), e.gid, group_w_);
+    if (S_ISCHR(e.mode) || S_ISBLK(e.mode)) {
+      const std::size_t blanks = size_w_ > major_w_ + 2 + minor_w_ ? size_w_ - (major_w_ + 2 + minor_w_) : 0;
+      pad_left(out, decimal(e.rdev_major), major_w_ + blanks);
+      out += ", ";
+      pad_left(out, decimal(e.rdev_minor), minor_w_);
+    } else {
+      pad_left(out, file_size(e.size), size_w_);
+    }
+    out += ' ';
+    append_mtime(out, e);
+    out += ' ';
+    const std::size_t begin = out.size();
+    quoting_.append(out, shown);
+    names.push_back({static_cast<std::uint32_t>(begin), static_cast<std::uint32_t>(out.size())});
+    if (S_ISLNK(e.mode)) {
+      out += " -> ";
+      quoting_.append(out, e.link_target);
+      if (o_.indicator != Indicator::none)
+        if (char c = type_indicator(e.link_mode, o_.indicator)) out += c;
+    } else if (o_.indicator != Indicator::none) {
+      if (char c = type_indicator(e.mode, o_.indicator)) out += c;
+    }
+    out += '\n';
+  }
+
+ private:
+  // -n shows numbers and needs no name service look-ups at all.
+  const std::string* user(IdNames& ids, std::uint64_t uid) const { return o_.numeric_ids ? nullptr : ids.user(uid); }
+  const std::string* group(IdNames& ids, std::uint64_t gid) const { return o_.numeric_ids ? nullptr : ids.group(gid); }
+  static std::size_t id_width(const std::string* name, std::uint64_t id) {
+    return name ? name->size() : decimal(id).size();
+  }
+  static void id_column(std::string& out, const std::string* name, std::uint64_t id, std::size_t width) {
+    if (name) {
+      out += *name;
+      out.append(width > name->size() ? width - name->size() + 1 : 1, ' ');
+    } else {
+      pad_left(out, decimal(id), width);
+      out += ' ';
+    }
+  }
+
+  void append_mtime(std::string& out, const Entry& e) {
+    const std::time_t t = static_cast<std::time_t>(e.mtime_sec);
+    std::tm tm;
+    if (!::localtime_r(&t, &tm)) refuse("a time localtime cannot convert");
+    auto before = [](std::int64_t s1, long n1, std::int64_t s2, long n2) { return s1 < s2 || (s1 == s2 && n1 < n2); };
+    // A file from the future makes ls read the clock again, in case it was
+    // modified since the listing began.
+    if (before(now_.tv_sec, now_.tv_nsec, e.mtime_sec, e.mtime_nsec)) ::clock_gettime(CLOCK_REALTIME, &now_);
+    // Six months: half a Gregorian year of 365.2425 days, in seconds.
+    const std::int64_t six_months_ago = now_.tv_sec - 31556952 / 2;
+    const bool recent = before(six_months_ago, now_.tv_nsec, e.mtime_sec, e.mtime_nsec) &&
+                        before(e.mtime_sec, e.mtime_nsec, now_.tv_sec, now_.tv_nsec);
+    append_time(out, recent ? times_.recent_files : times_.old_files, tm, e.mtime_nsec);
+  }
+
+  const Options& o_;
+  Quoting quoting_;
+  TimeFormats times_;
+  std::timespec now_{};
+  std::size_t inode_w_ = 0, block_w_ = 0, owner_w_ = 0, group_w_ = 0, nlink_w_ = 0, major_w_ = 0, minor_w_ = 0,
+              size_w_ = 0;
+  bool any_acl_ = false;
+
+ public:
+  // ls's `is_linked_directory`: a symlink counts when ls stat'ed its target.
+  static bool groups_as_directory(const Entry& e) { return S_ISDIR(e.mode) || S_ISDIR(e.link_mode); }
+};
+
+// ---------------------------------------------------------------- sorting
+
+void sort_entries(std::vector<Entry>& entries, const Options& o) {
+  if (o.sort == SortKey::none) return;
+  // C and C.UTF-8 both collate by bytes (glibc's C.UTF-8 is code point order).
+  auto by_name = [](const Entry& a, const Entry& b) { return a.name.compare(b.name); };
+  auto extension = [](const std::string& n) {
+    const std::size_t dot = n.rfind('.');
+    return dot == std::string::npos ? std::string_view() : std::string_view(n).substr(dot);
+  };
+  auto key = [&](const Entry& a, const Entry& b) -> int {
+    switch (o.sort) {
+      case SortKey::time:
+        if (a.mtime_sec != b.mtime_sec) return a.mtime_sec < b.mtime_sec ? 1 : -1;
+        if (a.mtime_nsec != b.mtime_nsec) return a.mtime_nsec < b.mtime_nsec ? 1 : -1;
+        return by_name(a, b);
+      case SortKey::size:
+        if (a.size != b.size) return a.size < b.size ? 1 : -1;
+        return by_name(a, b);
+      case SortKey::extension:
+        if (int d = extension(a.name).compare(extension(b.name))) return d;
+        return by_name(a, b);
+      case SortKey::version:
+        if (int d = format::filevercmp(a.name, b.name)) return d;
+        return by_name(a, b);
+      case SortKey::name:
+      case SortKey::none: break;
+    }
+    return by_name(a, b);
+  };
+  std::sort(entries.begin(), entries.end(), [&](const Entry& a, const Entry& b) {
+    if (o.directories_first) {
+      const bool da = Formatter::groups_as_directory(a), db = Formatter::groups_as_directory(b);
+      if (da != db) return da;
+    }
+    return o.reverse ? key(b, a) < 0 : key(a, b) < 0;
+  });
+}
+
+// ---------------------------------------------------------------- reading
+
+struct linux_dirent64 {
+  std::uint64_t d_ino;
+  std::int64_t d_off;
+  unsigned short d_reclen;
+  unsigned char d_type;
+  char d_name[];
+};
+
+class Poll {
+ public:
+  explicit Poll(const Control& c) : c_(c) {}
+  void entry() {
+    if (c_.delay_per_entry.count() > 0) std::this_thread::sleep_for(c_.delay_per_entry);
+    if (c_.cancelled && ((++count_ & 255) == 0 || c_.delay_per_entry.count() > 0) &&
+        c_.cancelled->load(std::memory_order_relaxed))
+      throw Cancelled("listing cancelled");
+  }
+
+ private:
+  const Control& c_;
+  unsigned count_ = 0;
+};
+
+// Fills in what long format needs beyond statx, for a file reached by
+// (dirfd, name).
+void complete_entry(int dirfd, const char* name, const Options& o, AttributeProbe& attrs, Entry& e,
+                    std::string_view shown) {
+  attrs.probe(dirfd, name, o.dereference, e, shown);
+  if (S_ISLNK(e.mode)) {
+    e.link_target = read_link(dirfd, name, e.size, shown);
+    // ls 9.1 follows the link for -F and --file-type, and to group linked
+    // directories with --group-directories-first.
+    if (o.indicator >= Indicator::file_type || o.directories_first) {
+      struct statx sx;
+      if (::statx(dirfd, name, AT_NO_AUTOMOUNT, STATX_TYPE | STATX_MODE, &sx) == 0) e.link_mode = sx.stx_mode;
+    }
+  }
+}
+
+std::vector<Entry> read_directory(int dirfd, std::string_view dir, const Options& o, AttributeProbe& attrs,
+                                  Poll& poll) {
+  std::vector<Entry> entries;
+  std::vector<char> buf(256 * 1024);
+  for (;;) {
+    const long n = ::syscall(SYS_getdents64, dirfd, buf.data(), buf.size());
+    if (n < 0) refuse(os_error("reading directory", dir, errno));
+    if (n == 0) break;
+    for (long off = 0; off < n;) {
+      const auto* d = reinterpret_cast<const linux_dirent64*>(buf.data() + off);
+      off += d->d_reclen;
+      const char* name = d->d_name;
+      if (name[0] == '.') {
+        const bool dot_or_dotdot = name[1] == '\0' || (name[1] == '.' && name[2] == '\0');
+        if (o.hidden == Hidden::dot_files_hidden || (o.hidden == Hidden::almost_all && dot_or_dotdot)) continue;
+      }
+      poll.entry();
+      Entry& e = entries.emplace_back();
+      e.name = name;
+      stat_entry(dirfd, name, o.dereference, e, e.name);
+      complete_entry(dirfd, name, o, attrs, e, e.name);
+    }
+  }
+  return entries;
+}
+
+}  // namespace
+
+Listing list(std::string_view dir, std::span<const std::string> switches, const Environment& env,
+             const Control& control) {
+  const Options o = parse_switches(switches);
+  const Locale locale = resolve_locale(env);
+  const std::string path(dir);
+  if (path.empty() || path.find('\0') != std::string::npos) refuse("an empty path or one with a NUL byte");
+  ThreadCtype ctype(locale.utf8_ctype && o.escape);
+  Formatter formatter(o, env, locale);
+  IdNames ids;
+  AttributeProbe attrs(path);
+  Poll poll(control);
+
+  Listing listing;
+  listing.quoting_style = formatter.quoting().style();
+
+  // The operand itself, as ls gobbles a command-line argument: with -l it is
+  // never followed unless -L (a symlink to a directory is shown as a link).
+  Entry operand;
+  operand.name = path;
+  stat_entry(AT_FDCWD, path.c_str(), o.dereference, operand, path);
+
+  if (o.immediate_dirs || !S_ISDIR(operand.mode)) {
+    complete_entry(AT_FDCWD, path.c_str(), o, attrs, operand, path);
+    std::vector<Entry> one{std::move(operand)};
+    formatter.measure(one, ids);
+    formatter.line(listing.text, listing.names, one[0], ids, one[0].name);
+    return listing;
+  }
+
+  Fd dirfd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dirfd.get() < 0) refuse(os_error("cannot open directory", path, errno));
+  std::vector<Entry> entries = read_directory(dirfd.get(), path, o, attrs, poll);
+  sort_entries(entries, o);
+  formatter.measure(entries, ids);
+
+  std::uint64_t total_blocks = 0;
+  for (const Entry& e : entries) total_blocks += e.blocks;
+  std::string& out = listing.text;
+  out.reserve(entries.size() * 80 + 64);
+  listing.names.reserve(entries.size());
+  out += "  total ";
+  out += formatter.block_count(total_blocks);
+  out += '\n';
+  for (const Entry& e : entries) {
+    poll.entry();
+    formatter.line(out, listing.names, e, ids, e.name);
+  }
+  if (out.size() > UINT32_MAX) refuse("a listing larger than 4 GiB");
+  return listing;
+}
+
+std::string dired_trailer(const Listing& listing) {
+  std::string out;
+  if (!listing.names.empty()) {
+    out += "//DIRED//";
+    for (const NameSpan& n : listing.names) {
+      out += ' ';
+      out += decimal(n.begin);
+      out += ' ';
+      out += decimal(n.end);
+    }
+    out += '\n';
+  }
+  out += "//DIRED-OPTIONS// --quoting-style=";
+  out += listing.quoting_style;
+  out += '\n';
+  return out;
+}
+
+}  // namespace descent::lister
