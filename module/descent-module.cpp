@@ -183,7 +183,7 @@ emacs_value make_value(const Env& env, const msgpack::object& o) {
     }
     case msgpack::type::MAP: {
       emacs_value plist = symbols.nil;
-      emacs_value cons = env.intern("cons");
+      const emacs_value cons = symbols.cons;  // the type's name is the function's
       for (std::uint32_t i = o.via.map.size; i-- > 0;) {
         const auto& kv = o.via.map.ptr[i];
         std::string key = ":" + std::string(protocol::as_bytes(kv.key).value_or("?"));
@@ -239,7 +239,7 @@ emacs_value mod_call(const Env& env, ptrdiff_t nargs, emacs_value* args) {
   const std::string method = env.text(args[1]);
   std::optional<std::chrono::milliseconds> timeout;
   if (nargs > 3 && !env.is_nil(args[3]))
-    timeout = std::chrono::milliseconds(static_cast<std::int64_t>(env.number(env.funcall(env.intern("float"), {args[3]})) * 1000));
+    timeout = std::chrono::milliseconds(static_cast<std::int64_t>(env.number(env.funcall(symbols.float_, {args[3]})) * 1000));
 
   msgpack::sbuffer params;
   Packer packer(params);

@@ -18,6 +18,7 @@ struct NonLocalExit {};
 // Symbols interned once at load time as global references (they outlive
 // every env), like jinx-mod.c and vterm's elisp.c do.
 struct Symbols {
+  // Type names double as function names: `cons', `float', `vector'.
   emacs_value nil, t, integer, float_, string, vector, cons, symbol;
   emacs_value list, length, car, cdr, make_vector, vconcat, intern, symbol_name, keywordp;
   emacs_value multibyte_string_p, base64_encode_string, define_error, defalias, provide;
