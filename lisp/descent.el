@@ -44,6 +44,7 @@
 ;;; Code:
 
 (require 'dired)
+(require 'cl-lib)
 (require 'seq)
 (require 'subr-x)
 
@@ -93,6 +94,19 @@ nil means the daemon's default, $XDG_STATE_HOME/descent/."
 (defcustom descent-daemon-start-timeout 2.0
   "Seconds to wait for a daemon started by Emacs to listen."
   :type 'number)
+
+(defcustom descent-record-visits t
+  "Non-nil means record visits of directories for \\[universal-argument] \\[descent-jump].
+Every Dired buffer and the directory of every visited file count as a
+visit, sent to the daemon without waiting for it.  Remote directories
+are never recorded."
+  :type 'boolean)
+
+(defcustom descent-jump-candidates 1000
+  "How many directories \\[universal-argument] \\[descent-jump] offers, best first.
+nil means every directory in the index.  Directories beyond the
+limit can still be reached by typing keywords or a path."
+  :type '(choice (const :tag "All" nil) natnum))
 
 (defcustom descent-module-file nil
   "The module file, descent-module.so.
@@ -282,57 +296,78 @@ module cannot be unloaded"
                                  "bin/descentd" "descentd")))))
       (executable-find "descentd")))
 
-(defun descent--daemon-start (socket)
-  "Start descentd listening on SOCKET and wait until it listens.
+(defun descent--daemon-spawn (socket on-exit)
+  "Start descentd for SOCKET and return its process.
 Without --foreground descentd daemonizes itself: the process started
 here exits 0 once the daemon listens (or at once when one already
 runs), and non-zero with a reason on stderr when it cannot start.
-Signal `descent-daemon-unavailable' when it does not start."
+When that process has exited, call ON-EXIT with nil on success, else
+with the reason as a one-line string.  Signal
+`descent-daemon-unavailable' when the program cannot be run at all."
   (let ((program (descent--daemon-program))
-        (buffer (get-buffer-create " *descentd*"))
+        (buffer (generate-new-buffer " *descentd*" t))
         ;; make-process needs a local, existing working directory.
         (default-directory "/"))
     (unless program
+      (kill-buffer buffer)
       (signal 'descent-daemon-unavailable
               (list "descentd not found: build it (M-x descent-build-module) \
 or set `descent-daemon-program'"
                     socket)))
-    (with-current-buffer buffer (erase-buffer))
-    (let ((process
-           (condition-case err
-               (make-process
-                :name "descentd" :buffer buffer :noquery t
-                :connection-type 'pipe :sentinel #'ignore
-                :command `(,program "--socket" ,socket
-                                    ,@(and descent-state-directory
-                                           (list "--state-dir"
-                                                 (expand-file-name
-                                                  descent-state-directory)))))
-             (file-error
-              (signal 'descent-daemon-unavailable
-                      (list (format "Cannot run %s: %s"
-                                    program (error-message-string err))
-                            socket)))))
-          (deadline (+ (float-time) descent-daemon-start-timeout)))
-      ;; Short slices, so that C-g is seen at once.
-      (while (and (process-live-p process) (< (float-time) deadline))
-        (accept-process-output process 0.02))
-      (cond
-       ((process-live-p process)
-        (signal 'descent-daemon-unavailable
-                (list (format "%s did not listen within %s s"
-                              program descent-daemon-start-timeout)
-                      socket)))
-       ((/= 0 (process-exit-status process))
-        (signal 'descent-daemon-unavailable
-                (list (format "%s could not start: %s" program
-                              (with-current-buffer buffer
-                                (let ((text (string-trim (buffer-string))))
-                                  (if (string-empty-p text)
-                                      (format "exit status %d"
-                                              (process-exit-status process))
-                                    (car (last (split-string text "\n")))))))
-                      socket)))))))
+    (condition-case err
+        (make-process
+         :name "descentd" :buffer buffer :noquery t :connection-type 'pipe
+         :command `(,program "--socket" ,socket
+                             ,@(and descent-state-directory
+                                    (list "--state-dir"
+                                          (expand-file-name
+                                           descent-state-directory))))
+         :sentinel
+         (lambda (process _event)
+           (unless (process-live-p process)
+             (let ((reason
+                    (and (/= 0 (process-exit-status process))
+                         (format "%s could not start: %s" program
+                                 (descent--last-line
+                                  buffer (format "exit status %d"
+                                                 (process-exit-status
+                                                  process)))))))
+               (kill-buffer buffer)
+               (funcall on-exit reason)))))
+      (file-error
+       (kill-buffer buffer)
+       (signal 'descent-daemon-unavailable
+               (list (format "Cannot run %s: %s"
+                             program (error-message-string err))
+                     socket))))))
+
+(defun descent--last-line (buffer default)
+  "The last non-empty line of BUFFER's text, or DEFAULT."
+  (let ((text (with-current-buffer buffer (string-trim (buffer-string)))))
+    (if (string-empty-p text)
+        default
+      (car (last (split-string text "\n"))))))
+
+(defun descent--daemon-start (socket)
+  "Start descentd listening on SOCKET and wait until it listens.
+Wait at most `descent-daemon-start-timeout' seconds, in short slices
+so that \\[keyboard-quit] works at once.  Signal
+`descent-daemon-unavailable' when it does not start."
+  (let* ((done nil)
+         (reason nil)
+         (process (descent--daemon-spawn
+                   socket (lambda (why) (setq done t reason why))))
+         (deadline (+ (float-time) descent-daemon-start-timeout)))
+    (while (and (not done) (< (float-time) deadline))
+      (accept-process-output process 0.02))
+    (cond
+     ((not done)
+      (signal 'descent-daemon-unavailable
+              (list (format "%s did not listen within %s s"
+                            (car (process-command process))
+                            descent-daemon-start-timeout)
+                    socket)))
+     (reason (signal 'descent-daemon-unavailable (list reason socket))))))
 
 (defun descent--call (method &optional params timeout)
   "Call the daemon's METHOD with PARAMS (a vector) and return its result.
@@ -358,6 +393,200 @@ in seconds, nil for no limit; \\[keyboard-quit] always works.  Signal
     (`(,_ ,(and (pred stringp) message) . ,_)
      (format "descent: %s" message))
     (_ (format "descent: %s" (error-message-string err)))))
+
+;;;;; Frecency
+
+(defun descent--file-name-coding ()
+  "The coding system of file names on this system."
+  (or file-name-coding-system default-file-name-coding-system 'utf-8-unix))
+
+(defun descent--path-bytes (path)
+  "PATH, expanded, as the unibyte string of its bytes on disk."
+  (encode-coding-string (expand-file-name path) (descent--file-name-coding)))
+
+(defun descent--path-text (bytes)
+  "The file name whose bytes on disk are BYTES."
+  (decode-coding-string bytes (descent--file-name-coding)))
+
+(defvar descent--last-visit nil
+  "The last visit recorded, as (DIRECTORY . FLOAT-TIME).")
+
+(defvar descent--pending-visits nil
+  "Visits not delivered yet, newest first: (PATH-BYTES . UNIX-TIME).")
+
+(defconst descent--pending-visits-max 100
+  "At most this many visits wait for a daemon being started.")
+
+(defvar descent--daemon-starting nil
+  "The process starting the daemon in the background, or nil.")
+
+(defvar descent--daemon-next-background-start 0
+  "The earliest `float-time' for another background start of the daemon.")
+
+(defvar descent--module-next-search 0
+  "The earliest `float-time' at which to look for a missing module again.")
+
+(defun descent--record-visit (directory)
+  "Record a visit of DIRECTORY in the frecency index, without waiting.
+Nothing is recorded for remote directories, or twice for the same
+directory within a second (a jump that creates a Dired buffer counts
+once).  When the daemon is not running, start it in the background
+and deliver the visit once it listens."
+  (when (and descent-record-visits directory
+             (not (file-remote-p directory))
+             ;; Looking for a missing module costs file system calls:
+             ;; not on every `find-file'.
+             (or (eq descent--module-status 'loaded)
+                 (>= (float-time) descent--module-next-search)))
+    (let ((directory (file-name-as-directory (expand-file-name directory)))
+          (now (float-time)))
+      (unless (and (equal (car descent--last-visit) directory)
+                   (< (- now (cdr descent--last-visit)) 1))
+        (setq descent--last-visit (cons directory now))
+        (if (not (descent--module-usable-p))
+            (setq descent--module-next-search (+ now 10))
+          (let ((bytes (descent--path-bytes directory)))
+            (unless (descent--mod-notify (descent--socket-path) "frecency.add"
+                                         (vector bytes))
+              (push (cons bytes (truncate now)) descent--pending-visits)
+              (when (> (length descent--pending-visits)
+                       descent--pending-visits-max)
+                (setcdr (nthcdr (1- descent--pending-visits-max)
+                                descent--pending-visits)
+                        nil))
+              (descent--daemon-start-in-background))))))))
+
+(defun descent--daemon-start-in-background ()
+  "Start the daemon without waiting; deliver pending visits when it listens.
+After a failure, wait 30 s before trying again; warn once."
+  (unless (or (process-live-p descent--daemon-starting)
+              (< (float-time) descent--daemon-next-background-start))
+    (setq descent--daemon-next-background-start (+ (float-time) 30))
+    (let ((socket (descent--socket-path)))
+      (condition-case err
+          (setq descent--daemon-starting
+                (descent--daemon-spawn
+                 socket
+                 (lambda (reason)
+                   (setq descent--daemon-starting nil)
+                   (if reason
+                       (descent--warn-once
+                        'daemon-start "%s; visits are not recorded" reason)
+                     (descent--deliver-pending-visits socket)))))
+        (descent-daemon-unavailable
+         (descent--warn-once 'daemon-start "%s; visits are not recorded"
+                             (cadr err)))))))
+
+(defun descent--deliver-pending-visits (socket)
+  "Send the visits waiting for the daemon on SOCKET, oldest first."
+  (let ((visits (reverse descent--pending-visits)))
+    (setq descent--pending-visits nil)
+    (dolist (visit visits)
+      (descent--mod-notify socket "frecency.add"
+                           (vector (car visit) (cdr visit))))))
+
+(defun descent--record-file-visit ()
+  "Record a visit of the directory of the file just visited."
+  (when buffer-file-name
+    (descent--record-visit (file-name-directory buffer-file-name))))
+
+(defun descent--record-dired-visit ()
+  "Record a visit of the directory of the new Dired buffer."
+  (descent--record-visit default-directory))
+
+(defun descent--frecency-query (keywords &optional limit)
+  "The index's best matches for KEYWORDS (strings), best first.
+At most LIMIT of them (nil for all).  Each is a plist (:path PATH
+:score SCORE :rank RANK :last UNIX-TIME), PATH a directory name."
+  (mapcar (lambda (match)
+            (list :path (file-name-as-directory
+                         (descent--path-text (plist-get match :path)))
+                  :score (plist-get match :score)
+                  :rank (plist-get match :rank)
+                  :last (plist-get match :last)))
+          (descent--call "frecency.query"
+                         (vector (vconcat (mapcar #'descent--path-bytes-of-word
+                                                  keywords))
+                                 (or limit 0))
+                         10)))
+
+(defun descent--path-bytes-of-word (word)
+  "WORD as the bytes of a file name, for matching paths byte for byte."
+  (encode-coding-string word (descent--file-name-coding)))
+
+(defun descent--format-age (unix-time)
+  "How long ago UNIX-TIME was, briefly."
+  (let ((seconds (max 0 (- (float-time) unix-time))))
+    (cond ((< seconds 60) "just now")
+          ((< seconds 3600) (format "%d min ago" (/ seconds 60)))
+          ((< seconds 86400) (format "%d h ago" (/ seconds 3600)))
+          (t (format "%d days ago" (/ seconds 86400))))))
+
+(defun descent--frecency-table (matches)
+  "A completion table of MATCHES' directories, kept in rank order."
+  (let ((candidates (mapcar (lambda (match)
+                              (abbreviate-file-name (plist-get match :path)))
+                            matches))
+        (annotations (make-hash-table :test #'equal)))
+    (cl-mapc (lambda (candidate match)
+               (puthash candidate
+                        (format "  %8.1f  %s" (plist-get match :score)
+                                (descent--format-age (plist-get match :last)))
+                        annotations))
+             candidates matches)
+    (lambda (string predicate action)
+      (if (eq action 'metadata)
+          `(metadata (category . file)
+                     (display-sort-function . identity)
+                     (cycle-sort-function . identity)
+                     (annotation-function
+                      . ,(lambda (candidate) (gethash candidate annotations))))
+        (complete-with-action action candidates string predicate)))))
+
+(defvar descent--jump-history nil
+  "History of \\[universal-argument] \\[descent-jump].")
+
+(defun descent--path-like-p (input)
+  "Non-nil when INPUT is a file name rather than keywords."
+  (or (string-prefix-p "~" input) (string-match-p "/" input)))
+
+(defun descent--best-match (keywords)
+  "The best directory of the index for KEYWORDS, or nil."
+  (plist-get (car (descent--frecency-query keywords 1)) :path))
+
+(defun descent--read-directory (prompt)
+  "Read a directory (or file) with PROMPT, from the frecency index.
+Candidates come best first.  Input with a slash or starting with ~ is
+a file name; other input is keywords, and means the index's best match
+for them.  Without the module or the daemon, read a file name."
+  (let ((matches (and (descent--module-usable-p)
+                      (condition-case err
+                          (descent--frecency-query nil descent-jump-candidates)
+                        (descent-error
+                         (descent--warn-once 'frecency "%s; reading a file name"
+                                             (descent--error-text err))
+                         'unavailable)))))
+    (if (or (null (eq descent--module-status 'loaded)) (eq matches 'unavailable))
+        (read-file-name (concat prompt ": "))
+      (let* ((best (and matches
+                        (abbreviate-file-name (plist-get (car matches) :path))))
+             (input (completing-read (format-prompt prompt best)
+                                     (descent--frecency-table matches)
+                                     nil nil nil 'descent--jump-history best)))
+        (cond ((string-empty-p input) (user-error "No directory given"))
+              ((or (descent--path-like-p input)
+                   (seq-find (lambda (match)
+                               (equal (abbreviate-file-name
+                                       (plist-get match :path))
+                                      input))
+                             matches))
+               (expand-file-name input))
+              ((descent--best-match (split-string input)))
+              (t (user-error "No directory in the index matches %s" input)))))))
+
+(defun descent--jump-target (file)
+  "FILE as `descent-jump' wants it: a directory ends in a slash."
+  (if (file-directory-p file) (file-name-as-directory file) file))
 
 ;;;;; Jumping
 
@@ -426,8 +655,11 @@ left.  In an archive or tar member, return to the archive.  In any
 other buffer, Dired `default-directory'.
 
 When OTHER-WINDOW is non-nil, jump in another window.  When FILE-NAME
-is non-nil, jump to its line; interactively, with a prefix argument,
-read FILE-NAME.  A FILE-NAME ending in a slash is opened itself.
+is non-nil, jump to its line; a FILE-NAME ending in a slash is opened
+itself.  Interactively, with a prefix argument, read a directory with
+completion from the frecency index, best first: a typed path is taken
+as it is, and typed words mean the best directory they match (as
+`descent-jump-to' does).
 
 Improvements over the built-in `dired-jump':
 - a file hidden by `dired-omit-mode' gets point by turning omitting
@@ -443,7 +675,8 @@ Improvements over the built-in `dired-jump':
 Remote (TRAMP) files and directories use the built-in unchanged."
   (interactive
    (list nil (and current-prefix-arg
-                  (read-file-name "Jump to Dired file: "))))
+                  (descent--jump-target
+                   (descent--read-directory "Jump to directory")))))
   (let ((superior (descent--superior-buffer)))
     (cond
      (superior
@@ -454,18 +687,42 @@ Remote (TRAMP) files and directories use the built-in unchanged."
                          buffer-file-name default-directory))
       (dired-jump other-window file-name))
      ((and (derived-mode-p 'dired-mode) (null file-name))
-      (descent--jump-up other-window))
-     (t (descent--jump-into file-name other-window)))))
+      (descent--jump-up other-window)
+      (descent--record-visit default-directory))
+     (t
+      (descent--jump-into file-name other-window)
+      (descent--record-visit default-directory)))))
 
 ;;;###autoload
 (defun descent-jump-other-window (&optional file-name)
   "Like \\[descent-jump] (`descent-jump') but in another window.
 When FILE-NAME is non-nil, jump to its line; interactively, with a
-prefix argument, read FILE-NAME."
+prefix argument, read a directory as `descent-jump' does."
   (interactive
    (list (and current-prefix-arg
-              (read-file-name "Jump to Dired file: "))))
+              (descent--jump-target
+               (descent--read-directory "Jump to directory")))))
   (descent-jump t file-name))
+
+;;;###autoload
+(defun descent-jump-to (keywords &optional other-window)
+  "Jump to the best directory of the frecency index for KEYWORDS.
+KEYWORDS is a string of words or a list of strings; they match the
+path in order, case-insensitively unless one has an uppercase letter,
+and the last one matches the last component, as zoxide's do.  When
+OTHER-WINDOW is non-nil, jump in another window.  Return the
+directory, or signal `user-error' when nothing matches."
+  (interactive (list (read-string "Jump to (keywords): ") current-prefix-arg))
+  (let* ((words (if (stringp keywords) (split-string keywords) keywords))
+         (directory (condition-case err
+                        (descent--best-match words)
+                      (descent-error
+                       (user-error "%s" (descent--error-text err))))))
+    (unless directory
+      (user-error "No directory in the index matches %s"
+                  (string-join words " ")))
+    (descent-jump other-window directory)
+    directory))
 
 ;;;###autoload
 (defun descent-build-module ()
@@ -532,12 +789,22 @@ the buffer *descent-status*."
 (defvar descent--advice nil
   "Advice that `descent-mode' installs: a list of (SYMBOL HOW FUNCTION).")
 
+(defconst descent--hooks
+  '((find-file-hook . descent--record-file-visit)
+    (dired-mode-hook . descent--record-dired-visit))
+  "Hooks that `descent-mode' adds to: a list of (HOOK . FUNCTION).")
+
 (defun descent--set-advice (on)
-  "Install every piece of `descent--advice' when ON, else remove it."
+  "Install every piece of `descent--advice' and `descent--hooks' when ON.
+Remove them when ON is nil."
   (pcase-dolist (`(,symbol ,how ,function) descent--advice)
     (if on
         (advice-add symbol how function)
-      (advice-remove symbol function))))
+      (advice-remove symbol function)))
+  (pcase-dolist (`(,hook . ,function) descent--hooks)
+    (if on
+        (add-hook hook function)
+      (remove-hook hook function))))
 
 ;;;###autoload
 (define-minor-mode descent-mode

@@ -47,6 +47,8 @@
         (progn
           (global-set-key (kbd "C-c j") #'dired-jump)
           (descent-mode 1)
+          (pcase-dolist (`(,hook . ,function) descent--hooks)
+            (should (memq function (default-value hook))))
           (should (equal (descent-mode-tests--bindings)
                          '(descent-jump descent-jump-other-window descent-jump
                                         descent-jump descent-jump-other-window)))
@@ -57,8 +59,12 @@
           ;; Nothing descent installs is left behind.
           (pcase-dolist (`(,symbol ,_how ,function) descent--advice)
             (should-not (advice-member-p function symbol)))
+          (pcase-dolist (`(,hook . ,function) descent--hooks)
+            (should-not (memq function (default-value hook))))
           (should (equal global-map global))
           (descent-mode 1)
+          (pcase-dolist (`(,hook . ,function) descent--hooks)
+            (should (memq function (default-value hook))))
           (should (equal (descent-mode-tests--bindings)
                          '(descent-jump descent-jump-other-window descent-jump
                                         descent-jump descent-jump-other-window))))

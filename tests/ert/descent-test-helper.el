@@ -36,6 +36,12 @@
 
 (defvar descent-module-file)
 (defvar descent-daemon-program)
+(defvar descent-record-visits)
+(defvar descent--daemon-starting)
+
+;; Visits would start daemons in the background from tests about other
+;; things; the frecency tests turn recording on where they test it.
+(setq descent-record-visits nil)
 (let ((module (getenv "DESCENT_TEST_MODULE"))
       (daemon (getenv "DESCENT_TEST_DAEMON")))
   (when (and module (not (string-empty-p module)))
@@ -71,6 +77,13 @@ never reap it."
 
 (defun descent-test-stop-daemon ()
   "Stop the daemon on the tests' socket, if one runs."
+  ;; A daemon being started in the background must be up before it is
+  ;; stopped, or it would outlive the tests.
+  (let ((deadline (+ (float-time) 3)))
+    (while (and (bound-and-true-p descent--daemon-starting)
+                (process-live-p descent--daemon-starting)
+                (< (float-time) deadline))
+      (accept-process-output descent--daemon-starting 0.02)))
   (when (and (fboundp 'descent--mod-call) (fboundp 'descent--socket-path)
              (file-exists-p (descent--socket-path)))
     (ignore-errors (descent--mod-call (descent--socket-path) "stop" [] 5)))
