@@ -810,8 +810,10 @@ Remove them when ON is nil."
 (define-minor-mode descent-mode
   "Use descent for jumping (and, later, renaming) in Dired.
 The mode remaps `dired-jump' to `descent-jump' and
-`dired-jump-other-window' to `descent-jump-other-window'.  Turning
-it off gives back every built-in binding and behaviour."
+`dired-jump-other-window' to `descent-jump-other-window', and records
+visits of directories for \\[universal-argument] \\[descent-jump] (see
+`descent-record-visits').  Turning it off gives back every built-in
+binding and behaviour."
   :global t
   :group 'descent
   :keymap descent-mode-map

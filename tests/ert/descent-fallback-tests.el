@@ -70,5 +70,61 @@
       (should (eq (car descent--module-status) 'load-failed))
       (should (string-match-p "not-a-module" (cdr descent--module-status))))))
 
+;; `descent--checkout' is a constant for users; the tests bind it to a
+;; made-up checkout.
+(ert-deftest descent-fallback-module-search-order ()
+  "build/default first, then other build trees but never a sanitizer one."
+  (descent-test-with-directory
+    (let ((descent--checkout descent-test-directory)
+          (descent-module-file nil)
+          (name (descent--module-name)))
+      (descent-test-make-files "CMakePresets.json"
+                               (concat "build/asan/module/" name))
+      ;; Only a sanitizer build: it would abort Emacs, so none is found
+      ;; (unless one is on `load-path').
+      (let ((load-path nil))
+        (should-not (descent--module-locate)))
+      (descent-test-make-files (concat "build/lisp/module/" name))
+      (should (equal (descent--module-locate)
+                     (descent-test-file (concat "build/lisp/module/" name))))
+      (descent-test-make-files (concat "build/default/module/" name))
+      (should (equal (descent--module-locate)
+                     (descent-test-file (concat "build/default/module/" name))))
+      ;; And the daemon beside the module that was loaded.
+      (descent-test-make-files "build/default/daemon/server/descentd")
+      (set-file-modes (descent-test-file "build/default/daemon/server/descentd")
+                      #o755)
+      (let ((descent--module-loaded-file
+             (descent-test-file (concat "build/default/module/" name)))
+            (descent-daemon-program nil))
+        (should (equal (descent--daemon-program)
+                       (descent-test-file "build/default/daemon/server/descentd")))))))
+
+(ert-deftest descent-fallback-build-module ()
+  "`descent-build-module' runs CMake asynchronously from the checkout.
+Only `compilation-start' is replaced: a real build takes minutes."
+  (let ((started nil))
+    (cl-letf (((symbol-function 'compilation-start)
+               (lambda (command &rest _)
+                 (push (list command default-directory) started)
+                 (get-buffer-create "*descent-build-test*"))))
+      (if (not descent--checkout)
+          (should-error (descent-build-module) :type 'user-error)
+        (descent-build-module)
+        (should (equal (cadr (car started)) descent--checkout))
+        (should (string-match-p "\\`cmake --preset default && cmake --build \
+--preset default --target descent-module descentd descent\\'"
+                                (caar started)))
+        ;; Auto-compile: a missing module starts one build, once.
+        (setq started nil)
+        (let ((descent-module-file "/nonexistent/descent-module.so")
+              (descent-module-auto-compile t)
+              (descent--module-status nil)
+              (descent--build-buffer nil))
+          (should-not (descent--module-usable-p))
+          (should-not (descent--module-usable-p))
+          (should (= 1 (length started)))))
+      (kill-buffer "*descent-build-test*"))))
+
 (provide 'descent-fallback-tests)
 ;;; descent-fallback-tests.el ends here
