@@ -9,8 +9,11 @@ limit_ms=${QUIT_LIMIT_MS:-250}  # the design asks for 100 ms; the margin absorbs
 
 tmp=$(mktemp -d /tmp/descent-quit-XXXXXX)
 session=descent-quit-$$
+# A private tmux server: it starts with this script's environment (and so
+# passes LD_PRELOAD of a sanitizer build on), and leaves the user's alone.
+tmux() { command tmux -L "$session" "$@"; }
 cleanup() {
-  tmux kill-session -t "$session" 2>/dev/null || true
+  tmux kill-server 2>/dev/null || true
   [[ -S $tmp/run/descent/descentd.sock ]] && "$descentd" --version >/dev/null && kill "$(cat "$tmp/run/descent/descentd.pid")" 2>/dev/null || true
   if [[ ${passed:-no} == yes ]]; then rm -rf "$tmp"; else echo "kept $tmp for inspection"; fi
 }
@@ -41,7 +44,7 @@ cat > "$tmp/driver.el" <<LISP
 LISP
 
 tmux new-session -d -s "$session" -x 100 -y 30 \
-  "env XDG_RUNTIME_DIR=$XDG_RUNTIME_DIR TERM=xterm $emacs -nw -Q -l $tmp/driver.el 2>$tmp/stderr"
+  "TERM=xterm $emacs -nw -Q -l $tmp/driver.el 2>$tmp/stderr"
 for _ in $(seq 200); do [[ -e $tmp/ready ]] && break; sleep 0.05; done
 sleep 0.2
 tmux send-keys -t "$session" F5
