@@ -22,6 +22,7 @@
 #include <ctime>
 #include <cwchar>
 #include <cwctype>
+#include <exception>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -735,8 +736,12 @@ class Formatter {
 
 // ---------------------------------------------------------------- sorting
 
-void sort_entries(std::vector<Entry>& entries, const Options& o) {
-  if (o.sort == SortKey::none) return;
+// The order ls prints in; pointers, so that sorting moves 8 bytes an entry.
+std::vector<const Entry*> sort_entries(const std::vector<Entry>& entries, const Options& o) {
+  std::vector<const Entry*> order;
+  order.reserve(entries.size());
+  for (const Entry& e : entries) order.push_back(&e);
+  if (o.sort == SortKey::none) return order;
   // C and C.UTF-8 both collate by bytes (glibc's C.UTF-8 is code point order).
   auto by_name = [](const Entry& a, const Entry& b) { return a.name.compare(b.name); };
   auto extension = [](const std::string& n) {
@@ -763,13 +768,14 @@ void sort_entries(std::vector<Entry>& entries, const Options& o) {
     }
     return by_name(a, b);
   };
-  std::sort(entries.begin(), entries.end(), [&](const Entry& a, const Entry& b) {
+  std::sort(order.begin(), order.end(), [&](const Entry* a, const Entry* b) {
     if (o.directories_first) {
-      const bool da = Formatter::groups_as_directory(a), db = Formatter::groups_as_directory(b);
+      const bool da = Formatter::groups_as_directory(*a), db = Formatter::groups_as_directory(*b);
       if (da != db) return da;
     }
-    return o.reverse ? key(b, a) < 0 : key(a, b) < 0;
+    return o.reverse ? key(*b, *a) < 0 : key(*a, *b) < 0;
   });
+  return order;
 }
 
 // ---------------------------------------------------------------- reading
@@ -813,9 +819,10 @@ void complete_entry(int dirfd, const char* name, const Options& o, AttributeProb
   }
 }
 
-std::vector<Entry> read_directory(int dirfd, std::string_view dir, const Options& o, AttributeProbe& attrs,
-                                  Poll& poll) {
+// Reads the names (getdents64), keeping those -a/-A/default would show.
+std::vector<Entry> read_names(int dirfd, std::string_view dir, const Options& o, std::size_t expected) {
   std::vector<Entry> entries;
+  entries.reserve(expected);
   std::vector<char> buf(256 * 1024);
   for (;;) {
     const long n = ::syscall(SYS_getdents64, dirfd, buf.data(), buf.size());
@@ -829,14 +836,63 @@ std::vector<Entry> read_directory(int dirfd, std::string_view dir, const Options
         const bool dot_or_dotdot = name[1] == '\0' || (name[1] == '.' && name[2] == '\0');
         if (o.hidden == Hidden::dot_files_hidden || (o.hidden == Hidden::almost_all && dot_or_dotdot)) continue;
       }
-      poll.entry();
-      Entry& e = entries.emplace_back();
-      e.name = name;
-      stat_entry(dirfd, name, o.dereference, e, e.name);
-      complete_entry(dirfd, name, o, attrs, e, e.name);
+      entries.emplace_back().name = name;
     }
   }
   return entries;
+}
+
+// Stats every entry (statx, xattr listing, readlink). Large directories are
+// split over a few threads: each file costs two or three path look-ups that
+// no single syscall can batch, and they are independent of each other.
+void stat_entries(int dirfd, const std::string& dir, std::vector<Entry>& entries, const Options& o,
+                  const Control& control) {
+  constexpr std::size_t chunk = 512;
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> stop{false};
+  auto work = [&]() {
+    AttributeProbe attrs(dir);
+    Poll poll(control);
+    for (;;) {
+      const std::size_t begin = next.fetch_add(chunk);
+      if (begin >= entries.size() || stop.load(std::memory_order_relaxed)) return;
+      const std::size_t end = std::min(entries.size(), begin + chunk);
+      for (std::size_t i = begin; i < end; ++i) {
+        poll.entry();
+        Entry& e = entries[i];
+        stat_entry(dirfd, e.name.c_str(), o.dereference, e, e.name);
+        complete_entry(dirfd, e.name.c_str(), o, attrs, e, e.name);
+      }
+    }
+  };
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const std::size_t helpers = entries.size() < 4 * chunk ? 0 : std::min<std::size_t>(cores, 4) - 1;
+  if (helpers == 0) return work();
+
+  // No exception may escape a thread: each helper hands its first one back.
+  std::vector<std::exception_ptr> failures(helpers);
+  std::vector<std::thread> threads;
+  threads.reserve(helpers);
+  for (std::size_t t = 0; t < helpers; ++t)
+    threads.emplace_back([&, t]() noexcept {
+      try {
+        work();
+      } catch (...) {
+        failures[t] = std::current_exception();
+        stop = true;
+      }
+    });
+  std::exception_ptr own;
+  try {
+    work();
+  } catch (...) {
+    own = std::current_exception();
+    stop = true;
+  }
+  for (auto& th : threads) th.join();
+  if (own) std::rethrow_exception(own);
+  for (auto& f : failures)
+    if (f) std::rethrow_exception(f);
 }
 
 }  // namespace
@@ -850,7 +906,6 @@ Listing list(std::string_view dir, std::span<const std::string> switches, const 
   ThreadCtype ctype(locale.utf8_ctype && o.escape);
   Formatter formatter(o, env, locale);
   IdNames ids;
-  AttributeProbe attrs(path);
   Poll poll(control);
 
   Listing listing;
@@ -863,6 +918,7 @@ Listing list(std::string_view dir, std::span<const std::string> switches, const 
   stat_entry(AT_FDCWD, path.c_str(), o.dereference, operand, path);
 
   if (o.immediate_dirs || !S_ISDIR(operand.mode)) {
+    AttributeProbe attrs(path);
     complete_entry(AT_FDCWD, path.c_str(), o, attrs, operand, path);
     std::vector<Entry> one{std::move(operand)};
     formatter.measure(one, ids);
@@ -872,8 +928,12 @@ Listing list(std::string_view dir, std::span<const std::string> switches, const 
 
   Fd dirfd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dirfd.get() < 0) refuse(os_error("cannot open directory", path, errno));
-  std::vector<Entry> entries = read_directory(dirfd.get(), path, o, attrs, poll);
-  sort_entries(entries, o);
+  // Reserve from the directory's size (about 24+ bytes per ext4 entry) so
+  // that 100k entries do not reallocate and copy as they arrive.
+  const std::size_t expected = std::min<std::uint64_t>(operand.size / 24, 1u << 22);
+  std::vector<Entry> entries = read_names(dirfd.get(), path, o, expected);
+  stat_entries(dirfd.get(), path, entries, o, control);
+  const std::vector<const Entry*> order = sort_entries(entries, o);
   formatter.measure(entries, ids);
 
   std::uint64_t total_blocks = 0;
@@ -884,9 +944,9 @@ Listing list(std::string_view dir, std::span<const std::string> switches, const 
   out += "  total ";
   out += formatter.block_count(total_blocks);
   out += '\n';
-  for (const Entry& e : entries) {
+  for (const Entry* e : order) {
     poll.entry();
-    formatter.line(out, listing.names, e, ids, e.name);
+    formatter.line(out, listing.names, *e, ids, e->name);
   }
   if (out.size() > UINT32_MAX) refuse("a listing larger than 4 GiB");
   return listing;

@@ -93,10 +93,14 @@ std::vector<std::string> split_words(const std::string& s) {
 // magit-with-test-directory does.
 class TempDir {
  public:
+  // The tree lives one level down, so that its ".." is ours too and does not
+  // change while other processes create and remove things in /tmp.
   TempDir() {
     std::string templ = (std::filesystem::temp_directory_path() / "descent-lister-XXXXXX").string();
     check(::mkdtemp(templ.data()) != nullptr, "mkdtemp");
-    path_ = templ;
+    base_ = templ;
+    path_ = base_ + "/tree";
+    check(::mkdir(path_.c_str(), 0755) == 0, "mkdir " + path_);
   }
   ~TempDir() {
     if (::testing::Test::HasFailure()) {
@@ -104,13 +108,13 @@ class TempDir {
       return;
     }
     std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
+    std::filesystem::remove_all(base_, ec);
   }
   const std::string& path() const { return path_; }
   std::string operator/(const std::string& name) const { return path_ + "/" + name; }
 
  private:
-  std::string path_;
+  std::string base_, path_;
 };
 
 void make_file(const std::string& path, std::uint64_t size, bool with_data = false, mode_t mode = 0644) {
@@ -345,6 +349,19 @@ INSTANTIATE_TEST_SUITE_P(Switches, LsDifference, ::testing::ValuesIn(all_cases()
 TEST(LsDifferenceExtra, EmptyDirectoryAndAclFreeDirectory) {
   TempDir t;
   for (const char* s : {"-al", "-lA", "-l", "-alh"}) expect_same_as_ls(t.path(), s, "C");
+}
+
+// Large enough that the engine stats on several threads.
+TEST(LsDifferenceExtra, LargeDirectory) {
+  TempDir t;
+  build_awkward_tree(t);
+  for (int i = 0; i < 5000; ++i) {
+    const std::string name = (i % 7 ? "f" : "Dir.") + std::to_string(i * 7919 % 100003) + (i % 3 ? ".txt" : "");
+    if (i % 7 == 0) check(::mkdir((t / name).c_str(), 0755) == 0, "mkdir");
+    else make_file(t / name, static_cast<std::uint64_t>(i) * 1013);
+  }
+  for (const char* s : {"-al", "-alhv --group-directories-first", "-alt", "-alS", "-alX", "-alUi", "-aln"})
+    for (const char* l : locales) expect_same_as_ls(t.path(), s, l);
 }
 
 TEST(Lister, RefusesWhatItDoesNotReproduce) {

@@ -1,0 +1,221 @@
+// Benchmark of the listing engine, in one run, printed as ratios:
+//   engine  - descent::lister::list() on the directory (in process)
+//   ls      - `/bin/ls --dired -al -- DIR` as Emacs runs it (fork/exec, output drained)
+//   floor   - a bare getdents64 + statx loop: what any listing must at least do
+// on generated directories of 1k, 10k and 100k entries, plus the peak RSS of
+// a process that lists the 100k directory once (engine vs ls).
+//
+// Usage: lister_bench [--runs N] [--sizes 1000,10000,100000] [--keep DIR]
+// Also:  lister_bench list DIR [SWITCHES...]   prints what the engine prints
+//        lister_bench floor DIR                 runs the bare loop once
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "lister.hpp"
+
+namespace {
+
+namespace lister = descent::lister;
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "lister_bench: %s: %s\n", what.c_str(), std::strerror(errno));
+  std::exit(1);
+}
+
+lister::Environment c_locale() {
+  lister::Environment env{{"LC_ALL", "C"}};
+  if (const char* tz = std::getenv("TZ")) env["TZ"] = tz;
+  return env;
+}
+
+std::string engine_listing(const std::string& dir, const std::vector<std::string>& switches) {
+  const lister::Listing l = lister::list(dir, switches, c_locale());
+  return l.text + lister::dired_trailer(l);
+}
+
+struct linux_dirent64 {
+  std::uint64_t d_ino;
+  std::int64_t d_off;
+  unsigned short d_reclen;
+  unsigned char d_type;
+  char d_name[];
+};
+
+// The floor: read every entry and statx it, nothing else.
+std::uint64_t bare_loop(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) die("open " + dir);
+  std::vector<char> buf(256 * 1024);
+  std::uint64_t sum = 0;
+  for (;;) {
+    const long n = ::syscall(SYS_getdents64, fd, buf.data(), buf.size());
+    if (n < 0) die("getdents64 " + dir);
+    if (n == 0) break;
+    for (long off = 0; off < n;) {
+      const auto* d = reinterpret_cast<const linux_dirent64*>(buf.data() + off);
+      off += d->d_reclen;
+      struct statx sx;
+      if (::statx(fd, d->d_name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
+                  STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID | STATX_MTIME | STATX_INO |
+                      STATX_SIZE | STATX_BLOCKS,
+                  &sx) == 0)
+        sum += sx.stx_size + sx.stx_blocks;
+    }
+  }
+  ::close(fd);
+  return sum;
+}
+
+// Runs ls like Emacs does and drains its output; returns the child's rusage.
+struct rusage run_ls(const std::string& dir) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) die("pipe");
+  const pid_t pid = ::fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    ::dup2(p[1], 1);
+    char* envp[] = {const_cast<char*>("LC_ALL=C"), nullptr};
+    const char* argv[] = {"ls", "--dired", "-al", "--", dir.c_str(), nullptr};
+    ::execve("/bin/ls", const_cast<char**>(argv), envp);
+    ::_exit(127);
+  }
+  ::close(p[1]);
+  char buf[65536];
+  while (::read(p[0], buf, sizeof buf) > 0) continue;
+  ::close(p[0]);
+  int status;
+  struct rusage ru {};
+  ::wait4(pid, &status, 0, &ru);
+  return ru;
+}
+
+// Peak RSS (KiB) of a fresh process that lists `dir` once with the engine.
+long engine_child_rss(const std::string& dir) {
+  const pid_t pid = ::fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    const std::string text = engine_listing(dir, {"-al"});
+    ::_exit(text.empty() ? 1 : 0);
+  }
+  int status;
+  struct rusage ru {};
+  ::wait4(pid, &status, 0, &ru);
+  return ru.ru_maxrss;
+}
+
+double median_ms(int runs, const std::function<void()>& work) {
+  work();  // warm-up: caches and the name service
+  std::vector<double> t;
+  for (int i = 0; i < runs; ++i) {
+    const auto start = Clock::now();
+    work();
+    t.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+void make_tree(const std::string& dir, int entries) {
+  if (::mkdir(dir.c_str(), 0755) != 0) die("mkdir " + dir);
+  for (int i = 0; i < entries; ++i) {
+    char name[64];
+    // Mostly files of varied sizes and names, some directories and links,
+    // roughly what a big source or download directory holds.
+    std::snprintf(name, sizeof name, i % 3 ? "file-%07d.txt" : "Data_%d.tar.gz", i);
+    const std::string path = dir + "/" + name;
+    if (i % 50 == 0) {
+      if (::mkdir(path.c_str(), 0755) != 0) die("mkdir " + path);
+    } else if (i % 97 == 0) {
+      if (::symlink("file-0000001.txt", path.c_str()) != 0) die("symlink " + path);
+    } else {
+      const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd < 0 || ::ftruncate(fd, (i * 7919) % 5000000) != 0) die("create " + path);
+      ::close(fd);
+    }
+  }
+}
+
+int bench(int runs, const std::vector<int>& sizes, std::string root) {
+  bool remove = root.empty();
+  if (remove) {
+    std::string templ = (std::filesystem::temp_directory_path() / "descent-lister-bench-XXXXXX").string();
+    if (!::mkdtemp(templ.data())) die("mkdtemp");
+    root = templ;
+  }
+  std::printf("%8s %12s %12s %12s %10s %10s\n", "entries", "engine ms", "ls ms", "floor ms", "ls/engine",
+              "engine/floor");
+  std::string biggest;
+  for (int n : sizes) {
+    const std::string dir = root + "/d" + std::to_string(n);
+    if (::access(dir.c_str(), F_OK) != 0) make_tree(dir, n);
+    biggest = dir;
+    // Engine and ls must agree before their times mean anything.
+    if (engine_listing(dir, {"-al"}).empty()) die("empty listing");
+    const double engine = median_ms(runs, [&] { (void)engine_listing(dir, {"-al"}); });
+    const double ls = median_ms(runs, [&] { (void)run_ls(dir); });
+    const double floor = median_ms(runs, [&] { (void)bare_loop(dir); });
+    std::printf("%8d %12.2f %12.2f %12.2f %10.2f %10.2f\n", n, engine, ls, floor, ls / engine, engine / floor);
+  }
+  if (!biggest.empty()) {
+    const long engine_rss = engine_child_rss(biggest);
+    const long ls_rss = run_ls(biggest).ru_maxrss;
+    std::printf("peak RSS listing %s: engine process %ld KiB, ls %ld KiB\n", biggest.c_str(), engine_rss, ls_rss);
+  }
+  if (remove) std::filesystem::remove_all(root);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  try {
+    if (!args.empty() && args[0] == "list" && args.size() >= 2) {
+      const std::string text = engine_listing(args[1], std::vector<std::string>(args.begin() + 2, args.end()));
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      return 0;
+    }
+    if (!args.empty() && args[0] == "floor" && args.size() == 2) {
+      std::printf("%llu\n", static_cast<unsigned long long>(bare_loop(args[1])));
+      return 0;
+    }
+    int runs = 5;
+    std::vector<int> sizes{1000, 10000, 100000};
+    std::string keep;
+    for (std::size_t i = 0; i + 1 < args.size(); i += 2) {
+      if (args[i] == "--runs") runs = std::max(1, std::atoi(args[i + 1].c_str()));
+      else if (args[i] == "--keep") keep = args[i + 1];
+      else if (args[i] == "--sizes") {
+        sizes.clear();
+        for (std::size_t p = 0; p < args[i + 1].size();) {
+          sizes.push_back(std::atoi(args[i + 1].c_str() + p));
+          p = args[i + 1].find(',', p);
+          if (p == std::string::npos) break;
+          ++p;
+        }
+      } else {
+        std::fprintf(stderr, "usage: lister_bench [--runs N] [--sizes A,B,C] [--keep DIR] | list DIR SWITCHES... | floor DIR\n");
+        return 2;
+      }
+    }
+    return bench(runs, sizes, keep);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lister_bench: %s\n", e.what());
+    return 1;
+  }
+}
