@@ -70,6 +70,24 @@
       (should (eq (car descent--module-status) 'load-failed))
       (should (string-match-p "not-a-module" (cdr descent--module-status))))))
 
+(ert-deftest descent-fallback-prefix-reads-file-name ()
+  "Without the module, C-u C-x C-j reads a file name, as the built-in does.
+Only the minibuffer is replaced: batch Emacs reads it from stdin."
+  (let ((descent-module-file "/nonexistent/descent-module.so")
+        (descent--module-status nil)
+        (asked nil))
+    (descent-test-with-directory
+      (descent-test-make-files "r/f.txt")
+      (cl-letf (((symbol-function 'read-file-name)
+                 (lambda (prompt &rest _)
+                   (setq asked prompt)
+                   (descent-test-file "r/f.txt"))))
+        (let ((current-prefix-arg '(4)))
+          (call-interactively #'descent-jump)))
+      (should asked)
+      (should (derived-mode-p 'dired-mode))
+      (should (equal (descent-test-point-file) (descent-test-file "r/f.txt"))))))
+
 ;; `descent--checkout' is a constant for users; the tests bind it to a
 ;; made-up checkout.
 (ert-deftest descent-fallback-module-search-order ()

@@ -105,6 +105,14 @@ never reap it."
 
 (add-hook 'kill-emacs-hook #'descent-test--cleanup)
 
+(defun descent-test--note-result (test)
+  "Keep `descent-test-root' when TEST did not end as expected."
+  (let ((result (ert-test-most-recent-result test)))
+    (when (and result (not (ert-test-result-expected-p test result)))
+      (setq descent-test-failed t))))
+
+(advice-add 'ert-run-test :after #'descent-test--note-result)
+
 (defun descent-test-kill-buffers-under (dir)
   "Kill every buffer whose directory or file lies under DIR."
   (dolist (buffer (buffer-list))
