@@ -1,0 +1,79 @@
+// The file-system side of steps: run, revert and observe one Step, with
+// *at() calls on cached directory descriptors. Internal to the engine.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "engine/rename/rename.hpp"
+
+namespace descent::rename::detail {
+
+// A failed system call: the path it concerns and errno.
+struct OsError : std::runtime_error {
+  OsError(const std::string& doing, std::string path, int error);
+  std::string path;
+  int error;
+};
+
+std::pair<std::string_view, std::string_view> split(std::string_view path);  // parent, name
+
+// Directory descriptors by path, so that a batch of 100k renames in one
+// directory resolves that directory once. Entries under a moved directory
+// are dropped because their path no longer names them.
+class Directories {
+ public:
+  Directories() = default;
+  Directories(const Directories&) = delete;
+  Directories& operator=(const Directories&) = delete;
+  ~Directories();
+  int open(std::string_view dir);  // O_PATH; throws OsError
+  void forget_under(std::string_view dir);
+  // fsync every directory in `dirs` (errors are reported, not thrown).
+  static std::vector<std::string> sync(const std::vector<std::string>& dirs);
+
+ private:
+  std::unordered_map<std::string, int> fds_;
+};
+
+enum class Status { applied, not_applied, unknown };
+
+class StepRunner {
+ public:
+  explicit StepRunner(Directories& dirs) : dirs_(dirs) {}
+  void apply(const Step& step);
+  void revert(const Step& step);
+  // What the file system says about `step`, assuming every later step is not
+  // applied; first removes the leftovers of a half-done step (scratch names).
+  Status settle(const Step& step);
+  // After a run (done or rolled back): removes what a step kept for a rollback.
+  void finish(const Step& step);
+  // Whether the file system still shows `step` as done, without changing
+  // anything (undo's check that nothing moved since).
+  bool shows_done(const Step& step);
+  // Whether `path` holds the object `id` (or, for a re-targeted symlink, one
+  // with either target).
+  bool holds(std::string_view path, const FileId& id, const Step& step);
+  std::optional<struct stat> lstat(std::string_view path);
+
+ private:
+  void rename(std::string_view from, std::string_view to, unsigned flags);
+  void copy(std::string_view from, std::string_view scratch, std::string_view to);
+  void relink(std::string_view path, std::string_view scratch, std::string_view target, bool keep_old);
+  std::optional<std::string> link_at(std::string_view path);
+  void remove_if_present(std::string_view path, bool directory);
+  void make_directories(std::string_view dir);
+  Directories& dirs_;
+};
+
+// The directories a step changes (to fsync, and to tell the client).
+void affected_directories(const Step& step, std::vector<std::string>& out);
+
+}  // namespace descent::rename::detail

@@ -1,0 +1,798 @@
+// RenamePlan::make: validation and ordering. Nothing here changes the file
+// system: the plan is computed on a simulated tree, and only lstat() is
+// called on the real one.
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <random>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "engine/rename/filesystem.hpp"
+#include "engine/rename/rename.hpp"
+
+namespace descent::rename {
+
+using detail::split;
+
+namespace {
+
+std::string describe(const std::vector<Problem>& problems) {
+  std::string text = problems.size() == 1 ? "refused the batch: " : "refused the batch (" +
+                                                                      std::to_string(problems.size()) +
+                                                                      " problems): ";
+  const std::size_t shown = std::min<std::size_t>(problems.size(), 20);
+  for (std::size_t i = 0; i < shown; ++i) {
+    if (i) text += "; ";
+    text += printable(problems[i].path) + ": " + problems[i].reason;
+  }
+  if (shown < problems.size()) text += "; and " + std::to_string(problems.size() - shown) + " more";
+  return text;
+}
+
+// Why `path` is not an acceptable absolute path, or empty if it is.
+std::string path_problem(std::string_view path) {
+  if (path.empty()) return "the name is empty";
+  if (path.find('\0') != std::string_view::npos) return "the name contains a NUL byte";
+  if (path.front() != '/') return "not an absolute path";
+  if (path.size() >= PATH_MAX) return "the path is longer than PATH_MAX (" + std::to_string(PATH_MAX - 1) + " bytes)";
+  if (path == "/") return "the root directory cannot be renamed";
+  std::size_t start = 1;
+  while (start <= path.size()) {
+    auto end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    const auto component = path.substr(start, end - start);
+    if (component.empty()) return end == path.size() ? "the name is empty" : "the path has an empty component";
+    if (component == "." || component == "..") return "\"" + std::string(component) + "\" is not a file name";
+    if (component.size() > NAME_MAX)
+      return "a name is longer than NAME_MAX (" + std::to_string(NAME_MAX) + " bytes)";
+    start = end + 1;
+  }
+  return {};
+}
+
+std::string temporary_token() {
+  std::random_device random;
+  const std::uint64_t value = (std::uint64_t(random()) << 32) ^ random();
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(value));
+  return text;
+}
+
+// Percent-encodes a path for a .trashinfo Path= line (RFC 2396, '/' kept).
+std::string trash_url(std::string_view path) {
+  std::string out;
+  for (const unsigned char c : path) {
+    if (std::isalnum(c) || std::strchr("/-_.~!*'()", c)) {
+      out += static_cast<char>(c);
+    } else {
+      char hex[4];
+      std::snprintf(hex, sizeof hex, "%%%02X", c);
+      out += hex;
+    }
+  }
+  return out;
+}
+
+std::string trash_date() {
+  const std::time_t now = std::time(nullptr);
+  std::tm local{};
+  localtime_r(&now, &local);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &local);
+  return text;
+}
+
+struct Object {
+  std::string original;  // before the batch
+  std::string current;   // in the simulated tree
+  std::string final_path;
+  // Only what planning needs of the lstat: 100k objects must stay small.
+  struct {
+    mode_t st_mode = 0;
+    dev_t st_dev = 0;
+    ino_t st_ino = 0;
+  } st;
+  FileId id;
+  bool moving = false;
+  bool done = false;
+  bool overwrite = false;
+  bool through_temporary = false;
+  bool refused = false;  // a problem is recorded: plan around it, to find the others
+  std::string link_old, link_new;  // when re-targeted
+  std::optional<std::uint32_t> new_mode;
+};
+
+class Planner {
+ public:
+  Planner(const std::filesystem::path& trash_dir, const std::atomic<bool>* cancelled)
+      : trash_dir_(trash_dir.string()), cancelled_(cancelled), token_(temporary_token()), runner_(dirs_) {}
+
+  RenamePlan make(const Batch& batch);
+
+ private:
+  enum class Edge { none, arrive, occupy_ancestor, occupy };  // (b), (c), (a) in the notes below
+  struct Blocker {
+    enum class Kind { ready, edge, problem, make_parent, victim } kind = Kind::ready;
+    Edge edge = Edge::none;
+    std::size_t object = 0;
+    std::string reason;
+  };
+  struct Place {
+    enum class Kind { absent, object, disk, created } kind = Kind::absent;
+    std::size_t object = 0;
+    struct stat st {};
+  };
+
+  void problem(std::string_view path, std::string reason) { problems_.push_back({std::string(path), std::move(reason)}); }
+  void check_cancel() {
+    if (cancelled_ && cancelled_->load(std::memory_order_relaxed)) throw BatchCancelled("cancelled before any change");
+  }
+  std::size_t object_at(const std::string& original, const Operation& op);
+  std::optional<struct stat> disk(const std::string& path);
+  Place resolve(const std::string& path);
+  Blocker blocker(std::size_t o);
+  bool ensure_directory(const std::string& path, std::string_view why_path);
+  void move(std::size_t o, const std::string& to, bool temporary);
+  void exchange(std::size_t a, std::size_t b);
+  void rewrite(const std::string& from, const std::string& to);
+  void trash(std::size_t o, const struct stat& victim);
+  std::string scratch_in(std::string_view dir) {
+    return std::string(dir == "/" ? "" : dir) + "/.descent-tmp-" + token_ + "-" + std::to_string(scratch_count_++);
+  }
+  void order();
+
+  std::string trash_dir_;
+  const std::atomic<bool>* cancelled_;
+  std::string token_;
+  std::size_t scratch_count_ = 0;
+  detail::Directories dirs_;
+  detail::StepRunner runner_;
+  std::vector<Problem> problems_;
+  std::vector<Object> objects_;
+  std::vector<Step> steps_;
+  std::unordered_map<std::string, std::size_t> by_original_, occupant_, arriving_;
+  std::unordered_map<std::string, dev_t> created_;
+  std::unordered_set<std::string> trashed_, trash_names_;
+  std::unordered_map<std::string, std::optional<struct stat>> disk_cache_;
+  std::vector<std::string> make_directories_;
+};
+
+std::optional<struct stat> Planner::disk(const std::string& path) {
+  auto it = disk_cache_.find(path);
+  if (it != disk_cache_.end()) return it->second;
+  std::optional<struct stat> st;
+  try {
+    st = runner_.lstat(path);
+  } catch (const detail::OsError& e) {
+    problem(path, std::string("cannot be examined: ") + std::strerror(e.error));
+  }
+  // Directories are asked about again and again (every entry's parent); files once.
+  if (st && S_ISDIR(st->st_mode)) disk_cache_.emplace(path, st);
+  return st;
+}
+
+// What is at `path` in the simulated tree.
+Planner::Place Planner::resolve(const std::string& path) {
+  Place place;
+  std::string_view q = path;
+  for (;;) {
+    const std::string key(q);
+    if (auto it = occupant_.find(key); it != occupant_.end()) {
+      if (q.size() == path.size()) {
+        place.kind = Place::Kind::object;
+        place.object = it->second;
+        place.st.st_mode = objects_[it->second].st.st_mode;
+        place.st.st_dev = objects_[it->second].st.st_dev;
+        place.st.st_ino = objects_[it->second].st.st_ino;
+        return place;
+      }
+      // Inside an object that is a directory: look at its original contents.
+      const std::string original = objects_[it->second].original + path.substr(q.size());
+      if (by_original_.count(original) || trashed_.count(original)) return place;  // moved away
+      if (auto st = disk(original)) {
+        place.kind = Place::Kind::disk;
+        place.st = *st;
+      }
+      return place;
+    }
+    if (auto it = created_.find(key); it != created_.end()) {
+      if (q.size() == path.size()) {
+        place.kind = Place::Kind::created;
+        place.st.st_mode = S_IFDIR | 0755;
+        place.st.st_dev = it->second;
+      }
+      return place;
+    }
+    if (by_original_.count(key) || trashed_.count(key)) return place;  // moved away or trashed
+    if (q == "/") break;
+    q = split(q).first;
+  }
+  if (auto st = disk(path)) {
+    place.kind = Place::Kind::disk;
+    place.st = *st;
+  }
+  return place;
+}
+
+std::size_t Planner::object_at(const std::string& original, const Operation& op) {
+  if (auto it = by_original_.find(original); it != by_original_.end()) {
+    if (!(objects_[it->second].id == op.id)) problem(original, "appears twice with different inodes");
+    return it->second;
+  }
+  Object object;
+  object.original = object.current = object.final_path = original;
+  object.id = op.id;
+  const std::size_t index = objects_.size();
+  if (auto st = disk(original)) {
+    object.st.st_mode = st->st_mode;
+    object.st.st_dev = st->st_dev;
+    object.st.st_ino = st->st_ino;
+    if (st->st_dev != op.id.dev || st->st_ino != op.id.ino) {
+      problem(original, "changed on disk since the edit began");
+      object.refused = true;
+    }
+  } else {
+    problem(original, "vanished since the edit began");
+    object.refused = true;
+  }
+  objects_.push_back(std::move(object));
+  by_original_.emplace(original, index);
+  occupant_.emplace(original, index);
+  return index;
+}
+
+RenamePlan Planner::make(const Batch& batch) {
+  // 1. Every operation on its own.
+  for (std::size_t i = 0; i < batch.operations.size(); ++i) {
+    if ((i & 1023) == 0) check_cancel();
+    const Operation& op = batch.operations[i];
+    if (auto why = path_problem(op.source); !why.empty()) {
+      problem(op.source, why);
+      continue;
+    }
+    if (op.kind == Operation::Kind::make_directory) {
+      make_directories_.push_back(op.source);
+      continue;
+    }
+    const std::size_t o = object_at(op.source, op);
+    Object& object = objects_[o];
+    const bool exists = object.st.st_ino != 0;
+    switch (op.kind) {
+      case Operation::Kind::rename:
+        if (auto why = path_problem(op.destination); !why.empty()) {
+          problem(op.destination, why);
+          break;
+        }
+        if (object.moving) {
+          problem(op.source, "is renamed twice in this batch");
+          break;
+        }
+        if (op.destination == op.source) break;
+        if (exists && S_ISDIR(object.st.st_mode) && op.destination.starts_with(op.source + "/")) {
+          problem(op.source, "a directory cannot move into its own subtree (" + printable(op.destination) + ")");
+          break;
+        }
+        object.moving = true;
+        object.final_path = op.destination;
+        object.overwrite = op.overwrite;
+        break;
+      case Operation::Kind::chmod:
+        if (op.mode > 07777) {
+          problem(op.source, "invalid mode " + std::to_string(op.mode));
+        } else if (exists && S_ISLNK(object.st.st_mode)) {
+          problem(op.source, "a symbolic link has no permissions of its own");
+        } else if (exists && (object.st.st_mode & 07777) != op.mode) {
+          object.new_mode = op.mode;
+        }
+        break;
+      case Operation::Kind::retarget: {
+        if (op.target.empty() || op.target.find('\0') != std::string::npos || op.target.size() >= PATH_MAX) {
+          problem(op.source, "invalid link target");
+          break;
+        }
+        if (exists && !S_ISLNK(object.st.st_mode)) {
+          problem(op.source, "is not a symbolic link");
+          break;
+        }
+        if (!exists) break;
+        char buffer[PATH_MAX];
+        const ssize_t n = ::readlink(op.source.c_str(), buffer, sizeof buffer);
+        if (n < 0) {
+          problem(op.source, std::string("cannot read the link: ") + std::strerror(errno));
+          break;
+        }
+        object.link_old.assign(buffer, static_cast<std::size_t>(n));
+        if (object.link_old != op.target) object.link_new = op.target;
+        break;
+      }
+      case Operation::Kind::make_directory:
+        break;
+    }
+  }
+  // 2. The batch as a whole: one destination per source.
+  for (std::size_t o = 0; o < objects_.size(); ++o) {
+    if (!objects_[o].moving) continue;
+    auto [it, fresh] = arriving_.emplace(objects_[o].final_path, o);
+    if (!fresh) {
+      objects_[o].refused = true;
+      problem(objects_[o].final_path, "two files would get this name: " + printable(objects_[it->second].original) +
+                                          " and " + printable(objects_[o].original));
+    }
+  }
+  // Ordering finds the problems only the simulation shows (occupied
+  // destinations, parents that are files); the objects already refused stay put.
+  for (auto& object : objects_)
+    if (object.refused) object.moving = false;
+  order();
+  if (!problems_.empty()) throw BatchRefused(std::move(problems_));
+  RenamePlan plan;
+  plan.steps = std::move(steps_);
+  plan.operations = batch.operations.size();
+  return plan;
+}
+
+// What stops object `o` from moving to its final path now. Edges (the object
+// that must move first): (b) `arrive`, a pending object will become an
+// ancestor of the destination; (c) `occupy_ancestor`, a pending object sits
+// at an ancestor of the destination and will leave; (a) `occupy`, a pending
+// object sits at the destination itself (chains, cycles).
+Planner::Blocker Planner::blocker(std::size_t o) {
+  const Object& object = objects_[o];
+  const std::string& dest = object.final_path;
+  Blocker b;
+  for (std::string_view a = split(dest).first;; a = split(a).first) {
+    const std::string key(a);
+    if (auto it = arriving_.find(key); it != arriving_.end() && it->second != o && !objects_[it->second].done) {
+      b.kind = Blocker::Kind::edge;
+      b.edge = Edge::arrive;
+      b.object = it->second;
+      return b;
+    }
+    if (auto it = occupant_.find(key); it != occupant_.end()) {
+      const Object& there = objects_[it->second];
+      if (there.moving && !there.done) {
+        b.kind = Blocker::Kind::edge;
+        b.edge = Edge::occupy_ancestor;
+        b.object = it->second;
+        return b;
+      }
+    }
+    if (a == "/") break;
+  }
+  const std::string parent(split(dest).first);
+  const Place up = resolve(parent);
+  if (up.kind == Place::Kind::absent) {
+    b.kind = Blocker::Kind::make_parent;
+    return b;
+  }
+  if (!S_ISDIR(up.st.st_mode)) {
+    b.kind = Blocker::Kind::problem;
+    b.reason = "cannot go to " + printable(dest) + ": " + printable(parent) + " is not a directory";
+    return b;
+  }
+  if (auto it = occupant_.find(dest); it != occupant_.end()) {
+    const Object& there = objects_[it->second];
+    if (there.moving && !there.done) {
+      b.kind = Blocker::Kind::edge;
+      b.edge = Edge::occupy;
+      b.object = it->second;
+      return b;
+    }
+    b.kind = Blocker::Kind::problem;
+    b.reason = "cannot become " + printable(dest) + ": it exists and is part of this batch without leaving";
+    return b;
+  }
+  const Place here = resolve(dest);
+  if (here.kind == Place::Kind::disk) {
+    if (here.st.st_dev == object.id.dev && here.st.st_ino == object.id.ino) return b;  // case-insensitive alias
+    if (object.overwrite) {
+      b.kind = Blocker::Kind::victim;
+      return b;
+    }
+    b.kind = Blocker::Kind::problem;
+    b.reason = printable(dest) + " already exists (not part of this batch; confirm to overwrite it)";
+    return b;
+  }
+  if (here.kind != Place::Kind::absent) {
+    b.kind = Blocker::Kind::problem;
+    b.reason = printable(dest) + " is already taken in this batch";
+  }
+  return b;
+}
+
+// Plans mkdirs for every missing directory up to `path`. False (with a
+// problem recorded) if something in the way is not a directory.
+bool Planner::ensure_directory(const std::string& path, std::string_view why_path) {
+  std::vector<std::string> missing;
+  std::string at = path;
+  for (;;) {
+    const Place place = resolve(at);
+    if (place.kind != Place::Kind::absent) {
+      if (!S_ISDIR(place.st.st_mode)) {
+        problem(why_path, printable(at) + " is not a directory");
+        return false;
+      }
+      for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+        Step step;
+        step.kind = Step::Kind::make_directory;
+        step.to = *it;
+        steps_.push_back(std::move(step));
+        created_.emplace(*it, place.st.st_dev);
+      }
+      return true;
+    }
+    missing.push_back(at);
+    at = std::string(split(at).first);
+  }
+}
+
+// Renames `from` to `to` in the simulated tree: the object there and
+// everything planned inside it.
+void Planner::rewrite(const std::string& from, const std::string& to) {
+  const std::string prefix = from + "/";
+  for (std::size_t i = 0; i < objects_.size(); ++i) {
+    Object& object = objects_[i];
+    if (object.current == from || object.current.starts_with(prefix)) {
+      occupant_.erase(object.current);
+      object.current = to + object.current.substr(from.size());
+    }
+  }
+  for (std::size_t i = 0; i < objects_.size(); ++i)
+    if (objects_[i].current == to || objects_[i].current.starts_with(to + "/")) occupant_[objects_[i].current] = i;
+  std::vector<std::pair<std::string, dev_t>> moved;
+  for (auto it = created_.begin(); it != created_.end();) {
+    if (it->first.starts_with(prefix)) {
+      moved.emplace_back(to + it->first.substr(from.size()), it->second);
+      it = created_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& entry : moved) created_.insert(std::move(entry));
+}
+
+void Planner::move(std::size_t o, const std::string& to, bool temporary) {
+  Object& object = objects_[o];
+  Step step;
+  step.from = object.current;
+  step.to = to;
+  step.id = object.id;
+  step.link_old = object.link_old;
+  step.link_new = object.link_new;
+  const Place parent = resolve(std::string(split(to).first));
+  if (parent.st.st_dev != object.st.st_dev) {
+    if (S_ISDIR(object.st.st_mode) || !(S_ISREG(object.st.st_mode) || S_ISLNK(object.st.st_mode))) {
+      problem(object.original, "only files and symbolic links can move across file systems, not to " + printable(to));
+      object.done = true;
+      return;
+    }
+    if (object.through_temporary) {
+      problem(object.original, "cannot move across file systems as part of a cycle");
+      object.done = true;
+      return;
+    }
+    step.kind = Step::Kind::copy_move;
+    step.scratch = scratch_in(split(to).first);
+  }
+  const bool directory = S_ISDIR(object.st.st_mode);
+  const std::string from = object.current;
+  if (directory) {
+    rewrite(from, to);
+  } else {
+    occupant_.erase(from);
+    object.current = to;
+    occupant_[to] = o;
+  }
+  if (temporary) {
+    object.through_temporary = true;
+  } else {
+    object.done = true;
+  }
+  steps_.push_back(std::move(step));
+}
+
+void Planner::exchange(std::size_t a, std::size_t b) {
+  Step step;
+  step.kind = Step::Kind::exchange;
+  step.from = objects_[a].current;
+  step.to = objects_[b].current;
+  step.id = objects_[a].id;
+  step.other = objects_[b].id;
+  // One step may involve two re-targeted symlinks; matching by inode covers
+  // the common case, the contents only the first of them.
+  step.link_old = !objects_[a].link_new.empty() ? objects_[a].link_old : objects_[b].link_old;
+  step.link_new = !objects_[a].link_new.empty() ? objects_[a].link_new : objects_[b].link_new;
+  const std::string pa = step.from, pb = step.to;
+  const std::string parking(1, '\0');  // no real path contains NUL
+  rewrite(pa, parking);
+  rewrite(pb, pa);
+  rewrite(parking, pb);
+  objects_[a].done = objects_[b].done = true;
+  steps_.push_back(std::move(step));
+}
+
+void Planner::trash(std::size_t o, const struct stat& victim) {
+  const std::string& dest = objects_[o].final_path;
+  const std::string files = trash_dir_ + "/files", info = trash_dir_ + "/info";
+  // The trash directories are created when the step runs and never removed:
+  // other programs share them. Until then, the device is its nearest ancestor's.
+  Place trash_place = resolve(files);
+  for (std::string at = files; trash_place.kind == Place::Kind::absent && at != "/";) {
+    at = std::string(split(at).first);
+    trash_place = resolve(at);
+  }
+  if (trash_place.kind != Place::Kind::absent && !S_ISDIR(trash_place.st.st_mode)) {
+    problem(dest, "cannot be overwritten: the trash " + printable(trash_dir_) + " is not a directory");
+    objects_[o].done = true;
+    return;
+  }
+  if (trash_place.st.st_dev != victim.st_dev) {
+    problem(dest, "cannot be overwritten: it is on another file system than the trash " + printable(trash_dir_));
+    objects_[o].done = true;
+    return;
+  }
+  std::string base(split(dest).second);
+  std::string name = base;
+  for (int n = 2;; ++n) {
+    if (!trash_names_.count(name) && resolve(files + "/" + name).kind == Place::Kind::absent &&
+        resolve(info + "/" + name + ".trashinfo").kind == Place::Kind::absent)
+      break;
+    name = base + "." + std::to_string(n);
+  }
+  trash_names_.insert(name);
+  Step step;
+  step.kind = Step::Kind::trash;
+  step.from = dest;
+  step.to = files + "/" + name;
+  step.scratch = info + "/" + name + ".trashinfo";
+  step.info = "[Trash Info]\nPath=" + trash_url(dest) + "\nDeletionDate=" + trash_date() + "\n";
+  step.id = {static_cast<std::uint64_t>(victim.st_dev), static_cast<std::uint64_t>(victim.st_ino)};
+  steps_.push_back(std::move(step));
+  trashed_.insert(dest);
+}
+
+void Planner::order() {
+  const std::size_t n = objects_.size();
+  std::vector<char> on_stack(n, 0);
+  struct Entry {
+    std::size_t object;
+    Edge edge_in;
+  };
+  std::vector<Entry> stack;
+  std::size_t budget = 8 * n + 1024;  // a guard: every round makes progress, this never trips
+  for (std::size_t start = 0; start < n; ++start) {
+    if (!objects_[start].moving || objects_[start].done) continue;
+    stack.push_back({start, Edge::none});
+    on_stack[start] = 1;
+    while (!stack.empty()) {
+      if ((steps_.size() & 1023) == 0) check_cancel();
+      if (budget-- == 0) {
+        problem(objects_[start].original, "internal error: the rename order did not converge");
+        return;
+      }
+      const std::size_t o = stack.back().object;
+      if (objects_[o].done) {
+        on_stack[o] = 0;
+        stack.pop_back();
+        continue;
+      }
+      const Blocker b = blocker(o);
+      switch (b.kind) {
+        case Blocker::Kind::ready:
+          move(o, objects_[o].final_path, false);
+          objects_[o].done = true;
+          break;
+        case Blocker::Kind::problem:
+          problem(objects_[o].original, b.reason);
+          objects_[o].done = true;
+          break;
+        case Blocker::Kind::make_parent:
+          if (!ensure_directory(std::string(split(objects_[o].final_path).first), objects_[o].original))
+            objects_[o].done = true;
+          break;
+        case Blocker::Kind::victim: {
+          const Place here = resolve(objects_[o].final_path);
+          trash(o, here.st);
+          break;
+        }
+        case Blocker::Kind::edge: {
+          const std::size_t j = b.object;
+          if (!on_stack[j]) {
+            stack.push_back({j, b.edge});
+            on_stack[j] = 1;
+            break;
+          }
+          // A cycle: stack[p] == j ... stack.back() == o, closed by o -> j.
+          std::size_t p = stack.size() - 1;
+          while (stack[p].object != j) --p;
+          const bool two = stack.size() - p == 2 || (j == o);
+          if (two && j != o && b.edge == Edge::occupy && stack.back().edge_in == Edge::occupy &&
+              objects_[o].st.st_dev == objects_[j].st.st_dev) {
+            exchange(o, j);
+            break;
+          }
+          std::optional<std::size_t> park;
+          if (b.edge != Edge::arrive) park = j;
+          for (std::size_t k = p + 1; !park && k < stack.size(); ++k)
+            if (stack[k].edge_in != Edge::arrive) park = stack[k].object;
+          if (!park) {
+            problem(objects_[o].original, "its destination depends on itself through " +
+                                              printable(objects_[j].original));
+            objects_[o].done = true;
+            break;
+          }
+          move(*park, scratch_in(split(objects_[*park].current).first), true);
+          break;
+        }
+      }
+    }
+  }
+  for (const auto& dir : make_directories_) ensure_directory(dir, dir);
+  for (const auto& object : objects_) {
+    if (object.link_new.empty()) continue;
+    Step step;
+    step.kind = Step::Kind::retarget;
+    step.from = object.current;
+    step.id = object.id;
+    step.link_old = object.link_old;
+    step.link_new = object.link_new;
+    step.scratch = scratch_in(split(object.current).first);
+    steps_.push_back(std::move(step));
+  }
+  for (const auto& object : objects_) {
+    if (!object.new_mode) continue;
+    Step step;
+    step.kind = Step::Kind::chmod;
+    step.from = object.current;
+    step.id = object.id;
+    step.old_mode = object.st.st_mode & 07777;
+    step.new_mode = *object.new_mode;
+    steps_.push_back(std::move(step));
+  }
+}
+
+void put32(std::string& out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) out += static_cast<char>(v >> (8 * i));
+}
+void put64(std::string& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out += static_cast<char>(v >> (8 * i));
+}
+void put(std::string& out, std::string_view s) {
+  put32(out, static_cast<std::uint32_t>(s.size()));
+  out += s;
+}
+
+struct Reader {
+  std::string_view in;
+  std::size_t at = 0;
+  void need(std::size_t n) {
+    if (in.size() - at < n) throw std::runtime_error("the journal's plan is truncated");
+  }
+  std::uint64_t u(int bytes) {
+    need(static_cast<std::size_t>(bytes));
+    std::uint64_t v = 0;
+    for (int i = 0; i < bytes; ++i) v |= std::uint64_t(static_cast<unsigned char>(in[at + i])) << (8 * i);
+    at += static_cast<std::size_t>(bytes);
+    return v;
+  }
+  std::string s() {
+    const auto n = static_cast<std::size_t>(u(4));
+    need(n);
+    std::string out(in.substr(at, n));
+    at += n;
+    return out;
+  }
+};
+
+constexpr std::uint32_t plan_format = 0x44520001;  // "DR" v1
+
+}  // namespace
+
+BatchRefused::BatchRefused(std::vector<Problem> list) : std::runtime_error(describe(list)), problems(std::move(list)) {}
+
+RenamePlan RenamePlan::make(const Batch& batch, const std::filesystem::path& trash_dir,
+                            const std::atomic<bool>* cancelled) {
+  Planner planner(trash_dir, cancelled);
+  return planner.make(batch);
+}
+
+std::string encode_steps(const std::vector<Step>& steps) {
+  std::string out;
+  put32(out, plan_format);
+  put64(out, steps.size());
+  for (const Step& s : steps) {
+    out += static_cast<char>(s.kind);
+    put(out, s.from);
+    put(out, s.to);
+    put64(out, s.id.dev);
+    put64(out, s.id.ino);
+    put64(out, s.other.dev);
+    put64(out, s.other.ino);
+    put(out, s.link_old);
+    put(out, s.link_new);
+    put(out, s.scratch);
+    put(out, s.info);
+    put32(out, s.old_mode);
+    put32(out, s.new_mode);
+  }
+  return out;
+}
+
+std::vector<Step> decode_steps(std::string_view blob) {
+  Reader r{blob};
+  if (r.u(4) != plan_format) throw std::runtime_error("the journal's plan has an unknown format");
+  const std::uint64_t count = r.u(8);
+  // Each step takes at least 1 + 6*4 + 4*8 + 2*4 bytes: check before reserving.
+  if (count > blob.size() / 65) throw std::runtime_error("the journal's plan claims too many steps");
+  std::vector<Step> steps;
+  steps.reserve(static_cast<std::size_t>(count));
+  for (std::uint64_t i = 0; i < count; ++i) {
+    Step s;
+    const auto kind = r.u(1);
+    if (kind > static_cast<std::uint64_t>(Step::Kind::retarget)) throw std::runtime_error("the journal's plan is corrupt");
+    s.kind = static_cast<Step::Kind>(kind);
+    s.from = r.s();
+    s.to = r.s();
+    s.id.dev = r.u(8);
+    s.id.ino = r.u(8);
+    s.other.dev = r.u(8);
+    s.other.ino = r.u(8);
+    s.link_old = r.s();
+    s.link_new = r.s();
+    s.scratch = r.s();
+    s.info = r.s();
+    s.old_mode = static_cast<std::uint32_t>(r.u(4));
+    s.new_mode = static_cast<std::uint32_t>(r.u(4));
+    steps.push_back(std::move(s));
+  }
+  return steps;
+}
+
+std::filesystem::path default_trash_dir() {
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg == '/') return std::filesystem::path(xdg) / "Trash";
+  const char* home = std::getenv("HOME");
+  return std::filesystem::path(home && *home ? home : "/") / ".local/share/Trash";
+}
+
+std::optional<Failpoint> Failpoint::parse(std::string_view spec) {
+  constexpr std::string_view prefix = "rename-step:";
+  if (!spec.starts_with(prefix)) return std::nullopt;
+  spec.remove_prefix(prefix.size());
+  const auto colon = spec.find(':');
+  if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+  Failpoint point;
+  for (const char c : spec.substr(0, colon)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    point.step = point.step * 10 + static_cast<std::size_t>(c - '0');
+  }
+  const auto action = spec.substr(colon + 1);
+  if (action == "fail") point.action = Action::fail;
+  else if (action == "kill") point.action = Action::kill;
+  else if (action == "sigterm") point.action = Action::sigterm;
+  else if (action == "cancel") point.action = Action::cancel;
+  else return std::nullopt;
+  return point;
+}
+
+std::string printable(std::string_view path) {
+  std::string out;
+  out.reserve(path.size());
+  for (const unsigned char c : path) {
+    if (c < 0x20 || c == 0x7f) {
+      char hex[5];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+}  // namespace descent::rename

@@ -1,0 +1,221 @@
+// The rename engine behind wdired's C-c C-c: a batch of renames, chmods,
+// symlink re-targets and directory creations that happens completely or not
+// at all, journaled so that a crash is undone at the next start, and
+// undoable afterwards. Plain C++: no Asio, no Emacs.
+//
+// Life of a batch: RenamePlan::make validates every operation against the
+// file system and orders the work into Steps without touching anything; the
+// Renamer writes the plan to the Journal, runs the steps, and on any failure,
+// cancel or crash reverts the steps already done, in reverse. Every step can
+// tell from the file system (by inode) whether it has happened, so the journal
+// needs no write per step.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "engine/state.hpp"
+
+namespace descent::rename {
+
+// What the editor saw when editing began: the device and inode of a file.
+struct FileId {
+  std::uint64_t dev = 0;
+  std::uint64_t ino = 0;
+  friend bool operator==(const FileId&, const FileId&) = default;
+};
+
+// One edit. Paths are absolute byte strings. `source` is where the file is
+// before the batch; `destination` is where it must be after the whole batch,
+// spelled in the final tree: if the batch also renames a directory above it,
+// the destination uses that directory's new name.
+struct Operation {
+  enum class Kind : std::uint8_t { rename, chmod, retarget, make_directory };
+  Kind kind = Kind::rename;
+  std::string source;       // rename, chmod, retarget; make_directory: the directory to create
+  FileId id;                // of `source` when editing began (not used by make_directory)
+  std::string destination;  // rename only
+  bool overwrite = false;   // rename: the user confirmed replacing what is at `destination`
+  std::uint32_t mode = 0;   // chmod: the new permission bits (07777 at most)
+  std::string target;       // retarget: the symlink's new contents
+};
+
+struct Batch {
+  std::vector<Operation> operations;
+};
+
+// One reversible change to the file system, as run and as journaled.
+struct Step {
+  enum class Kind : std::uint8_t {
+    move,            // renameat2(from, to, RENAME_NOREPLACE)
+    exchange,        // renameat2(from, to, RENAME_EXCHANGE): a 2-cycle
+    make_directory,  // mkdirat(to)
+    copy_move,       // across file systems: copy to `scratch`, rename to `to`, unlink `from`
+    trash,           // a confirmed-overwrite victim: info file `scratch`, then move to `to`
+    chmod,           // from: old_mode -> new_mode
+    retarget,        // from: symlink `link_old` -> `link_new`, through `scratch`
+  };
+  Kind kind = Kind::move;
+  std::string from;
+  std::string to;
+  FileId id;     // what sits at `from` before the step (at `to` after it)
+  FileId other;  // exchange: what sits at `to` before the step
+  // A symlink re-targeted by the same batch changes inode: it is also
+  // recognised by its contents (either the old or the new target).
+  std::string link_old, link_new;
+  std::string scratch;  // a temporary name of this step (copy, retarget), or the trash info file
+  std::string info;     // trash: the .trashinfo contents
+  std::uint32_t old_mode = 0, new_mode = 0;
+};
+
+std::string encode_steps(const std::vector<Step>& steps);
+// Throws std::runtime_error on a malformed blob (a corrupt journal row).
+std::vector<Step> decode_steps(std::string_view blob);
+
+// Why a batch was refused: every offending entry, and why.
+struct Problem {
+  std::string path;
+  std::string reason;
+};
+
+struct BatchRefused : std::runtime_error {
+  explicit BatchRefused(std::vector<Problem> problems);
+  std::vector<Problem> problems;
+};
+
+// A step failed (after validation); what was done has been reverted, unless
+// `reverted` is false, in which case the message also says what is left.
+struct StepFailed : std::runtime_error {
+  StepFailed(const std::string& message, std::string path, int error, bool reverted)
+      : std::runtime_error(message), path(std::move(path)), error(error), reverted(reverted) {}
+  std::string path;
+  int error;  // errno
+  bool reverted;
+};
+
+struct BatchCancelled : std::runtime_error {
+  explicit BatchCancelled(const std::string& message) : std::runtime_error(message) {}
+};
+
+// Undo refused: the files moved since the batch (nothing was changed).
+struct UndoRefused : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct RenamePlan {
+  // Validates everything and orders the steps; touches nothing. Throws
+  // BatchRefused listing every problem. `trash_dir` is the freedesktop.org
+  // trash (…/Trash) that confirmed overwrites go to.
+  static RenamePlan make(const Batch& batch, const std::filesystem::path& trash_dir,
+                         const std::atomic<bool>* cancelled = nullptr);
+
+  std::vector<Step> steps;
+  std::size_t operations = 0;
+};
+
+// $XDG_DATA_HOME/Trash, else ~/.local/share/Trash.
+std::filesystem::path default_trash_dir();
+
+// Test hook: fail (as if with EIO), kill the process, send it SIGTERM, or
+// act as if the client cancelled, just before step `step` (0-based) runs.
+// Compiled in with DESCENT_TEST_HOOKS.
+struct Failpoint {
+  enum class Action : std::uint8_t { fail, kill, sigterm, cancel };
+  std::size_t step = 0;
+  Action action = Action::fail;
+  // "rename-step:7:fail|kill|sigterm|cancel"; nullopt if `spec` is not one.
+  static std::optional<Failpoint> parse(std::string_view spec);
+};
+
+// The durable record of batches: tables rename_batches and rename_recoveries
+// in the shared state database.
+class Journal {
+ public:
+  explicit Journal(state::Database& db);
+
+  enum class State { running, done, rolled_back, undoing, undone, broken };
+  struct Entry {
+    std::int64_t id = 0;
+    std::int64_t created = 0;  // unix seconds
+    std::int64_t operations = 0;
+    std::int64_t steps = 0;
+    State state = State::running;
+    std::string message;  // why it failed, what recovery did
+  };
+
+  // Durable (synchronous=FULL commit) before it returns.
+  std::int64_t begin(const RenamePlan& plan, std::int64_t now);
+  void mark(std::int64_t id, State state, const std::string& message = {});
+  std::vector<Step> steps(std::int64_t id);
+  std::optional<Entry> find(std::int64_t id);
+  // Most recent first.
+  std::vector<Entry> recent(std::size_t limit);
+  std::vector<Entry> unfinished();
+  // The most recent batch that is done (undoable), if any.
+  std::optional<Entry> last_done();
+  // Forgets all but the newest `keep` done batches (their undo history).
+  void prune(std::size_t keep);
+
+  void add_recovery(std::int64_t batch, std::int64_t now, const std::string& message);
+  // Reports not yet given to a client; marks them given.
+  std::vector<std::string> take_recoveries();
+
+ private:
+  state::Database& db_;
+};
+
+struct Outcome {
+  std::int64_t batch = 0;
+  std::size_t operations = 0;
+  std::size_t steps = 0;
+  // Directories whose listing changed (for the client to refresh).
+  std::vector<std::string> directories;
+};
+
+class Renamer {
+ public:
+  struct Options {
+    std::filesystem::path trash_dir = default_trash_dir();
+    std::optional<Failpoint> failpoint;
+    std::size_t undo_history = 100;
+  };
+  using Progress = std::function<void(std::size_t done, std::size_t total)>;
+
+  Renamer(state::Database& db, Options options);
+
+  // Runs a batch completely or not at all. Throws BatchRefused (nothing
+  // touched), StepFailed, BatchCancelled (all reverted), or
+  // state::SqliteError (before the first step: nothing touched).
+  Outcome submit(const Batch& batch, const std::atomic<bool>& cancelled, const Progress& progress = {});
+
+  // Reverts the most recent committed batch not undone yet. Throws
+  // UndoRefused if there is none or if its files moved since (nothing
+  // touched), StepFailed / BatchCancelled as submit does.
+  Outcome undo(const std::atomic<bool>& cancelled, const Progress& progress = {});
+
+  // Once at start-up, before serving: reverts any batch a crash interrupted
+  // (and finishes any undo a crash interrupted, backwards), records what it
+  // did, and returns the reports for the next client.
+  std::vector<std::string> recover();
+
+  Journal& journal() { return journal_; }
+
+ private:
+  enum class Direction { forward, backward };
+  void run(std::int64_t batch, const std::vector<Step>& steps, Direction direction,
+           const std::atomic<bool>& cancelled, const Progress& progress);
+
+  Journal journal_;
+  Options options_;
+};
+
+// For messages: a path as a person reads it (bytes kept, control characters escaped).
+std::string printable(std::string_view path);
+
+}  // namespace descent::rename

@@ -1,0 +1,306 @@
+// The executor: journal, run, revert, recover, undo.
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <set>
+#include <unordered_set>
+
+#include "engine/rename/filesystem.hpp"
+#include "engine/rename/rename.hpp"
+
+namespace descent::rename {
+
+using detail::OsError;
+using detail::Status;
+
+namespace {
+
+std::int64_t now_unix() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+std::string local_time(std::int64_t unix_seconds) {
+  const std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm local{};
+  localtime_r(&t, &local);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &local);
+  return text;
+}
+
+std::string plural(std::int64_t n, const char* word) {
+  return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
+}
+
+// A step as a person would say it, for errors.
+std::string doing(const Step& step, bool reverting) {
+  const Step::Kind k = step.kind;
+  if (k == Step::Kind::move || k == Step::Kind::copy_move || k == Step::Kind::trash)
+    return "renaming " + printable(reverting ? step.to : step.from) + " to " + printable(reverting ? step.from : step.to);
+  if (k == Step::Kind::exchange) return "exchanging " + printable(step.from) + " with " + printable(step.to);
+  if (k == Step::Kind::make_directory)
+    return (reverting ? "removing directory " : "creating directory ") + printable(step.to);
+  if (k == Step::Kind::chmod) return "changing the mode of " + printable(step.from);
+  return "re-targeting the link " + printable(step.from);
+}
+
+// The directories to fsync and report, each once.
+std::vector<std::string> directories_of(const std::vector<Step>& steps, std::size_t count) {
+  std::vector<std::string> all;
+  for (std::size_t i = 0; i < count && i < steps.size(); ++i) detail::affected_directories(steps[i], all);
+  std::unordered_set<std::string> seen;
+  std::vector<std::string> out;
+  for (auto& dir : all)
+    if (seen.insert(dir).second) out.push_back(std::move(dir));
+  return out;
+}
+
+}  // namespace
+
+Renamer::Renamer(state::Database& db, Options options) : journal_(db), options_(std::move(options)) {}
+
+Outcome Renamer::submit(const Batch& batch, const std::atomic<bool>& cancelled, const Progress& progress) {
+  RenamePlan plan = RenamePlan::make(batch, options_.trash_dir, &cancelled);
+  Outcome outcome;
+  outcome.operations = plan.operations;
+  outcome.steps = plan.steps.size();
+  if (plan.steps.empty()) return outcome;  // nothing to change, nothing to undo
+  outcome.batch = journal_.begin(plan, now_unix());
+  run(outcome.batch, plan.steps, Direction::forward, cancelled, progress);
+  outcome.directories = directories_of(plan.steps, plan.steps.size());
+  return outcome;
+}
+
+Outcome Renamer::undo(const std::atomic<bool>& cancelled, const Progress& progress) {
+  const auto entry = journal_.last_done();
+  if (!entry) throw UndoRefused("no rename batch to undo");
+  const std::vector<Step> steps = journal_.steps(entry->id);
+  // Nothing may have moved since: every object where the batch left it.
+  // A path below a directory that a later step moved is checked as the undo
+  // reaches it instead.
+  {
+    detail::Directories dirs;
+    detail::StepRunner runner(dirs);
+    std::unordered_set<std::string> later_sources;
+    std::set<std::pair<std::uint64_t, std::uint64_t>> seen;
+    for (std::size_t i = steps.size(); i-- > 0;) {
+      const Step& step = steps[i];
+      const auto key = std::make_pair(step.id.dev, step.id.ino);
+      const bool last_for_object = step.kind == Step::Kind::make_directory || seen.insert(key).second;
+      bool final_path = true;
+      const std::string& where = step.to.empty() ? step.from : step.to;
+      for (std::string_view a = detail::split(where).first; final_path; a = detail::split(a).first) {
+        if (later_sources.count(std::string(a))) final_path = false;
+        if (a == "/" || a.empty()) break;
+      }
+      if (last_for_object && final_path && step.kind != Step::Kind::make_directory && !runner.shows_done(step))
+        throw UndoRefused("cannot undo the batch of " + local_time(entry->created) + ": " +
+                          printable(step.kind == Step::Kind::chmod || step.kind == Step::Kind::retarget ? step.from
+                                                                                                        : step.to) +
+                          " changed since; nothing was changed");
+      if (step.kind == Step::Kind::move || step.kind == Step::Kind::exchange || step.kind == Step::Kind::copy_move) {
+        later_sources.insert(step.from);
+        later_sources.insert(step.to);
+      }
+    }
+  }
+  journal_.mark(entry->id, Journal::State::undoing);
+  run(entry->id, steps, Direction::backward, cancelled, progress);
+  Outcome outcome;
+  outcome.batch = entry->id;
+  outcome.operations = static_cast<std::size_t>(entry->operations);
+  outcome.steps = steps.size();
+  outcome.directories = directories_of(steps, steps.size());
+  return outcome;
+}
+
+void Renamer::run(std::int64_t batch, const std::vector<Step>& steps, Direction direction,
+                  const std::atomic<bool>& cancelled, const Progress& progress) {
+  const bool forward = direction == Direction::forward;
+  const std::size_t n = steps.size();
+  auto step_at = [&](std::size_t k) -> const Step& { return forward ? steps[k] : steps[n - 1 - k]; };
+  detail::Directories dirs;
+  detail::StepRunner runner(dirs);
+
+  std::size_t k = 0;
+  std::optional<OsError> failure;
+  bool was_cancelled = false;
+  auto last_report = std::chrono::steady_clock::now();
+  for (; k < n; ++k) {
+    if (cancelled.load(std::memory_order_relaxed)) {
+      was_cancelled = true;
+      break;
+    }
+    const Step& step = step_at(k);
+#ifdef DESCENT_TEST_HOOKS
+    if (options_.failpoint && options_.failpoint->step == k) {
+      switch (options_.failpoint->action) {
+        case Failpoint::Action::fail:
+          failure.emplace(doing(step, !forward) + " (injected failure)",
+                          step.from.empty() ? step.to : step.from, EIO);
+          break;
+        case Failpoint::Action::kill:
+          ::raise(SIGKILL);
+          break;
+        case Failpoint::Action::sigterm:
+          // The daemon's signal handler sets the cancel flag; the next poll sees it.
+          ::raise(SIGTERM);
+          break;
+        case Failpoint::Action::cancel:
+          was_cancelled = true;
+          break;
+      }
+      if (failure || was_cancelled) break;
+    }
+#endif
+    try {
+      if (forward) {
+        runner.apply(step);
+      } else {
+        runner.revert(step);
+      }
+    } catch (const OsError& e) {
+      failure = e;
+      break;
+    }
+    if (progress && (k & 63) == 63) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_report >= std::chrono::milliseconds(100)) {
+        last_report = now;
+        progress(k + 1, n);
+      }
+    }
+  }
+
+  auto finish_all = [&] {
+    for (const Step& step : steps) {
+      try {
+        runner.finish(step);
+      } catch (const OsError&) {
+        // A leftover temporary link is untidy, not harmful; recovery retries.
+      }
+    }
+  };
+  if (!failure && !was_cancelled) {
+    finish_all();
+    const auto sync_problems = detail::Directories::sync(directories_of(steps, n));
+    journal_.mark(batch, forward ? Journal::State::done : Journal::State::undone,
+                  sync_problems.empty() ? std::string() : sync_problems.front());
+    if (forward) journal_.prune(options_.undo_history);
+    if (progress) progress(n, n);
+    return;
+  }
+
+  // Put back steps k-1 ... 0, in reverse; keep going past a step that cannot
+  // be put back, so as little as possible is left behind, and say what.
+  std::vector<std::string> left;
+  for (std::size_t j = k; j-- > 0;) {
+    const Step& step = step_at(j);
+    try {
+      if (forward) {
+        runner.revert(step);
+      } else {
+        runner.apply(step);
+      }
+    } catch (const OsError& e) {
+      left.push_back(e.what());
+    }
+  }
+  finish_all();
+  detail::Directories::sync(directories_of(steps, n));
+  const std::string what = forward ? "the batch" : "the undo";
+  std::string message;
+  if (failure) {
+    message = std::string(failure->what());
+  } else {
+    message = "cancelled";
+  }
+  if (left.empty()) {
+    message += "; " + what + " was rolled back, nothing changed";
+    journal_.mark(batch, forward ? Journal::State::rolled_back : Journal::State::done,
+                  forward ? message : std::string());
+  } else {
+    message += "; rolling " + what + " back failed too: " + left.front();
+    if (left.size() > 1) message += " (and " + std::to_string(left.size() - 1) + " more)";
+    journal_.mark(batch, Journal::State::broken, message);
+  }
+  if (failure) throw StepFailed(message, failure->path, failure->error, left.empty());
+  throw BatchCancelled(message);
+}
+
+std::vector<std::string> Renamer::recover() {
+  std::vector<std::string> reports;
+  for (const Journal::Entry& entry : journal_.unfinished()) {
+    std::vector<Step> steps;
+    std::vector<std::string> problems;
+    try {
+      steps = journal_.steps(entry.id);
+    } catch (const std::exception& e) {
+      problems.push_back(e.what());
+    }
+    detail::Directories dirs;
+    detail::StepRunner runner(dirs);
+    const bool was_undo = entry.state == Journal::State::undoing;
+    std::size_t changed = 0;
+    auto attempt = [&](auto&& action) {
+      try {
+        action();
+      } catch (const std::exception& e) {
+        problems.push_back(e.what());
+      }
+    };
+    if (!was_undo) {
+      // Steps after the crash point show as not applied; those before, applied.
+      for (std::size_t i = steps.size(); i-- > 0;) {
+        attempt([&] {
+          switch (runner.settle(steps[i])) {
+            case Status::applied:
+              runner.revert(steps[i]);
+              ++changed;
+              break;
+            case Status::not_applied:
+            case Status::unknown:
+              // Not done: beyond the crash point, the step's source need not
+              // exist yet (an earlier step, not run either, would create it).
+              break;
+          }
+        });
+      }
+    } else {
+      // An undo reverts the steps from the last one down; it was stopped
+      // after reverting steps m..n-1. Find m (from the end, each check sees
+      // the state its step left) and run those steps forwards again, so the
+      // batch stays done, as before the undo began.
+      std::size_t m = steps.size();
+      attempt([&] {
+        while (m > 0 && runner.settle(steps[m - 1]) != Status::applied) --m;
+      });
+      for (std::size_t i = m; problems.empty() && i < steps.size(); ++i) {
+        attempt([&] {
+          runner.apply(steps[i]);
+          ++changed;
+        });
+      }
+    }
+    for (const Step& step : steps) attempt([&] { runner.finish(step); });
+    detail::Directories::sync(directories_of(steps, steps.size()));
+    std::string message = std::string("recovered an interrupted ") + (was_undo ? "undo of a batch" : "batch") +
+                          " of " + plural(entry.operations, "operation") + " from " + local_time(entry.created);
+    if (problems.empty()) {
+      message += was_undo ? "; the batch stays done, nothing changed" : "; nothing changed";
+      journal_.mark(entry.id, was_undo ? Journal::State::done : Journal::State::rolled_back, message);
+    } else {
+      message += "; could not restore everything: " + problems.front();
+      if (problems.size() > 1) message += " (and " + std::to_string(problems.size() - 1) + " more)";
+      journal_.mark(entry.id, Journal::State::broken, message);
+    }
+    journal_.add_recovery(entry.id, now_unix(), message);
+    reports.push_back(message);
+    (void)changed;
+  }
+  return reports;
+}
+
+}  // namespace descent::rename

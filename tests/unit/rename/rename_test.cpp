@@ -1,0 +1,657 @@
+// The rename engine against real temporary trees and a real SQLite journal:
+// each "must hold" of issue #4 is a test here; the snapshot is the oracle.
+#include <signal.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+
+#include <atomic>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "engine/rename/filesystem.hpp"
+#include "tree.hpp"
+
+namespace descent::rename::testing {
+namespace {
+
+class RenameTest : public ::testing::Test {
+ protected:
+  RenameTest() : db_(state::Database::open(state_.path("state.db"))) {}
+
+  Renamer renamer(std::optional<Failpoint> failpoint = std::nullopt) {
+    Renamer::Options options;
+    options.trash_dir = trash();
+    options.failpoint = failpoint;
+    return Renamer(db_, options);
+  }
+  std::string trash() const { return state_.path("Trash"); }
+  std::string p(std::string_view relative) const { return tree_.path(relative); }
+
+  Outcome submit(const std::vector<Operation>& ops, std::optional<Failpoint> failpoint = std::nullopt) {
+    Batch batch{ops};
+    auto r = renamer(failpoint);
+    return r.submit(batch, never_);
+  }
+
+  // Expects the batch to be refused without any change; returns the problems.
+  std::vector<Problem> refused(const std::vector<Operation>& ops) {
+    const Snapshot before = snapshot(tree_.root);
+    try {
+      submit(ops);
+    } catch (const BatchRefused& e) {
+      EXPECT_EQ(snapshot(tree_.root), before);
+      return e.problems;
+    }
+    ADD_FAILURE() << "the batch was not refused";
+    return {};
+  }
+
+  TempTree tree_, state_;
+  state::Database db_;
+  std::atomic<bool> never_{false};
+};
+
+std::string all_reasons(const std::vector<Problem>& problems) {
+  std::string out;
+  for (const auto& problem : problems) out += problem.path + ": " + problem.reason + "\n";
+  return out;
+}
+
+// ---- Validation before any change ----
+
+TEST_F(RenameTest, RefusesInvalidNamesAndNamesEveryOne) {
+  write_file(p("a"), "a");
+  const std::string nul = p("x") + std::string(1, '\0') + "y";
+  const std::string long_name = p(std::string(256, 'n'));
+  std::string long_path = tree_.root;
+  while (long_path.size() < 4200) long_path += "/" + std::string(200, 'd');
+  const std::vector<std::string> bad = {nul, "", p("."), p(".."), tree_.root + "/sub/../a", long_name, long_path,
+                                        "relative"};
+  std::vector<Operation> ops;
+  for (const auto& destination : bad) ops.push_back(rename_op(p("a"), destination));
+  // Each op renames the same source: the first bad name is refused on its own, so give each its own source.
+  for (std::size_t i = 0; i < bad.size(); ++i) {
+    write_file(p("s" + std::to_string(i)), "s");
+    ops[i] = rename_op(p("s" + std::to_string(i)), bad[i]);
+  }
+  const auto problems = refused(ops);
+  ASSERT_EQ(problems.size(), bad.size()) << all_reasons(problems);
+  const std::string text = all_reasons(problems);
+  EXPECT_NE(text.find("NUL"), std::string::npos) << text;
+  EXPECT_NE(text.find("empty"), std::string::npos) << text;
+  EXPECT_NE(text.find("\".\" is not a file name"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"..\" is not a file name"), std::string::npos) << text;
+  EXPECT_NE(text.find("NAME_MAX"), std::string::npos) << text;
+  EXPECT_NE(text.find("PATH_MAX"), std::string::npos) << text;
+  EXPECT_NE(text.find("not an absolute path"), std::string::npos) << text;
+}
+
+TEST_F(RenameTest, RefusesTwoSourcesToOneDestination) {
+  write_file(p("a"), "a");
+  write_file(p("b"), "b");
+  const auto problems = refused({rename_op(p("a"), p("c")), rename_op(p("b"), p("c"))});
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].reason.find("two files would get this name"), std::string::npos);
+  EXPECT_NE(problems[0].reason.find(p("a")), std::string::npos);
+  EXPECT_NE(problems[0].reason.find(p("b")), std::string::npos);
+}
+
+TEST_F(RenameTest, RefusesOccupiedDestinationUnlessConfirmed) {
+  write_file(p("a"), "a");
+  write_file(p("b"), "b");
+  const auto problems = refused({rename_op(p("a"), p("b"))});
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].reason.find("already exists"), std::string::npos) << problems[0].reason;
+}
+
+TEST_F(RenameTest, RefusesChangedAndVanishedSources) {
+  write_file(p("a"), "a");
+  write_file(p("gone"), "g");
+  auto changed = rename_op(p("a"), p("a2"));
+  auto vanished = rename_op(p("gone"), p("gone2"));
+  // Replace a by another file (another inode), remove gone.
+  write_file(p("a.new"), "other");
+  ASSERT_EQ(::rename(p("a.new").c_str(), p("a").c_str()), 0);
+  ASSERT_EQ(::unlink(p("gone").c_str()), 0);
+  const auto problems = refused({changed, vanished});
+  ASSERT_EQ(problems.size(), 2u) << all_reasons(problems);
+  const std::string text = all_reasons(problems);
+  EXPECT_NE(text.find(p("a") + ": changed on disk since the edit began"), std::string::npos) << text;
+  EXPECT_NE(text.find(p("gone") + ": vanished since the edit began"), std::string::npos) << text;
+}
+
+TEST_F(RenameTest, RefusesDirectoryIntoItsOwnSubtree) {
+  make_dir(p("d"));
+  make_dir(p("d/sub"));
+  const auto problems = refused({rename_op(p("d"), p("d/sub/d"))});
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].reason.find("own subtree"), std::string::npos);
+}
+
+TEST_F(RenameTest, RefusedBatchListsEveryOffendingEntry) {
+  write_file(p("a"), "a");
+  write_file(p("b"), "b");
+  write_file(p("c"), "c");
+  write_file(p("ok"), "ok");
+  try {
+    submit({rename_op(p("ok"), p("ok2")), rename_op(p("a"), p("c")), rename_op(p("b"), p(".."))});
+    FAIL();
+  } catch (const BatchRefused& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find(p("a")), std::string::npos) << message;
+    EXPECT_NE(message.find(p("..")), std::string::npos) << message;
+    EXPECT_EQ(e.problems.size(), 2u);
+  }
+  EXPECT_TRUE(std::filesystem::exists(p("ok")));
+}
+
+// ---- What must work ----
+
+TEST_F(RenameTest, ChainRunsDestinationFirst) {
+  write_file(p("a"), "A");
+  write_file(p("b"), "B");
+  write_file(p("c"), "C");
+  auto before = snapshot(tree_.root);
+  const auto outcome = submit({rename_op(p("a"), p("b")), rename_op(p("b"), p("c")), rename_op(p("c"), p("d"))});
+  EXPECT_EQ(outcome.steps, 3u);
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("b"), before.at("a"));
+  EXPECT_EQ(after.at("c"), before.at("b"));
+  EXPECT_EQ(after.at("d"), before.at("c"));
+  EXPECT_EQ(after.count("a"), 0u);
+}
+
+TEST_F(RenameTest, SwapIsOneExchange) {
+  write_file(p("a"), "A");
+  write_file(p("b"), "B");
+  auto before = snapshot(tree_.root);
+  const auto plan = RenamePlan::make({{rename_op(p("a"), p("b")), rename_op(p("b"), p("a"))}}, trash());
+  ASSERT_EQ(plan.steps.size(), 1u);
+  EXPECT_EQ(plan.steps[0].kind, Step::Kind::exchange);
+  submit({rename_op(p("a"), p("b")), rename_op(p("b"), p("a"))});
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("a"), before.at("b"));
+  EXPECT_EQ(after.at("b"), before.at("a"));
+}
+
+TEST_F(RenameTest, LongerCycleUsesOneTemporaryName) {
+  for (const char* n : {"a", "b", "c", "d"}) write_file(p(n), n);
+  auto before = snapshot(tree_.root);
+  std::vector<Operation> ops = {rename_op(p("a"), p("b")), rename_op(p("b"), p("c")), rename_op(p("c"), p("d")),
+                                rename_op(p("d"), p("a"))};
+  const auto plan = RenamePlan::make({ops}, trash());
+  EXPECT_EQ(plan.steps.size(), 5u);  // four moves and one through a temporary name
+  std::size_t temporaries_used = 0;
+  for (const auto& step : plan.steps) {
+    EXPECT_EQ(step.kind, Step::Kind::move);
+    if (step.to.find(".descent-tmp-") != std::string::npos) {
+      ++temporaries_used;
+      EXPECT_EQ(detail::split(step.to).first, tree_.root);  // in its own directory
+    }
+  }
+  EXPECT_EQ(temporaries_used, 1u);
+  submit(ops);
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("b"), before.at("a"));
+  EXPECT_EQ(after.at("c"), before.at("b"));
+  EXPECT_EQ(after.at("d"), before.at("c"));
+  EXPECT_EQ(after.at("a"), before.at("d"));
+  EXPECT_TRUE(temporaries(after).empty());
+}
+
+TEST_F(RenameTest, DirectoryAndEntriesInsideItInOneBatch) {
+  make_dir(p("d"));
+  write_file(p("d/a"), "A");
+  write_file(p("d/b"), "B");
+  auto before = snapshot(tree_.root);
+  // Destinations are spelled in the final tree: d is e afterwards.
+  submit({rename_op(p("d/a"), p("e/a2")), rename_op(p("d"), p("e")), rename_op(p("d/b"), p("e/b2"))});
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("e"), before.at("d"));
+  EXPECT_EQ(after.at("e/a2"), before.at("d/a"));
+  EXPECT_EQ(after.at("e/b2"), before.at("d/b"));
+  EXPECT_EQ(after.size(), 3u);
+}
+
+TEST_F(RenameTest, CaseOnlyRename) {
+  write_file(p("readme"), "r");
+  auto before = snapshot(tree_.root);
+  submit({rename_op(p("readme"), p("README"))});
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("README"), before.at("readme"));
+  EXPECT_EQ(after.size(), 1u);
+}
+
+TEST_F(RenameTest, MovesIntoNewDirectoriesAndUndoRemovesThem) {
+  write_file(p("a"), "A");
+  auto before = snapshot(tree_.root);
+  submit({rename_op(p("a"), p("new/deeper/a"))});
+  auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("new/deeper/a"), before.at("a"));
+  auto r = renamer();
+  r.undo(never_);
+  EXPECT_EQ(snapshot(tree_.root), before);
+}
+
+TEST_F(RenameTest, ConfirmedOverwriteGoesToTrashAndUndoBringsItBack) {
+  write_file(p("a"), "new");
+  write_file(p("b"), "victim");
+  auto before = snapshot(tree_.root);
+  submit({rename_op(p("a"), p("b"), true)});
+  auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("b"), before.at("a"));
+  const auto trashed = snapshot(trash());
+  ASSERT_EQ(trashed.count("files/b"), 1u);
+  EXPECT_EQ(trashed.at("files/b"), before.at("b"));
+  ASSERT_EQ(trashed.count("info/b.trashinfo"), 1u);
+  const std::string info = trashed.at("info/b.trashinfo").data;
+  EXPECT_EQ(info.rfind("[Trash Info]\nPath=", 0), 0u) << info;
+  EXPECT_NE(info.find("DeletionDate="), std::string::npos);
+  auto r = renamer();
+  r.undo(never_);
+  EXPECT_EQ(snapshot(tree_.root), before);
+  EXPECT_EQ(snapshot(trash()).count("files/b"), 0u);
+  EXPECT_EQ(snapshot(trash()).count("info/b.trashinfo"), 0u);
+}
+
+TEST_F(RenameTest, AcrossFileSystemsCopiesKeepingModeTimesAndXattrs) {
+  TempTree other("/dev/shm");
+  if (id_of(other.root).dev == id_of(tree_.root).dev) GTEST_SKIP() << "/dev/shm is on the same file system";
+  write_file(other.path("f"), "contents");
+  ASSERT_EQ(::chmod(other.path("f").c_str(), 0640), 0);
+  const struct timespec times[2] = {{1000000000, 5}, {1200000000, 7}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, other.path("f").c_str(), times, 0), 0);
+  const bool xattrs = ::setxattr(other.path("f").c_str(), "user.descent", "v", 1, 0) == 0;
+  make_link("somewhere", other.path("l"));
+  submit({rename_op(other.path("f"), p("f")), rename_op(other.path("l"), p("l"))});
+  struct stat st {};
+  ASSERT_EQ(::lstat(p("f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  EXPECT_EQ(st.st_mtim.tv_sec, 1200000000);
+  EXPECT_EQ(st.st_mtim.tv_nsec, 7);
+  EXPECT_EQ(snapshot(tree_.root).at("f").data, "contents");
+  EXPECT_EQ(snapshot(tree_.root).at("l").data, "somewhere");
+  if (xattrs) {
+    char value[8] = {};
+    EXPECT_EQ(::getxattr(p("f").c_str(), "user.descent", value, sizeof value), 1);
+    EXPECT_EQ(value[0], 'v');
+  }
+  EXPECT_FALSE(std::filesystem::exists(other.path("f")));
+  EXPECT_FALSE(std::filesystem::is_symlink(other.path("l")));
+  // Undo copies back (new inodes on the other side, same names and contents).
+  auto r = renamer();
+  r.undo(never_);
+  const auto back = snapshot(other.root);
+  EXPECT_EQ(back.at("f").data, "contents");
+  EXPECT_EQ(back.at("l").data, "somewhere");
+  EXPECT_TRUE(snapshot(tree_.root).empty());
+}
+
+TEST_F(RenameTest, ChmodAndRetargetWithRenamesAndUndo) {
+  write_file(p("f"), "F");
+  make_link("old-target", p("l"));
+  auto before = snapshot(tree_.root);
+  submit({rename_op(p("f"), p("g")), chmod_op(p("f"), 0600), rename_op(p("l"), p("m")),
+          retarget_op(p("l"), "new-target")});
+  auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("g").ino, before.at("f").ino);
+  EXPECT_EQ(after.at("g").mode & 07777, 0600u);
+  EXPECT_EQ(after.at("m").data, "new-target");
+  EXPECT_TRUE(temporaries(after).empty());
+  auto r = renamer();
+  r.undo(never_);
+  auto back = snapshot(tree_.root);
+  EXPECT_EQ(back.at("f"), before.at("f"));
+  EXPECT_EQ(back.at("l").data, "old-target");  // a symlink's inode cannot be kept
+  EXPECT_EQ(back.size(), before.size());
+}
+
+TEST_F(RenameTest, EveryStepRefusesToReplace) {
+  write_file(p("a"), "A");
+  write_file(p("b"), "B");
+  detail::Directories dirs;
+  detail::StepRunner runner(dirs);
+  Step step;
+  step.from = p("a");
+  step.to = p("b");
+  step.id = id_of(p("a"));
+  try {
+    runner.apply(step);
+    FAIL();
+  } catch (const detail::OsError& e) {
+    EXPECT_EQ(e.error, EEXIST);
+    EXPECT_NE(std::string(e.what()).find("File exists"), std::string::npos);
+  }
+  EXPECT_EQ(snapshot(tree_.root).at("b").data, "B");
+}
+
+// ---- Journal ----
+
+TEST_F(RenameTest, JournalIsDurableAndMarksDone) {
+  auto mode = db_.prepare("PRAGMA journal_mode");
+  ASSERT_TRUE(mode.step());
+  EXPECT_EQ(mode.column_bytes(0), "wal");
+  auto sync = db_.prepare("PRAGMA synchronous");
+  ASSERT_TRUE(sync.step());
+  EXPECT_EQ(sync.column_int64(0), 2);  // FULL
+  write_file(p("a"), "A");
+  const auto outcome = submit({rename_op(p("a"), p("b"))});
+  auto r = renamer();
+  const auto entry = r.journal().find(outcome.batch);
+  ASSERT_TRUE(entry);
+  EXPECT_EQ(entry->state, Journal::State::done);
+  EXPECT_EQ(entry->operations, 1);
+  const auto steps = r.journal().steps(outcome.batch);
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0].from, p("a"));
+}
+
+TEST(RenamePlanEncoding, RoundTripsAndRefusesCorruptBlobs) {
+  Step s;
+  s.kind = Step::Kind::retarget;
+  s.from = std::string("/a\n\xff", 4);
+  s.to = "/b";
+  s.id = {1, 2};
+  s.other = {3, 4};
+  s.link_old = "x";
+  s.link_new = "y";
+  s.scratch = "/t";
+  s.info = "i";
+  s.old_mode = 0644;
+  s.new_mode = 0600;
+  const auto blob = encode_steps({s, s});
+  const auto back = decode_steps(blob);
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(back[1].from, s.from);
+  EXPECT_EQ(back[1].new_mode, 0600u);
+  EXPECT_THROW(decode_steps(blob.substr(0, blob.size() - 1)), std::runtime_error);
+  std::string huge = blob.substr(0, 4) + std::string("\xff\xff\xff\xff\xff\xff\xff\x0f", 8);
+  EXPECT_THROW(decode_steps(huge), std::runtime_error);
+}
+
+// ---- Undo ----
+
+TEST_F(RenameTest, UndoesTheLastHundredBatchesMostRecentFirst) {
+  write_file(p("f0"), "x");
+  auto before = snapshot(tree_.root);
+  for (int i = 0; i < 102; ++i)
+    submit({rename_op(p("f" + std::to_string(i)), p("f" + std::to_string(i + 1)))});
+  auto r = renamer();
+  for (int i = 102; i > 2; --i) {
+    ASSERT_TRUE(std::filesystem::exists(p("f" + std::to_string(i)))) << i;
+    r.undo(never_);
+  }
+  EXPECT_TRUE(std::filesystem::exists(p("f2")));
+  EXPECT_THROW(r.undo(never_), UndoRefused);  // older history is gone
+  EXPECT_TRUE(std::filesystem::exists(p("f2")));
+  (void)before;
+}
+
+TEST_F(RenameTest, UndoRefusesIfFilesMovedSince) {
+  write_file(p("a"), "A");
+  write_file(p("b"), "B");
+  submit({rename_op(p("a"), p("a2")), rename_op(p("b"), p("b2"))});
+  ASSERT_EQ(::rename(p("b2").c_str(), p("elsewhere").c_str()), 0);
+  const auto before = snapshot(tree_.root);
+  auto r = renamer();
+  try {
+    r.undo(never_);
+    FAIL();
+  } catch (const UndoRefused& e) {
+    EXPECT_NE(std::string(e.what()).find(p("b2")), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(snapshot(tree_.root), before);
+}
+
+// ---- Failure, cancel, crash at step k ----
+
+// A batch of at least 30 steps using every kind of step.
+std::vector<Operation> rich_batch(const TempTree& t) {
+  auto p = [&](std::string_view r) { return t.path(r); };
+  std::vector<Operation> ops;
+  for (const char* n : {"c1", "c2", "c3"}) write_file(p(n), n);  // 3-cycle: 4 steps
+  ops.push_back(rename_op(p("c1"), p("c2")));
+  ops.push_back(rename_op(p("c2"), p("c3")));
+  ops.push_back(rename_op(p("c3"), p("c1")));
+  for (const char* n : {"s1", "s2"}) write_file(p(n), n);  // swap: 1 step
+  ops.push_back(rename_op(p("s1"), p("s2")));
+  ops.push_back(rename_op(p("s2"), p("s1")));
+  for (int i = 0; i < 8; ++i) write_file(p("k" + std::to_string(i)), "k");  // chain: 8 steps
+  for (int i = 0; i < 8; ++i) ops.push_back(rename_op(p("k" + std::to_string(i)), p("k" + std::to_string(i + 1))));
+  make_dir(p("d"));
+  write_file(p("d/in"), "in");
+  ops.push_back(rename_op(p("d"), p("e")));           // a directory ...
+  ops.push_back(rename_op(p("d/in"), p("e/inner")));  // ... and an entry inside it
+  for (int i = 0; i < 4; ++i) {  // moves into new directories: 2 mkdirs + 4 moves
+    write_file(p("m" + std::to_string(i)), "m");
+    ops.push_back(rename_op(p("m" + std::to_string(i)), p("n1/n2/m" + std::to_string(i))));
+  }
+  write_file(p("o"), "o");  // confirmed overwrite: trash dirs + trash + move
+  write_file(p("victim"), "v");
+  ops.push_back(rename_op(p("o"), p("victim"), true));
+  make_link("t-old", p("ln"));  // re-target: 1 step
+  ops.push_back(retarget_op(p("ln"), "t-new"));
+  for (const char* n : {"x1", "x2", "x3", "x4", "x5"}) {  // chmods: 5 steps
+    write_file(p(n), n);
+    ops.push_back(chmod_op(p(n), 0600));
+  }
+  write_file(p("Case"), "case");
+  ops.push_back(rename_op(p("Case"), p("CASE")));
+  return ops;
+}
+
+TEST_F(RenameTest, RichBatchHasThirtySteps) {
+  const auto ops = rich_batch(tree_);
+  const auto plan = RenamePlan::make({ops}, trash());
+  EXPECT_GE(plan.steps.size(), 30u);
+}
+
+TEST_F(RenameTest, FailureAtEveryStepLeavesTheTreeAsBefore) {
+  const auto ops = rich_batch(tree_);
+  const std::size_t steps = RenamePlan::make({ops}, trash()).steps.size();
+  const auto before = snapshot(tree_.root);
+  for (std::size_t k = 0; k < steps; ++k) {
+    SCOPED_TRACE("failing at step " + std::to_string(k));
+    try {
+      submit(ops, Failpoint{k, Failpoint::Action::fail});
+      FAIL();
+    } catch (const StepFailed& e) {
+      EXPECT_TRUE(e.reverted);
+      EXPECT_EQ(e.error, EIO);
+      EXPECT_FALSE(e.path.empty());
+      EXPECT_NE(std::string(e.what()).find(e.path.substr(tree_.root.size())), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("Input/output error"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("nothing changed"), std::string::npos) << e.what();
+    }
+    ASSERT_EQ(snapshot(tree_.root), before);
+    EXPECT_FALSE(std::filesystem::exists(trash() + "/files/victim"));
+  }
+  // And without a failpoint the same batch goes through.
+  submit(ops);
+  EXPECT_TRUE(temporaries(snapshot(tree_.root)).empty());
+}
+
+TEST_F(RenameTest, CancelAtEveryStepLeavesTheTreeAsBefore) {
+  const auto ops = rich_batch(tree_);
+  const std::size_t steps = RenamePlan::make({ops}, trash()).steps.size();
+  const auto before = snapshot(tree_.root);
+  for (std::size_t k = 0; k < steps; ++k) {
+    SCOPED_TRACE("cancelling at step " + std::to_string(k));
+    EXPECT_THROW(submit(ops, Failpoint{k, Failpoint::Action::cancel}), BatchCancelled);
+    ASSERT_EQ(snapshot(tree_.root), before);
+  }
+}
+
+TEST_F(RenameTest, CancelledBeforeStartingChangesNothing) {
+  write_file(p("a"), "A");
+  const auto before = snapshot(tree_.root);
+  std::atomic<bool> cancelled{true};
+  auto r = renamer();
+  EXPECT_THROW(r.submit({{rename_op(p("a"), p("b"))}}, cancelled), BatchCancelled);
+  EXPECT_EQ(snapshot(tree_.root), before);
+}
+
+TEST_F(RenameTest, KillAtEveryStepThenRecoveryRollsBack) {
+  const auto ops = rich_batch(tree_);
+  const std::size_t steps = RenamePlan::make({ops}, trash()).steps.size();
+  const auto before = snapshot(tree_.root);
+  for (std::size_t k = 0; k < steps; ++k) {
+    SCOPED_TRACE("killed at step " + std::to_string(k));
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      // Its own connection, as a restarted daemon would have.
+      auto db = state::Database::open(state_.path("state.db"));
+      Renamer::Options options;
+      options.trash_dir = trash();
+      options.failpoint = Failpoint{k, Failpoint::Action::kill};
+      Renamer r(db, options);
+      std::atomic<bool> never{false};
+      try {
+        r.submit({ops}, never);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "submit: %s\n", e.what());
+      }
+      ::_exit(3);  // not killed: the failpoint was not reached
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+    auto r = renamer();
+    const auto reports = r.recover();
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_NE(reports[0].find("recovered an interrupted batch of " + std::to_string(ops.size()) + " operations from "),
+              std::string::npos)
+        << reports[0];
+    EXPECT_NE(reports[0].find("; nothing changed"), std::string::npos) << reports[0];
+    ASSERT_EQ(snapshot(tree_.root), before);
+    // The next client is told, once.
+    const auto told = r.journal().take_recoveries();
+    ASSERT_EQ(told.size(), 1u);
+    EXPECT_EQ(told[0], reports[0]);
+    EXPECT_TRUE(r.journal().take_recoveries().empty());
+    EXPECT_TRUE(r.recover().empty());
+  }
+}
+
+TEST_F(RenameTest, KillDuringUndoThenRecoveryKeepsTheBatchDone) {
+  const auto ops = rich_batch(tree_);
+  submit(ops);
+  const auto done = snapshot(tree_.root);
+  const std::size_t steps = renamer().journal().steps(renamer().journal().last_done()->id).size();
+  for (std::size_t k : {std::size_t(0), steps / 2, steps - 1}) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      auto db = state::Database::open(state_.path("state.db"));
+      Renamer::Options options;
+      options.trash_dir = trash();
+      options.failpoint = Failpoint{k, Failpoint::Action::kill};
+      Renamer r(db, options);
+      std::atomic<bool> never{false};
+      try {
+        r.undo(never);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "undo: %s\n", e.what());
+      }
+      ::_exit(3);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(status));
+    auto r = renamer();
+    const auto reports = r.recover();
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_NE(reports[0].find("undo"), std::string::npos) << reports[0];
+    EXPECT_NE(reports[0].find("the batch stays done"), std::string::npos) << reports[0];
+    const auto now = snapshot(tree_.root);
+    // Re-targeted links get new inodes when re-created; compare the rest.
+    ASSERT_EQ(now.size(), done.size());
+    for (const auto& [name, entry] : done) {
+      ASSERT_EQ(now.count(name), 1u) << name;
+      // Directories the batch created are created again, with new inodes.
+      if (name.starts_with("n1")) {
+        EXPECT_EQ(now.at(name).mode, entry.mode) << name;
+      } else if (!S_ISLNK(entry.mode)) {
+        EXPECT_EQ(now.at(name), entry) << name;
+      }
+    }
+  }
+}
+
+// ---- Property: random batches end as predicted ----
+
+TEST_F(RenameTest, RandomBatchesEndAsPredicted) {
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (rerun with DESCENT_RENAME_SEED)");
+  std::mt19937 random(std::getenv("DESCENT_RENAME_SEED") ? std::atoi(std::getenv("DESCENT_RENAME_SEED")) : seed);
+  for (int round = 0; round < 12; ++round) {
+    TempTree t;
+    const int dirs = 1 + static_cast<int>(random() % 3);
+    const int count = round == 11 ? 2000 : 1 + static_cast<int>(random() % 60);
+    std::vector<std::string> names;
+    for (int d = 0; d < dirs; ++d) make_dir(t.path("d" + std::to_string(d)));
+    for (int i = 0; i < count; ++i) {
+      const std::string name = "d" + std::to_string(random() % dirs) + "/f" + std::to_string(i);
+      write_file(t.path(name), "contents of " + name);
+      names.push_back(name);
+    }
+    const auto before = snapshot(t.root);
+    // Destinations: a permutation of the names (cycles, chains, swaps), some
+    // replaced by fresh names (chains ending in a free name) or names in new
+    // directories.
+    std::vector<std::string> targets = names;
+    std::shuffle(targets.begin(), targets.end(), random);
+    for (auto& target : targets) {
+      const auto roll = random() % 10;
+      if (roll == 0) target = "new" + std::to_string(random() % 3) + "/g" + std::to_string(random());
+      else if (roll == 1) target = "d" + std::to_string(random() % dirs) + "/h" + std::to_string(random());
+    }
+    std::vector<Operation> ops;
+    std::map<std::string, Entry> expected;
+    for (const auto& [name, entry] : before)
+      if (S_ISDIR(entry.mode)) expected[name] = entry;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (random() % 7 == 0) {
+        expected[names[i]] = before.at(names[i]);  // stays
+        // Its name must not be a target of another: swap it in.
+        auto it = std::find(targets.begin(), targets.end(), names[i]);
+        if (it != targets.end()) *it = "d0/free" + std::to_string(i);
+        continue;
+      }
+      ops.push_back(rename_op(t.path(names[i]), t.path(targets[i])));
+    }
+    // Rebuild the expectations after the fix-ups above.
+    expected.clear();
+    for (const auto& [name, entry] : before)
+      if (S_ISDIR(entry.mode)) expected[name] = entry;
+    std::set<std::string> moving;
+    for (const auto& op : ops) moving.insert(op.source.substr(t.root.size() + 1));
+    for (const auto& name : names)
+      if (!moving.count(name)) expected[name] = before.at(name);
+    bool clash = false;
+    for (std::size_t i = 0, o = 0; i < names.size(); ++i) {
+      if (!moving.count(names[i])) continue;
+      const std::string target = ops[o++].destination.substr(t.root.size() + 1);
+      if (expected.count(target)) clash = true;
+      expected[target] = before.at(names[i]);
+    }
+    if (clash) continue;  // a fix-up made two sources collide: not a valid batch
+    Renamer::Options options;
+    options.trash_dir = trash();
+    Renamer r(db_, options);
+    r.submit({ops}, never_);
+    auto after = snapshot(t.root);
+    EXPECT_TRUE(temporaries(after).empty());
+    // New directories appear in `after` only.
+    for (auto it = after.begin(); it != after.end();)
+      it = (S_ISDIR(it->second.mode) && !expected.count(it->first)) ? after.erase(it) : std::next(it);
+    for (auto& [name, entry] : expected)
+      if (S_ISDIR(entry.mode) && after.count(name)) entry = after.at(name);  // mtime-free, but inode kept
+    ASSERT_EQ(after, expected) << "round " << round;
+  }
+}
+
+}  // namespace
+}  // namespace descent::rename::testing
