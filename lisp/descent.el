@@ -825,7 +825,10 @@ Reloading the file leaves the user's choice alone.")
 
 (unless descent--turned-on-by-load
   (setq descent--turned-on-by-load t)
-  (descent-mode 1))
+  ;; M-x descent-mode loading this file through its autoload toggles the
+  ;; mode right after: turning it on here would make that toggle off.
+  (unless (eq this-command 'descent-mode)
+    (descent-mode 1)))
 
 (provide 'descent)
 ;;; descent.el ends here

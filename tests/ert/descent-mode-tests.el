@@ -101,5 +101,20 @@
         (should-not descent-mode))
     (descent-mode 1)))
 
+(ert-deftest descent-mode-autoloaded-toggle ()
+  "M-x descent-mode before descent is loaded turns it on, not off.
+A child Emacs, since this one has loaded descent already."
+  (with-temp-buffer
+    (should (zerop
+             (call-process
+              (expand-file-name invocation-name invocation-directory)
+              nil t nil "-Q" "--batch"
+              "-L" (file-name-directory (locate-library "descent"))
+              "--eval" "(progn (autoload 'descent-mode \"descent\" nil t)
+                         (setq this-command 'descent-mode)
+                         (call-interactively #'descent-mode)
+                         (princ (format \"mode=%s\" descent-mode)))")))
+    (should (string-match-p "mode=t" (buffer-string)))))
+
 (provide 'descent-mode-tests)
 ;;; descent-mode-tests.el ends here
