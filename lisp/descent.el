@@ -557,8 +557,9 @@ At most LIMIT of them (nil for all).  Each is a plist (:path PATH
 (defun descent--read-directory (prompt)
   "Read a directory (or file) with PROMPT, from the frecency index.
 Candidates come best first.  Input with a slash or starting with ~ is
-a file name; other input is keywords, and means the index's best match
-for them.  Without the module or the daemon, read a file name."
+a file name, and so is a word naming a directory in `default-directory'
+\(as zoxide does); other input is keywords, and means the index's best
+match for them.  Without the module or the daemon, read a file name."
   (let ((matches (and (descent--module-usable-p)
                       (condition-case err
                           (descent--frecency-query nil descent-jump-candidates)
@@ -581,6 +582,9 @@ for them.  Without the module or the daemon, read a file name."
                                       input))
                              matches))
                (expand-file-name input))
+              ;; As zoxide does: a word that names a directory here is
+              ;; that directory.
+              ((file-directory-p input) (expand-file-name input))
               ((descent--best-match (split-string input)))
               (t (user-error "No directory in the index matches %s" input)))))))
 

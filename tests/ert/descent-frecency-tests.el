@@ -158,6 +158,13 @@ The completion table and prompt are kept in `descent-frecency-tests--asked'."
           (call-interactively #'descent-jump-other-window)))
       (should-not (eq window (selected-window))))
     (should (equal (descent-test-point-file) (descent-test-file "notes/todo.txt")))
+    ;; A word naming a directory here is that directory, as in zoxide.
+    ;; (notes/ is not in the index.)
+    (let ((default-directory descent-test-directory))
+      (descent-frecency-tests--answering "notes"
+        (let ((current-prefix-arg '(4)))
+          (call-interactively #'descent-jump))))
+    (should (equal default-directory (descent-test-file "notes/")))
     ;; Words nothing matches.
     (descent-frecency-tests--answering "zzz-nothing"
       (let ((current-prefix-arg '(4)))
