@@ -20,6 +20,7 @@
 #include "descent/version.hpp"
 #include "engine/state.hpp"
 #include "protocol/paths.hpp"
+#include "server/methods_frecency.hpp"
 #include "server/runtime.hpp"
 #include "server/server.hpp"
 
@@ -156,7 +157,9 @@ int serve(const fs::path& socket_path, const fs::path& state_dir, bool foregroun
     ::signal(SIGPIPE, SIG_IGN);
     raise_descriptor_limit();
 
-    auto database = state::Database::open(state_dir / "state.db");
+    // Each area keeps its own connection to the one state database (WAL).
+    const fs::path database = state_dir / "state.db";
+    frecency::Index frecency_index(database);
 
     asio::io_context io(1);
     local::acceptor acceptor(io);
@@ -175,6 +178,7 @@ int serve(const fs::path& socket_path, const fs::path& state_dir, bool foregroun
     MethodTable methods;
     Server server(io, std::move(acceptor), methods, info);
     add_core_methods(methods, server);
+    add_frecency_methods(methods, info, frecency_index);
     server.start();
 
     log("descentd " + std::string(version) + (activated ? " activated by systemd on " : " listening on ") +
