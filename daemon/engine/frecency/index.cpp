@@ -345,8 +345,7 @@ std::size_t Index::import(ImportFormat format, std::string_view contents) {
         "ON CONFLICT (path) DO UPDATE SET rank = rank + excluded.rank, "
         "last_visit = max(last_visit, excluded.last_visit)");
     for (const auto& entry : entries) merge.bind_blob(1, entry.path).bind(2, entry.rank).bind(3, entry.last_visit).run();
-    auto total = db_.prepare("SELECT total(rank) FROM frecency_dirs");
-    age_in_database(total.step() ? total.column_double(0) : 0.0);
+    // No aging here, as zoxide's import: the next visit ages.
     transaction.commit();
   }
   // An import is rare: reading the result back is simpler than replaying it.

@@ -95,7 +95,7 @@ class Index {
   bool remove(std::string_view path);
 
   // Merges another tool's data (ranks add up, the later visit wins) in one
-  // transaction, then ages. A malformed or truncated input is refused with its
+  // transaction. Like zoxide's import it does not age: the next add does. A malformed or truncated input is refused with its
   // line (or entry) number, and nothing is imported. Returns the entries read.
   std::size_t import(ImportFormat format, std::string_view contents);
   std::size_t import_file(ImportFormat format, const std::string& file);

@@ -217,14 +217,16 @@ TEST_F(IndexTest, AgingScalesWhenTheSumPassesTheLimit) {
   const fs::path file = dir.path() / "seed.z";
   {
     std::ofstream seed(file);
-    seed << "/big|9999|" << t0 << "\n/small|1.05|" << t0 << "\n";  // sum 10000.05: over, ages now
+    seed << "/big|9998|" << t0 << "\n/small|1.05|" << t0 << "\n";
   }
   Index index(db_file(), tree.probe());
   index.import_file(ImportFormat::z, file.string());
+  EXPECT_EQ(index.size(), 2u);
+  index.add("/first", t0);  // sum 10000.05: over the limit
   const double factor1 = 0.9 * 10000 / 10000.05;
   auto all = index.list(t0);
-  ASSERT_EQ(all.size(), 1u) << "1.05 × 0.9 is under 1: dropped";
-  EXPECT_DOUBLE_EQ(all[0].rank, 9999 * factor1);
+  ASSERT_EQ(all.size(), 1u) << "1.05 × 0.9 and 1 × 0.9 are under 1: dropped";
+  EXPECT_DOUBLE_EQ(all[0].rank, 9998 * factor1);
 
   // Adds under the limit do not age; the first add over it does.
   index.add("/other", t0);
@@ -415,6 +417,20 @@ TEST_F(IndexTest, ImportZMergesAsZoxide) {
       {"/quux/quuz", {10, 500}},  {"/waldo/fred/plugh", {3, 300}},    {"/xyzzy/thud", {8, 800}},
   };
   EXPECT_EQ(got, expected);
+}
+
+TEST_F(IndexTest, ImportDoesNotAge) {
+  // As zoxide: an import only merges; the next visit ages. (A z file is
+  // already aged by z, which keeps its sum under 9000.)
+  Index index(db_file(), tree.probe());
+  std::string z;
+  for (int i = 0; i < 3000; ++i) z += "/d" + std::to_string(i) + "|5|" + std::to_string(t0) + "\n";
+  EXPECT_EQ(index.import(ImportFormat::z, z), 3000u);
+  EXPECT_EQ(index.size(), 3000u);
+  index.add("/d0", t0);  // sum 15001: every rank × 0.9·10000/15001, 5 → 3.0
+  EXPECT_EQ(index.size(), 3000u);
+  EXPECT_DOUBLE_EQ(index.query({"d0"}, 1, t0).at(0).rank, 6 * (0.9 * 10000 / 15001));
+  EXPECT_DOUBLE_EQ(index.query({"d1"}, 1, t0).at(0).rank, 5 * (0.9 * 10000 / 15001));
 }
 
 TEST_F(IndexTest, ImportAutojumpAsZoxide) {
