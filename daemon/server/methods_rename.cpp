@@ -1,0 +1,223 @@
+#include "server/methods_rename.hpp"
+
+#include <cstdlib>
+#include <string>
+
+#include "protocol/rpc.hpp"
+
+namespace descent::server {
+
+namespace {
+
+using protocol::pack_bytes;
+using protocol::pack_text;
+
+// More edits than any directory listing a person edits; the frame limit
+// (16 MiB) bounds it anyway.
+constexpr std::uint32_t max_operations = 1'000'000;
+
+[[noreturn]] void bad(std::uint32_t index, const std::string& what) {
+  throw MethodError("bad-params", "rename.submit: operation " + std::to_string(index) + ": " + what);
+}
+
+const msgpack::object& field(const msgpack::object& map, std::uint32_t index, std::string_view key) {
+  const msgpack::object* value = protocol::map_find(map, key);
+  if (!value) bad(index, "\"" + std::string(key) + "\" is missing");
+  return *value;
+}
+
+std::string bytes_field(const msgpack::object& map, std::uint32_t index, std::string_view key) {
+  const auto bytes = protocol::as_bytes(field(map, index, key));
+  if (!bytes) bad(index, "\"" + std::string(key) + "\" must be a file name (bin or str)");
+  return std::string(*bytes);
+}
+
+std::uint64_t unsigned_field(const msgpack::object& map, std::uint32_t index, std::string_view key) {
+  const msgpack::object& value = field(map, index, key);
+  if (value.type != msgpack::type::POSITIVE_INTEGER) bad(index, "\"" + std::string(key) + "\" must be an integer ≥ 0");
+  return value.via.u64;
+}
+
+rename::Batch batch_of(const Params& params) {
+  const msgpack::object& array = params.at(0);
+  if (array.type != msgpack::type::ARRAY) params.fail(0, "operations", "an array of maps");
+  if (array.via.array.size > max_operations)
+    throw MethodError("bad-params", "rename.submit: at most " + std::to_string(max_operations) + " operations");
+  rename::Batch batch;
+  batch.operations.reserve(array.via.array.size);
+  for (std::uint32_t i = 0; i < array.via.array.size; ++i) {
+    const msgpack::object& map = array.via.array.ptr[i];
+    if (map.type != msgpack::type::MAP) bad(i, "must be a map");
+    const auto kind = protocol::as_bytes(field(map, i, "op"));
+    if (!kind) bad(i, "\"op\" must be a string");
+    rename::Operation op;
+    if (*kind == "mkdir") {
+      op.kind = rename::Operation::Kind::make_directory;
+      op.source = bytes_field(map, i, "path");
+      batch.operations.push_back(std::move(op));
+      continue;
+    }
+    if (*kind != "rename" && *kind != "chmod" && *kind != "retarget")
+      bad(i, "unknown \"op\" " + std::string(*kind) + " (rename, chmod, retarget or mkdir)");
+    op.id.dev = unsigned_field(map, i, "dev");
+    op.id.ino = unsigned_field(map, i, "ino");
+    if (*kind == "rename") {
+      op.kind = rename::Operation::Kind::rename;
+      op.source = bytes_field(map, i, "from");
+      op.destination = bytes_field(map, i, "to");
+      if (const msgpack::object* overwrite = protocol::map_find(map, "overwrite")) {
+        if (overwrite->type != msgpack::type::BOOLEAN && overwrite->type != msgpack::type::NIL)
+          bad(i, "\"overwrite\" must be true or false");
+        op.overwrite = overwrite->type == msgpack::type::BOOLEAN && overwrite->via.boolean;
+      }
+    } else if (*kind == "chmod") {
+      op.kind = rename::Operation::Kind::chmod;
+      op.source = bytes_field(map, i, "path");
+      const std::uint64_t mode = unsigned_field(map, i, "mode");
+      if (mode > 07777) bad(i, "\"mode\" must be permission bits (07777 at most)");
+      op.mode = static_cast<std::uint32_t>(mode);
+    } else {
+      op.kind = rename::Operation::Kind::retarget;
+      op.source = bytes_field(map, i, "path");
+      op.target = bytes_field(map, i, "target");
+    }
+    batch.operations.push_back(std::move(op));
+  }
+  return batch;
+}
+
+void pack_outcome(Packer& out, const rename::Outcome& outcome) {
+  out.pack_map(4);
+  pack_text(out, "batch");
+  out.pack_int64(outcome.batch);
+  pack_text(out, "operations");
+  out.pack_uint64(outcome.operations);
+  pack_text(out, "steps");
+  out.pack_uint64(outcome.steps);
+  pack_text(out, "directories");
+  out.pack_array(static_cast<std::uint32_t>(outcome.directories.size()));
+  for (const auto& dir : outcome.directories) pack_bytes(out, dir);
+}
+
+const char* state_name(rename::Journal::State state) {
+  using State = rename::Journal::State;
+  switch (state) {
+    case State::running: return "running";
+    case State::done: return "done";
+    case State::rolled_back: return "rolled-back";
+    case State::undoing: return "undoing";
+    case State::undone: return "undone";
+    case State::broken: return "broken";
+  }
+  return "broken";
+}
+
+// The engine's failures, as error replies.
+template <typename Body>
+void translating(std::string_view method, Body body) {
+  try {
+    body();
+  } catch (const rename::BatchRefused& e) {
+    throw MethodError("refused", e.what());
+  } catch (const rename::StepFailed& e) {
+    throw MethodError("os-error", e.what());
+  } catch (const rename::BatchCancelled& e) {
+    throw MethodError("cancelled", e.what());
+  } catch (const rename::UndoRefused& e) {
+    throw MethodError("conflict", e.what());
+  } catch (const state::SqliteError& e) {
+    throw MethodError("state-error", std::string(method) + ": the state database failed: " + e.what());
+  }
+}
+
+rename::Renamer::Progress progress_of(Call& call) {
+  return [&call](std::size_t done, std::size_t total) {
+    call.notify("rename.progress", [&](Packer& out) {
+      out.pack_array(3);
+      out.pack_uint32(call.request_id);
+      out.pack_uint64(done);
+      out.pack_uint64(total);
+    });
+  };
+}
+
+}  // namespace
+
+rename::Renamer::Options rename_options_from_environment() {
+  rename::Renamer::Options options;
+  options.trash_dir = rename::default_trash_dir();
+#ifdef DESCENT_TEST_HOOKS
+  if (const char* spec = std::getenv("DESCENT_FAILPOINT")) options.failpoint = rename::Failpoint::parse(spec);
+#endif
+  return options;
+}
+
+RenameArea::RenameArea(const DaemonInfo& info)
+    : database(state::Database::open(info.state_dir / "state.db")),
+      renamer(database, rename_options_from_environment()),
+      recovered(renamer.recover()) {}
+
+void add_rename_methods(MethodTable& methods, const DaemonInfo&, RenameArea& area) {
+  methods.add("rename.submit", {[&area](Call& call) {
+                                  call.params.expect_count(1, 1);
+                                  const rename::Batch batch = batch_of(call.params);
+                                  translating("rename.submit", [&] {
+                                    std::lock_guard lock(area.mutex);
+                                    pack_outcome(call.result, area.renamer.submit(batch, call.cancelled,
+                                                                                  progress_of(call)));
+                                  });
+                                },
+                                Execution::worker});
+
+  methods.add("rename.undo", {[&area](Call& call) {
+                                call.params.expect_count(0, 0);
+                                translating("rename.undo", [&] {
+                                  std::lock_guard lock(area.mutex);
+                                  pack_outcome(call.result, area.renamer.undo(call.cancelled, progress_of(call)));
+                                });
+                              },
+                              Execution::worker});
+
+  methods.add("rename.recent", {[&area](Call& call) {
+                                  call.params.expect_count(0, 1);
+                                  std::int64_t limit = 100;
+                                  if (call.params.size() == 1) limit = call.params.integer(0, "limit");
+                                  if (limit < 1 || limit > 1000)
+                                    throw MethodError("bad-params", "rename.recent: limit must be within 1..1000");
+                                  translating("rename.recent", [&] {
+                                    std::lock_guard lock(area.mutex);
+                                    const auto entries = area.renamer.journal().recent(static_cast<std::size_t>(limit));
+                                    auto& out = call.result;
+                                    out.pack_array(static_cast<std::uint32_t>(entries.size()));
+                                    for (const auto& e : entries) {
+                                      out.pack_map(6);
+                                      pack_text(out, "batch");
+                                      out.pack_int64(e.id);
+                                      pack_text(out, "created");
+                                      out.pack_int64(e.created);
+                                      pack_text(out, "operations");
+                                      out.pack_int64(e.operations);
+                                      pack_text(out, "steps");
+                                      out.pack_int64(e.steps);
+                                      pack_text(out, "state");
+                                      pack_text(out, state_name(e.state));
+                                      pack_text(out, "message");
+                                      pack_text(out, e.message);
+                                    }
+                                  });
+                                },
+                                Execution::worker});
+
+  methods.add("rename.recovery", {[&area](Call& call) {
+                                    call.params.expect_count(0, 0);
+                                    translating("rename.recovery", [&] {
+                                      std::lock_guard lock(area.mutex);
+                                      const auto reports = area.renamer.journal().take_recoveries();
+                                      call.result.pack_array(static_cast<std::uint32_t>(reports.size()));
+                                      for (const auto& report : reports) pack_text(call.result, report);
+                                    });
+                                  },
+                                  Execution::worker});
+}
+
+}  // namespace descent::server
