@@ -60,7 +60,7 @@ struct linux_dirent64 {
 std::uint64_t bare_loop(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) die("open " + dir);
-  std::vector<char> buf(256 * 1024);
+  std::vector<char> buf(64 * 1024);
   std::uint64_t sum = 0;
   for (;;) {
     const long n = ::syscall(SYS_getdents64, fd, buf.data(), buf.size());
@@ -118,16 +118,31 @@ long engine_child_rss(const std::string& dir) {
   return ru.ru_maxrss;
 }
 
-double median_ms(int runs, const std::function<void()>& work) {
+double cpu_ms(const struct rusage& ru) {
+  return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+// Median wall and CPU (user + system, every thread and reaped child) times.
+struct Times {
+  double wall_ms, cpu_ms;
+};
+Times median_ms(int runs, const std::function<void()>& work) {
   work();  // warm-up: caches and the name service
-  std::vector<double> t;
+  std::vector<double> wall, cpu;
   for (int i = 0; i < runs; ++i) {
+    struct rusage self0, child0, self1, child1;
+    ::getrusage(RUSAGE_SELF, &self0);
+    ::getrusage(RUSAGE_CHILDREN, &child0);
     const auto start = Clock::now();
     work();
-    t.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+    wall.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+    ::getrusage(RUSAGE_SELF, &self1);
+    ::getrusage(RUSAGE_CHILDREN, &child1);
+    cpu.push_back(cpu_ms(self1) - cpu_ms(self0) + cpu_ms(child1) - cpu_ms(child0));
   }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  std::sort(wall.begin(), wall.end());
+  std::sort(cpu.begin(), cpu.end());
+  return {wall[wall.size() / 2], cpu[cpu.size() / 2]};
 }
 
 void make_tree(const std::string& dir, int entries) {
@@ -157,8 +172,8 @@ int bench(int runs, const std::vector<int>& sizes, std::string root) {
     if (!::mkdtemp(templ.data())) die("mkdtemp");
     root = templ;
   }
-  std::printf("%8s %12s %12s %12s %10s %10s\n", "entries", "engine ms", "ls ms", "floor ms", "ls/engine",
-              "engine/floor");
+  std::printf("%8s %-5s %11s %11s %11s %10s %12s\n", "entries", "time", "engine ms", "ls ms", "floor ms",
+              "ls/engine", "engine/floor");
   std::string biggest;
   for (int n : sizes) {
     const std::string dir = root + "/d" + std::to_string(n);
@@ -166,10 +181,13 @@ int bench(int runs, const std::vector<int>& sizes, std::string root) {
     biggest = dir;
     // Engine and ls must agree before their times mean anything.
     if (engine_listing(dir, {"-al"}).empty()) die("empty listing");
-    const double engine = median_ms(runs, [&] { (void)engine_listing(dir, {"-al"}); });
-    const double ls = median_ms(runs, [&] { (void)run_ls(dir); });
-    const double floor = median_ms(runs, [&] { (void)bare_loop(dir); });
-    std::printf("%8d %12.2f %12.2f %12.2f %10.2f %10.2f\n", n, engine, ls, floor, ls / engine, engine / floor);
+    const Times engine = median_ms(runs, [&] { (void)engine_listing(dir, {"-al"}); });
+    const Times ls = median_ms(runs, [&] { (void)run_ls(dir); });
+    const Times floor = median_ms(runs, [&] { (void)bare_loop(dir); });
+    std::printf("%8d %-5s %11.2f %11.2f %11.2f %10.2f %12.2f\n", n, "wall", engine.wall_ms, ls.wall_ms,
+                floor.wall_ms, ls.wall_ms / engine.wall_ms, engine.wall_ms / floor.wall_ms);
+    std::printf("%8s %-5s %11.2f %11.2f %11.2f %10.2f %12.2f\n", "", "cpu", engine.cpu_ms, ls.cpu_ms, floor.cpu_ms,
+                ls.cpu_ms / engine.cpu_ms, engine.cpu_ms / floor.cpu_ms);
   }
   if (!biggest.empty()) {
     const long engine_rss = engine_child_rss(biggest);

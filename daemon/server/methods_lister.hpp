@@ -7,7 +7,7 @@
 //         after a rename); switches: as Emacs splits dired-listing-switches
 //         ("-al", "--group-directories-first", "--time-style=long-iso", ...);
 //         env: the caller's LC_ALL, LC_COLLATE, LC_CTYPE, LC_TIME, LC_NUMERIC,
-//         LC_MESSAGES, LANG, TZ, TIME_STYLE, and BLOCK_SIZE, LS_BLOCK_SIZE,
+//         LC_MESSAGES, LANG, LANGUAGE, TZ, TIME_STYLE, and BLOCK_SIZE, LS_BLOCK_SIZE,
 //         BLOCKSIZE, POSIXLY_CORRECT, QUOTING_STYLE when set (absent = unset;
 //         other names are ignored).
 //       text: the listing lines exactly as ls prints them, without the

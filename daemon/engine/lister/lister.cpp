@@ -23,6 +23,7 @@
 #include <cwchar>
 #include <cwctype>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -207,6 +208,11 @@ Locale resolve_locale(const Environment& env) {
   for (std::string_view cat : {"LC_COLLATE", "LC_NUMERIC", "LC_MESSAGES"}) category_is_utf8(env, cat);
   l.utf8_ctype = category_is_utf8(env, "LC_CTYPE");
   l.hard_time = category_is_utf8(env, "LC_TIME");
+  // gettext ignores LANGUAGE only in the C locale: under C.UTF-8 it
+  // translates "total" and even the time formats ("26. Nov 01:19").
+  if (!env_get(env, "LANGUAGE").empty() &&
+      (l.hard_time || category_is_utf8(env, "LC_MESSAGES") || category_is_utf8(env, "LC_CTYPE")))
+    refuse("LANGUAGE under C.UTF-8");
   return l;
 }
 
@@ -823,13 +829,16 @@ void complete_entry(int dirfd, const char* name, const Options& o, AttributeProb
 std::vector<Entry> read_names(int dirfd, std::string_view dir, const Options& o, std::size_t expected) {
   std::vector<Entry> entries;
   entries.reserve(expected);
-  std::vector<char> buf(256 * 1024);
+  // 64 KiB, not zeroed: below malloc's mmap threshold, so a daemon that
+  // lists often reuses the same heap pages instead of faulting new ones in.
+  constexpr std::size_t buf_size = 64 * 1024;
+  const std::unique_ptr<char[]> buf(new char[buf_size]);
   for (;;) {
-    const long n = ::syscall(SYS_getdents64, dirfd, buf.data(), buf.size());
+    const long n = ::syscall(SYS_getdents64, dirfd, buf.get(), buf_size);
     if (n < 0) refuse(os_error("reading directory", dir, errno));
     if (n == 0) break;
     for (long off = 0; off < n;) {
-      const auto* d = reinterpret_cast<const linux_dirent64*>(buf.data() + off);
+      const auto* d = reinterpret_cast<const linux_dirent64*>(buf.get() + off);
       off += d->d_reclen;
       const char* name = d->d_name;
       if (name[0] == '.') {

@@ -31,10 +31,11 @@ struct Cancelled : std::runtime_error {
 };
 
 // The variables of the caller's environment that change what ls prints:
-// LC_ALL, LC_COLLATE, LC_CTYPE, LC_TIME, LC_NUMERIC, LC_MESSAGES, LANG, TZ,
-// TIME_STYLE, and those the engine refuses when set (BLOCK_SIZE,
-// LS_BLOCK_SIZE, BLOCKSIZE, POSIXLY_CORRECT, QUOTING_STYLE). A variable
-// absent from the map is unset; unknown names are refused.
+// LC_ALL, LC_COLLATE, LC_CTYPE, LC_TIME, LC_NUMERIC, LC_MESSAGES, LANG,
+// LANGUAGE, TZ, TIME_STYLE, and those the engine refuses when set
+// (BLOCK_SIZE, LS_BLOCK_SIZE, BLOCKSIZE, POSIXLY_CORRECT, QUOTING_STYLE). A
+// variable absent from the map is unset; other names are ignored (they do not
+// change what ls -l prints).
 using Environment = std::map<std::string, std::string, std::less<>>;
 
 // Begin and end byte offsets of one file name in Listing::text: what the

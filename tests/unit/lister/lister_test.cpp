@@ -384,6 +384,11 @@ TEST(Lister, RefusesWhatItDoesNotReproduce) {
   EXPECT_TRUE(refused({"-al", "file"}, c));
   EXPECT_TRUE(refused({"-al"}, Environment{{"LC_ALL", "en_US.UTF-8"}}));
   EXPECT_TRUE(refused({"-al"}, Environment{{"LANG", "de_DE.UTF-8"}}));
+  Environment language = locale_env("C.UTF-8");
+  language["LANGUAGE"] = "de";
+  EXPECT_TRUE(refused({"-al"}, language));
+  language["LC_ALL"] = "C";  // ignored in the C locale, as gettext does
+  EXPECT_FALSE(refused({"-al"}, language));
   Environment block = c;
   block["BLOCK_SIZE"] = "1";
   EXPECT_TRUE(refused({"-al"}, block));
