@@ -44,7 +44,6 @@
 ;;; Code:
 
 (require 'dired)
-(require 'cl-lib)
 (require 'seq)
 (require 'subr-x)
 
@@ -522,25 +521,36 @@ At most LIMIT of them (nil for all).  Each is a plist (:path PATH
           ((< seconds 86400) (format "%d h ago" (/ seconds 3600)))
           (t (format "%d days ago" (/ seconds 86400))))))
 
+(defun descent--abbreviator ()
+  "A function that abbreviates a file name under the home directory to ~.
+Cheaper than `abbreviate-file-name' over thousands of candidates."
+  (let ((home (file-name-as-directory (expand-file-name "~"))))
+    (lambda (file)
+      (if (string-prefix-p home file)
+          (concat "~/" (substring file (length home)))
+        file))))
+
 (defun descent--frecency-table (matches)
   "A completion table of MATCHES' directories, kept in rank order."
-  (let ((candidates (mapcar (lambda (match)
-                              (abbreviate-file-name (plist-get match :path)))
-                            matches))
-        (annotations (make-hash-table :test #'equal)))
-    (cl-mapc (lambda (candidate match)
-               (puthash candidate
-                        (format "  %8.1f  %s" (plist-get match :score)
-                                (descent--format-age (plist-get match :last)))
-                        annotations))
-             candidates matches)
+  (let* ((abbreviate (descent--abbreviator))
+         (by-candidate (make-hash-table :test #'equal :size (length matches)))
+         (candidates (mapcar (lambda (match)
+                               (let ((candidate (funcall abbreviate
+                                                         (plist-get match :path))))
+                                 (puthash candidate match by-candidate)
+                                 candidate))
+                             matches))
+         ;; Only the candidates on screen are annotated.
+         (annotate (lambda (candidate)
+                     (when-let ((match (gethash candidate by-candidate)))
+                       (format "  %8.1f  %s" (plist-get match :score)
+                               (descent--format-age (plist-get match :last)))))))
     (lambda (string predicate action)
       (if (eq action 'metadata)
           `(metadata (category . file)
                      (display-sort-function . identity)
                      (cycle-sort-function . identity)
-                     (annotation-function
-                      . ,(lambda (candidate) (gethash candidate annotations))))
+                     (annotation-function . ,annotate))
         (complete-with-action action candidates string predicate)))))
 
 (defvar descent--jump-history nil
@@ -569,16 +579,17 @@ match for them.  Without the module or the daemon, read a file name."
                          'unavailable)))))
     (if (or (null (eq descent--module-status 'loaded)) (eq matches 'unavailable))
         (read-file-name (concat prompt ": "))
-      (let* ((best (and matches
-                        (abbreviate-file-name (plist-get (car matches) :path))))
+      (let* ((abbreviate (descent--abbreviator))
+             (best (and matches (funcall abbreviate
+                                         (plist-get (car matches) :path))))
              (input (completing-read (format-prompt prompt best)
                                      (descent--frecency-table matches)
                                      nil nil nil 'descent--jump-history best)))
         (cond ((string-empty-p input) (user-error "No directory given"))
               ((or (descent--path-like-p input)
                    (seq-find (lambda (match)
-                               (equal (abbreviate-file-name
-                                       (plist-get match :path))
+                               (equal (funcall abbreviate
+                                               (plist-get match :path))
                                       input))
                              matches))
                (expand-file-name input))
