@@ -484,14 +484,21 @@ After a failure, wait 30 s before trying again; warn once."
       (descent--mod-notify socket "frecency.add"
                            (vector (car visit) (cdr visit))))))
 
+(defun descent--record-visit-from-hook (directory)
+  "Record a visit of DIRECTORY; a failure never breaks the command."
+  (condition-case err
+      (descent--record-visit directory)
+    (error (descent--warn-once 'record-visit "Recording a visit failed: %s"
+                               (error-message-string err)))))
+
 (defun descent--record-file-visit ()
   "Record a visit of the directory of the file just visited."
   (when buffer-file-name
-    (descent--record-visit (file-name-directory buffer-file-name))))
+    (descent--record-visit-from-hook (file-name-directory buffer-file-name))))
 
 (defun descent--record-dired-visit ()
   "Record a visit of the directory of the new Dired buffer."
-  (descent--record-visit default-directory))
+  (descent--record-visit-from-hook default-directory))
 
 (defun descent--frecency-query (keywords &optional limit)
   "The index's best matches for KEYWORDS (strings), best first.
@@ -703,10 +710,10 @@ Remote (TRAMP) files and directories use the built-in unchanged."
       (dired-jump other-window file-name))
      ((and (derived-mode-p 'dired-mode) (null file-name))
       (descent--jump-up other-window)
-      (descent--record-visit default-directory))
+      (descent--record-visit-from-hook default-directory))
      (t
       (descent--jump-into file-name other-window)
-      (descent--record-visit default-directory)))))
+      (descent--record-visit-from-hook default-directory)))))
 
 ;;;###autoload
 (defun descent-jump-other-window (&optional file-name)

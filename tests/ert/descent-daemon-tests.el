@@ -149,5 +149,21 @@
       (should-not (descent--mod-notify socket "status" []))
       (should (< (- (float-time) start) 1)))))
 
+(ert-deftest descent-daemon-record-failure-never-breaks-find-file ()
+  "A visit that cannot be recorded warns once; the file is still visited."
+  (descent-daemon-tests--with-module
+    (descent-test-with-directory
+      (descent-test-make-files "f.txt" "g.txt")
+      (let ((descent-record-visits t)
+            (descent-socket 42)             ; not a file name: recording fails
+            (descent--last-visit nil)
+            (descent--warned nil))
+        (should (bufferp (find-file (descent-test-file "f.txt"))))
+        (should (equal buffer-file-name (descent-test-file "f.txt")))
+        (setq descent--last-visit nil)
+        (find-file (descent-test-file "g.txt"))
+        (should (memq 'record-visit descent--warned))
+        (should (= 1 (length descent--warned)))))))
+
 (provide 'descent-daemon-tests)
 ;;; descent-daemon-tests.el ends here
