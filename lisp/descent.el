@@ -457,7 +457,7 @@ and deliver the visit once it listens."
 
 (defun descent--daemon-start-in-background ()
   "Start the daemon without waiting; deliver pending visits when it listens.
-After a failure, wait 30 s before trying again; warn once."
+After a failure, wait 30 s before trying again, and warn once."
   (unless (or (process-live-p descent--daemon-starting)
               (< (float-time) descent--daemon-next-background-start))
     (setq descent--daemon-next-background-start (+ (float-time) 30))
@@ -471,6 +471,8 @@ After a failure, wait 30 s before trying again; warn once."
                    (if reason
                        (descent--warn-once
                         'daemon-start "%s; visits are not recorded" reason)
+                     ;; Started: if it dies later, start it again at once.
+                     (setq descent--daemon-next-background-start 0)
                      (descent--deliver-pending-visits socket)))))
         (descent-daemon-unavailable
          (descent--warn-once 'daemon-start "%s; visits are not recorded"

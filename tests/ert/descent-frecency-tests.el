@@ -107,6 +107,29 @@ The completion table and prompt are kept in `descent-frecency-tests--asked'."
       (should (< (- (float-time) start) 1)))
     (descent-frecency-tests--wait-listed (list (descent-test-file "later/")))))
 
+(ert-deftest descent-frecency-records-after-daemon-killed ()
+  "The daemon killed with SIGKILL: the next visit starts a new one."
+  (descent-frecency-tests--with-daemon
+    (descent-test-make-files "before/" "after/")
+    (dired (descent-test-file "before/"))
+    (descent-frecency-tests--wait-listed (list (descent-test-file "before/")))
+    (let ((old (descent-test-daemon-pid)))
+      (signal-process old 'kill)
+      (let ((deadline (+ (float-time) 5)))
+        (while (and (descent-test-alive-p old) (< (float-time) deadline))
+          (sleep-for 0.02)))
+      (dired (descent-test-file "after/"))
+      ;; Wait for the background start without calling the daemon, which
+      ;; would start it in the foreground instead.
+      (should (process-live-p descent--daemon-starting))
+      (let ((deadline (+ (float-time) 3)))
+        (while (and (process-live-p descent--daemon-starting)
+                    (< (float-time) deadline))
+          (accept-process-output descent--daemon-starting 0.02)))
+      (should-not (equal (descent-test-daemon-pid) old))
+      (descent-frecency-tests--wait-listed
+       (list (descent-test-file "before/") (descent-test-file "after/"))))))
+
 (ert-deftest descent-frecency-remote-not-recorded ()
   "Remote directories are never recorded (nor connected to)."
   (let ((descent-record-visits t)
