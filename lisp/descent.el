@@ -44,7 +44,6 @@
 ;;; Code:
 
 (require 'dired)
-(require 'seq)
 (require 'subr-x)
 
 ;; Provided by the module, descent-module.so, once `descent--module-ensure'
@@ -177,25 +176,24 @@ module cannot be unloaded.")
            (expand-file-name descent-module-file))
     (let ((name (descent--module-name)))
       (or (and descent--checkout
-               (let* ((build (expand-file-name "build" descent--checkout))
-                      (default (expand-file-name
-                                (concat "default/module/" name) build)))
-                 (if (file-exists-p default)
-                     default
-                   (seq-find
-                    #'file-exists-p
-                    (mapcar (lambda (dir)
-                              (expand-file-name (concat "module/" name) dir))
-                            ;; A sanitizer build cannot be loaded into an
-                            ;; Emacs that was not started with its runtime:
-                            ;; the process would abort.
-                            (seq-remove
-                             (lambda (dir)
-                               (string-match-p "asan\\|san\\'"
-                                               (file-name-nondirectory dir)))
-                             (and (file-directory-p build)
-                                  (directory-files build t "\\`[^.]"))))))))
+               (let ((build (expand-file-name "build" descent--checkout)))
+                 (locate-file
+                  name
+                  (cons (expand-file-name "default/module" build)
+                        (mapcar (lambda (dir) (expand-file-name "module" dir))
+                                (descent--loadable-build-directories build))))))
           (locate-file "descent-module" load-path (list module-file-suffix))))))
+
+(defun descent--loadable-build-directories (build)
+  "The build directories under BUILD whose module Emacs can load.
+A sanitizer build cannot be loaded into an Emacs that was not started
+with its runtime: the process would abort."
+  (let ((directories nil))
+    (dolist (dir (and (file-directory-p build)
+                      (directory-files build t "\\`[^.]")))
+      (unless (string-match-p "asan\\|san\\'" (file-name-nondirectory dir))
+        (push dir directories)))
+    (nreverse directories)))
 
 (defun descent--module-try-load ()
   "Load the module if needed and check its version.
@@ -289,10 +287,10 @@ module cannot be unloaded"
            (let ((build (file-name-directory
                          (directory-file-name
                           (file-name-directory descent--module-loaded-file)))))
-             (seq-find #'file-executable-p
-                       (mapcar (lambda (name) (expand-file-name name build))
-                               '("daemon/descentd" "daemon/server/descentd"
-                                 "bin/descentd" "descentd")))))
+             (locate-file "descentd"
+                          (mapcar (lambda (dir) (expand-file-name dir build))
+                                  '("daemon" "daemon/server" "bin" "."))
+                          nil #'file-executable-p)))
       (executable-find "descentd")))
 
 (defun descent--daemon-spawn (socket on-exit)
@@ -595,13 +593,8 @@ match for them.  Without the module or the daemon, read a file name."
                                      (descent--frecency-table matches)
                                      nil nil nil 'descent--jump-history best)))
         (cond ((string-empty-p input) (user-error "No directory given"))
-              ((or (descent--path-like-p input)
-                   (seq-find (lambda (match)
-                               (equal (funcall abbreviate
-                                               (plist-get match :path))
-                                      input))
-                             matches))
-               (expand-file-name input))
+              ;; Candidates are all absolute or under ~.
+              ((descent--path-like-p input) (expand-file-name input))
               ;; As zoxide does: a word that names a directory here is
               ;; that directory.
               ((file-directory-p input) (expand-file-name input))
