@@ -52,9 +52,9 @@ int Directories::open(std::string_view dir) {
 }
 
 void Directories::forget_under(std::string_view dir) {
-  const std::string prefix = std::string(dir) + "/";
   for (auto it = fds_.begin(); it != fds_.end();) {
-    if (it->first == dir || it->first.starts_with(prefix)) {
+    const std::string_view cached = it->first;
+    if (cached.starts_with(dir) && (cached.size() == dir.size() || cached[dir.size()] == '/')) {
       ::close(it->second);
       it = fds_.erase(it);
     } else {

@@ -1,11 +1,13 @@
 // RenamePlan::make: validation and ordering. Nothing here changes the file
 // system: the plan is computed on a simulated tree, and only lstat() is
 // called on the real one.
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -88,10 +90,22 @@ std::string trash_date() {
   return text;
 }
 
+// Lookups by string_view, without building a std::string per ancestor.
+struct PathHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view path) const { return std::hash<std::string_view>{}(path); }
+};
+template <typename T>
+using PathMap = std::unordered_map<std::string, T, PathHash, std::equal_to<>>;
+using PathSet = std::unordered_set<std::string, PathHash, std::equal_to<>>;
+
+// 100k of these for a big batch: paths are views into the Batch (which
+// outlives the plan) until a move makes one up (then `owned` holds it).
 struct Object {
-  std::string original;  // before the batch
-  std::string current;   // in the simulated tree
-  std::string final_path;
+  std::string_view original;    // before the batch
+  std::string_view current;     // in the simulated tree
+  std::string_view final_path;  // after the batch
+  std::string owned;
   // Only what planning needs of the lstat: 100k objects must stay small.
   struct {
     mode_t st_mode = 0;
@@ -133,12 +147,16 @@ class Planner {
   void check_cancel() {
     if (cancelled_ && cancelled_->load(std::memory_order_relaxed)) throw BatchCancelled("cancelled before any change");
   }
-  std::size_t object_at(const std::string& original, const Operation& op);
-  std::optional<struct stat> disk(const std::string& path);
-  Place resolve(const std::string& path);
+  std::size_t object_at(std::string_view original, const Operation& op);
+  std::optional<struct stat> disk(std::string_view path);
+  std::optional<struct stat> disk_exact(std::string_view path);
+  void list_busy_directories(const Batch& batch);
+  Place resolve(std::string_view path);
+  Place resolve_uncached(std::string_view path);
+  void relocate(std::size_t o, std::string_view path, bool stable);
   Blocker blocker(std::size_t o);
   bool ensure_directory(const std::string& path, std::string_view why_path);
-  void move(std::size_t o, const std::string& to, bool temporary);
+  void move(std::size_t o, std::string_view to, bool temporary);
   void exchange(std::size_t a, std::size_t b);
   void rewrite(const std::string& from, const std::string& to);
   void trash(std::size_t o, const struct stat& victim);
@@ -156,34 +174,131 @@ class Planner {
   std::vector<Problem> problems_;
   std::vector<Object> objects_;
   std::vector<Step> steps_;
-  std::unordered_map<std::string, std::size_t> by_original_, occupant_, arriving_;
-  std::unordered_map<std::string, dev_t> created_;
-  std::unordered_set<std::string> trashed_, trash_names_;
-  std::unordered_map<std::string, std::optional<struct stat>> disk_cache_;
+  // Keyed by views of the objects' paths (objects_ never reallocates).
+  std::unordered_map<std::string_view, std::size_t> by_original_, occupant_, arriving_;
+  PathMap<dev_t> created_;
+  PathSet trashed_, trash_names_;
+  PathMap<std::optional<struct stat>> disk_cache_;
+  // The last directory resolve() found on disk or created: every entry of a
+  // big directory asks about the same parent. Any change to directories in
+  // the simulation (a directory moved, created, trashed) bumps `generation_`.
+  std::uint64_t generation_ = 0, memo_generation_ = ~std::uint64_t(0);
+  std::string memo_path_;
+  Place memo_place_;
+  // Names and inodes of directories that many operations touch, read once
+  // with getdents instead of one lstat per name (see list_busy_directories).
+  // Compact (24 bytes an entry plus the name): a sorted index into one arena.
+  struct Listing {
+    struct Entry {
+      std::uint32_t offset, length;
+      ino_t ino;
+      unsigned char type;
+    };
+    dev_t dev = 0;
+    std::string names;
+    std::vector<Entry> entries;
+    std::string_view name(const Entry& e) const { return std::string_view(names).substr(e.offset, e.length); }
+    const Entry* find(std::string_view wanted) const {
+      auto it = std::lower_bound(entries.begin(), entries.end(), wanted,
+                                 [this](const Entry& e, std::string_view w) { return name(e) < w; });
+      return it != entries.end() && name(*it) == wanted ? &*it : nullptr;
+    }
+  };
+  PathMap<Listing> listings_;
   std::vector<std::string> make_directories_;
 };
 
-std::optional<struct stat> Planner::disk(const std::string& path) {
-  auto it = disk_cache_.find(path);
-  if (it != disk_cache_.end()) return it->second;
+std::optional<struct stat> Planner::disk_exact(std::string_view path) {
   std::optional<struct stat> st;
   try {
     st = runner_.lstat(path);
   } catch (const detail::OsError& e) {
     problem(path, std::string("cannot be examined: ") + std::strerror(e.error));
   }
-  // Directories are asked about again and again (every entry's parent); files once.
-  if (st && S_ISDIR(st->st_mode)) disk_cache_.emplace(path, st);
   return st;
 }
 
+std::optional<struct stat> Planner::disk(std::string_view path) {
+  auto it = disk_cache_.find(path);
+  if (it != disk_cache_.end()) return it->second;
+  if (!listings_.empty()) {
+    auto [parent, name] = split(path);
+    if (auto listing = listings_.find(parent); listing != listings_.end()) {
+      const Listing::Entry* entry = listing->second.find(name);
+      if (!entry) return std::nullopt;
+      const unsigned char type = entry->type;
+      if (type != DT_DIR && type != DT_UNKNOWN) {
+        // Enough to plan with; permission bits are read exactly where needed.
+        struct stat st {};
+        st.st_dev = listing->second.dev;
+        st.st_ino = entry->ino;
+        st.st_mode = DTTOIF(type);
+        return st;
+      }
+    }
+  }
+  std::optional<struct stat> st = disk_exact(path);
+  // Directories are asked about again and again (every entry's parent); files once.
+  if (st && S_ISDIR(st->st_mode)) disk_cache_.emplace(std::string(path), st);
+  return st;
+}
+
+// A batch of 100k renames in one directory would cost 200k lstat calls (is
+// the source the same inode, is the destination free); one pass of getdents
+// answers both. Only for directories with many operations, and only as a
+// first answer: an inode that does not match (a mount point, overlayfs) is
+// asked again with lstat.
+void Planner::list_busy_directories(const Batch& batch) {
+  constexpr std::size_t busy = 64;
+  std::unordered_map<std::string, std::size_t> uses;
+  for (const Operation& op : batch.operations) {
+    if (op.kind != Operation::Kind::rename) continue;
+    ++uses[std::string(split(op.source).first)];
+    ++uses[std::string(split(op.destination).first)];
+  }
+  for (const auto& [dir, count] : uses) {
+    if (count < busy) continue;
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) continue;  // lstat will say why, name by name
+    struct stat st {};
+    DIR* stream = ::fstat(fd, &st) == 0 ? ::fdopendir(fd) : nullptr;
+    if (!stream) {
+      ::close(fd);
+      continue;
+    }
+    Listing listing;
+    listing.dev = st.st_dev;
+    while (const dirent* entry = ::readdir(stream)) {
+      const std::string_view name = entry->d_name;
+      if (name == "." || name == "..") continue;
+      listing.entries.push_back({static_cast<std::uint32_t>(listing.names.size()),
+                                 static_cast<std::uint32_t>(name.size()), entry->d_ino, entry->d_type});
+      listing.names += name;
+    }
+    ::closedir(stream);
+    std::sort(listing.entries.begin(), listing.entries.end(),
+              [&listing](const Listing::Entry& a, const Listing::Entry& b) { return listing.name(a) < listing.name(b); });
+    listings_.emplace(dir, std::move(listing));
+  }
+}
+
 // What is at `path` in the simulated tree.
-Planner::Place Planner::resolve(const std::string& path) {
+Planner::Place Planner::resolve(std::string_view path) {
+  if (memo_generation_ == generation_ && path == memo_path_) return memo_place_;
+  Place place = resolve_uncached(path);
+  if (place.kind != Place::Kind::object && place.kind != Place::Kind::absent && S_ISDIR(place.st.st_mode)) {
+    memo_generation_ = generation_;
+    memo_path_ = path;
+    memo_place_ = place;
+  }
+  return place;
+}
+
+Planner::Place Planner::resolve_uncached(std::string_view path) {
   Place place;
   std::string_view q = path;
   for (;;) {
-    const std::string key(q);
-    if (auto it = occupant_.find(key); it != occupant_.end()) {
+    if (auto it = occupant_.find(q); it != occupant_.end()) {
       if (q.size() == path.size()) {
         place.kind = Place::Kind::object;
         place.object = it->second;
@@ -193,7 +308,7 @@ Planner::Place Planner::resolve(const std::string& path) {
         return place;
       }
       // Inside an object that is a directory: look at its original contents.
-      const std::string original = objects_[it->second].original + path.substr(q.size());
+      const std::string original = std::string(objects_[it->second].original).append(path.substr(q.size()));
       if (by_original_.count(original) || trashed_.count(original)) return place;  // moved away
       if (auto st = disk(original)) {
         place.kind = Place::Kind::disk;
@@ -201,7 +316,7 @@ Planner::Place Planner::resolve(const std::string& path) {
       }
       return place;
     }
-    if (auto it = created_.find(key); it != created_.end()) {
+    if (auto it = created_.find(q); it != created_.end()) {
       if (q.size() == path.size()) {
         place.kind = Place::Kind::created;
         place.st.st_mode = S_IFDIR | 0755;
@@ -209,7 +324,7 @@ Planner::Place Planner::resolve(const std::string& path) {
       }
       return place;
     }
-    if (by_original_.count(key) || trashed_.count(key)) return place;  // moved away or trashed
+    if (by_original_.count(q) || trashed_.count(q)) return place;  // moved away or trashed
     if (q == "/") break;
     q = split(q).first;
   }
@@ -220,7 +335,7 @@ Planner::Place Planner::resolve(const std::string& path) {
   return place;
 }
 
-std::size_t Planner::object_at(const std::string& original, const Operation& op) {
+std::size_t Planner::object_at(std::string_view original, const Operation& op) {
   if (auto it = by_original_.find(original); it != by_original_.end()) {
     if (!(objects_[it->second].id == op.id)) problem(original, "appears twice with different inodes");
     return it->second;
@@ -229,7 +344,10 @@ std::size_t Planner::object_at(const std::string& original, const Operation& op)
   object.original = object.current = object.final_path = original;
   object.id = op.id;
   const std::size_t index = objects_.size();
-  if (auto st = disk(original)) {
+  auto st = disk(original);
+  if (st && (st->st_dev != op.id.dev || st->st_ino != op.id.ino))
+    st = disk_exact(original);  // a listing's inode may differ from lstat's (a mount point, overlayfs)
+  if (st) {
     object.st.st_mode = st->st_mode;
     object.st.st_dev = st->st_dev;
     object.st.st_ino = st->st_ino;
@@ -248,6 +366,9 @@ std::size_t Planner::object_at(const std::string& original, const Operation& op)
 }
 
 RenamePlan Planner::make(const Batch& batch) {
+  list_busy_directories(batch);
+  objects_.reserve(batch.operations.size());
+  steps_.reserve(batch.operations.size() + 16);
   // 1. Every operation on its own.
   for (std::size_t i = 0; i < batch.operations.size(); ++i) {
     if ((i & 1023) == 0) check_cancel();
@@ -283,6 +404,9 @@ RenamePlan Planner::make(const Batch& batch) {
         object.overwrite = op.overwrite;
         break;
       case Operation::Kind::chmod:
+        if (exists) {
+          if (auto exact = disk_exact(op.source)) object.st.st_mode = exact->st_mode;  // a listing has no mode
+        }
         if (op.mode > 07777) {
           problem(op.source, "invalid mode " + std::to_string(op.mode));
         } else if (exists && S_ISLNK(object.st.st_mode)) {
@@ -344,17 +468,16 @@ RenamePlan Planner::make(const Batch& batch) {
 // object sits at the destination itself (chains, cycles).
 Planner::Blocker Planner::blocker(std::size_t o) {
   const Object& object = objects_[o];
-  const std::string& dest = object.final_path;
+  const std::string_view dest = object.final_path;
   Blocker b;
   for (std::string_view a = split(dest).first;; a = split(a).first) {
-    const std::string key(a);
-    if (auto it = arriving_.find(key); it != arriving_.end() && it->second != o && !objects_[it->second].done) {
+    if (auto it = arriving_.find(a); it != arriving_.end() && it->second != o && !objects_[it->second].done) {
       b.kind = Blocker::Kind::edge;
       b.edge = Edge::arrive;
       b.object = it->second;
       return b;
     }
-    if (auto it = occupant_.find(key); it != occupant_.end()) {
+    if (auto it = occupant_.find(a); it != occupant_.end()) {
       const Object& there = objects_[it->second];
       if (there.moving && !there.done) {
         b.kind = Blocker::Kind::edge;
@@ -424,6 +547,7 @@ bool Planner::ensure_directory(const std::string& path, std::string_view why_pat
         step.to = *it;
         steps_.push_back(std::move(step));
         created_.emplace(*it, place.st.st_dev);
+        ++generation_;
       }
       return true;
     }
@@ -435,16 +559,20 @@ bool Planner::ensure_directory(const std::string& path, std::string_view why_pat
 // Renames `from` to `to` in the simulated tree: the object there and
 // everything planned inside it.
 void Planner::rewrite(const std::string& from, const std::string& to) {
+  ++generation_;
   const std::string prefix = from + "/";
+  std::vector<std::size_t> moved_objects;
   for (std::size_t i = 0; i < objects_.size(); ++i) {
     Object& object = objects_[i];
     if (object.current == from || object.current.starts_with(prefix)) {
       occupant_.erase(object.current);
-      object.current = to + object.current.substr(from.size());
+      std::string now = to + std::string(object.current.substr(from.size()));
+      object.owned = std::move(now);
+      object.current = object.owned;
+      moved_objects.push_back(i);
     }
   }
-  for (std::size_t i = 0; i < objects_.size(); ++i)
-    if (objects_[i].current == to || objects_[i].current.starts_with(to + "/")) occupant_[objects_[i].current] = i;
+  for (const std::size_t i : moved_objects) occupant_[objects_[i].current] = i;
   std::vector<std::pair<std::string, dev_t>> moved;
   for (auto it = created_.begin(); it != created_.end();) {
     if (it->first.starts_with(prefix)) {
@@ -457,15 +585,29 @@ void Planner::rewrite(const std::string& from, const std::string& to) {
   for (auto& entry : moved) created_.insert(std::move(entry));
 }
 
-void Planner::move(std::size_t o, const std::string& to, bool temporary) {
+// Moves object `o` to `path` in the simulated tree (a file: no rewrite).
+// `stable` when `path` is the object's own final path (a view into the Batch).
+void Planner::relocate(std::size_t o, std::string_view path, bool stable) {
+  Object& object = objects_[o];
+  occupant_.erase(object.current);
+  if (stable) {
+    object.current = path;
+  } else {
+    object.owned = std::string(path);
+    object.current = object.owned;
+  }
+  occupant_[object.current] = o;
+}
+
+void Planner::move(std::size_t o, std::string_view to, bool temporary) {
   Object& object = objects_[o];
   Step step;
-  step.from = object.current;
-  step.to = to;
+  step.from = std::string(object.current);
+  step.to = std::string(to);
   step.id = object.id;
   step.link_old = object.link_old;
   step.link_new = object.link_new;
-  const Place parent = resolve(std::string(split(to).first));
+  const Place parent = resolve(split(to).first);
   if (parent.st.st_dev != object.st.st_dev) {
     if (S_ISDIR(object.st.st_mode) || !(S_ISREG(object.st.st_mode) || S_ISLNK(object.st.st_mode))) {
       problem(object.original, "only files and symbolic links can move across file systems, not to " + printable(to));
@@ -480,14 +622,10 @@ void Planner::move(std::size_t o, const std::string& to, bool temporary) {
     step.kind = Step::Kind::copy_move;
     step.scratch = scratch_in(split(to).first);
   }
-  const bool directory = S_ISDIR(object.st.st_mode);
-  const std::string from = object.current;
-  if (directory) {
-    rewrite(from, to);
+  if (S_ISDIR(object.st.st_mode)) {
+    rewrite(step.from, step.to);
   } else {
-    occupant_.erase(from);
-    object.current = to;
-    occupant_[to] = o;
+    relocate(o, to, !temporary && to.data() == object.final_path.data());
   }
   if (temporary) {
     object.through_temporary = true;
@@ -500,8 +638,8 @@ void Planner::move(std::size_t o, const std::string& to, bool temporary) {
 void Planner::exchange(std::size_t a, std::size_t b) {
   Step step;
   step.kind = Step::Kind::exchange;
-  step.from = objects_[a].current;
-  step.to = objects_[b].current;
+  step.from = std::string(objects_[a].current);
+  step.to = std::string(objects_[b].current);
   step.id = objects_[a].id;
   step.other = objects_[b].id;
   // One step may involve two re-targeted symlinks; matching by inode covers
@@ -518,7 +656,7 @@ void Planner::exchange(std::size_t a, std::size_t b) {
 }
 
 void Planner::trash(std::size_t o, const struct stat& victim) {
-  const std::string& dest = objects_[o].final_path;
+  const std::string dest(objects_[o].final_path);
   const std::string files = trash_dir_ + "/files", info = trash_dir_ + "/info";
   // The trash directories are created when the step runs and never removed:
   // other programs share them. Until then, the device is its nearest ancestor's.
@@ -555,6 +693,7 @@ void Planner::trash(std::size_t o, const struct stat& victim) {
   step.id = {static_cast<std::uint64_t>(victim.st_dev), static_cast<std::uint64_t>(victim.st_ino)};
   steps_.push_back(std::move(step));
   trashed_.insert(dest);
+  ++generation_;
 }
 
 void Planner::order() {
@@ -638,7 +777,7 @@ void Planner::order() {
     if (object.link_new.empty()) continue;
     Step step;
     step.kind = Step::Kind::retarget;
-    step.from = object.current;
+    step.from = std::string(object.current);
     step.id = object.id;
     step.link_old = object.link_old;
     step.link_new = object.link_new;
@@ -649,7 +788,7 @@ void Planner::order() {
     if (!object.new_mode) continue;
     Step step;
     step.kind = Step::Kind::chmod;
-    step.from = object.current;
+    step.from = std::string(object.current);
     step.id = object.id;
     step.old_mode = object.st.st_mode & 07777;
     step.new_mode = *object.new_mode;

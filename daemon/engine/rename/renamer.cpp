@@ -48,13 +48,15 @@ std::string doing(const Step& step, bool reverting) {
 
 // The directories to fsync and report, each once.
 std::vector<std::string> directories_of(const std::vector<Step>& steps, std::size_t count) {
-  std::vector<std::string> all;
-  for (std::size_t i = 0; i < count && i < steps.size(); ++i) detail::affected_directories(steps[i], all);
-  std::unordered_set<std::string> seen;
-  std::vector<std::string> out;
-  for (auto& dir : all)
-    if (seen.insert(dir).second) out.push_back(std::move(dir));
-  return out;
+  std::set<std::string, std::less<>> seen;
+  std::vector<std::string> some;
+  for (std::size_t i = 0; i < count && i < steps.size(); ++i) {
+    some.clear();
+    detail::affected_directories(steps[i], some);
+    for (auto& dir : some)
+      if (seen.find(dir) == seen.end()) seen.insert(std::move(dir));
+  }
+  return {seen.begin(), seen.end()};
 }
 
 }  // namespace
