@@ -300,17 +300,20 @@ std::vector<Ranked> Index::query(const std::vector<std::string>& keywords, std::
 }
 
 std::vector<Ranked> Index::rank_all(std::int64_t now) const {
-  std::vector<Ranked> all;
-  all.reserve(slots_.size());
-  for (const auto& slot : slots_)
-    all.push_back(Ranked{slot.entry.path, score(slot.entry.rank, slot.entry.last_visit, now), slot.entry.rank,
-                         slot.entry.last_visit});
-  std::sort(all.begin(), all.end(), [](const Ranked& a, const Ranked& b) {
-    if (a.score != b.score) return a.score > b.score;
-    const std::size_t da = depth_of(a.path), db = depth_of(b.path);
-    if (da != db) return da < db;
-    return a.path < b.path;
+  std::vector<std::pair<double, std::size_t>> order;  // score, slot
+  order.reserve(slots_.size());
+  for (std::size_t i = 0; i < slots_.size(); ++i)
+    order.emplace_back(score(slots_[i].entry.rank, slots_[i].entry.last_visit, now), i);
+  std::sort(order.begin(), order.end(), [this](const auto& a, const auto& b) {
+    if (a.first != b.first) return a.first > b.first;
+    const Slot &sa = slots_[a.second], &sb = slots_[b.second];
+    if (sa.depth != sb.depth) return sa.depth < sb.depth;
+    return sa.entry.path < sb.entry.path;
   });
+  std::vector<Ranked> all;
+  all.reserve(order.size());
+  for (const auto& [value, i] : order)
+    all.push_back(Ranked{slots_[i].entry.path, value, slots_[i].entry.rank, slots_[i].entry.last_visit});
   return all;
 }
 

@@ -2,6 +2,8 @@
 
 #include <clocale>
 #include <cstdint>
+#include <cstring>
+#include <string.h>  // memrchr (GNU)
 #include <cwctype>
 #include <locale.h>
 
@@ -120,15 +122,44 @@ bool has_uppercase(std::string_view bytes) {
   return false;
 }
 
+namespace {
+
+// The start of the last occurrence of `needle` in `haystack`, or npos.
+// libstdc++'s rfind compares at every position; memrchr skips to the
+// candidates, which is what makes a scan of 100k paths fast.
+std::size_t last_occurrence(std::string_view haystack, std::string_view needle) {
+  if (needle.empty()) return haystack.size();
+  if (needle.size() > haystack.size()) return std::string_view::npos;
+  const char first = needle.front();
+  std::size_t end = haystack.size() - needle.size() + 1;  // candidates are [0, end)
+  while (end > 0) {
+    const void* found = ::memrchr(haystack.data(), first, end);
+    if (!found) return std::string_view::npos;
+    const std::size_t at = static_cast<std::size_t>(static_cast<const char*>(found) - haystack.data());
+    if (std::memcmp(haystack.data() + at + 1, needle.data() + 1, needle.size() - 1) == 0) return at;
+    end = at;
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace
+
 bool keywords_match(const std::vector<std::string>& keywords, std::string_view path) {
   if (keywords.empty()) return true;
   const std::string& last = keywords.back();
-  const std::size_t at = path.rfind(last);
-  if (at == std::string_view::npos) return false;
+  // zoxide takes the last occurrence of the last keyword and refuses a '/'
+  // after it: the same as an occurrence that ends past the last '/' (or on
+  // it), so only the tail where such an occurrence can start is searched.
+  const std::size_t slash = path.rfind('/');
+  std::size_t from = 0;
+  if (slash != std::string_view::npos && slash + 1 > last.size()) from = slash + 1 - last.size();
+  const std::size_t in_tail = last_occurrence(path.substr(from), last);
+  if (in_tail == std::string_view::npos) return false;
+  const std::size_t at = from + in_tail;
   if (path.find('/', at + last.size()) != std::string_view::npos) return false;
   path = path.substr(0, at);
   for (auto keyword = keywords.rbegin() + 1; keyword != keywords.rend(); ++keyword) {
-    const std::size_t found = path.rfind(*keyword);
+    const std::size_t found = last_occurrence(path, *keyword);
     if (found == std::string_view::npos) return false;
     path = path.substr(0, found);
   }

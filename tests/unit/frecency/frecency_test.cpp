@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cmath>
 #include <map>
+#include <random>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -127,6 +128,40 @@ TEST(Matching, ZoxideExamples) {
     for (const auto& k : c.keywords) shown += "[" + k + "]";
     EXPECT_EQ(pattern.matches(c.path, fold_case(c.path)), c.matches) << shown << " on " << c.path;
   }
+}
+
+// zoxide's matcher written plainly (rfind over the whole path), against the
+// engine's faster one, on random paths and keywords over a small alphabet.
+TEST(Matching, SameAnswersAsThePlainAlgorithm) {
+  const auto plain = [](const std::vector<std::string>& keywords, std::string_view path) {
+    if (keywords.empty()) return true;
+    std::size_t at = path.rfind(keywords.back());
+    if (at == std::string_view::npos || path.find('/', at + keywords.back().size()) != std::string_view::npos)
+      return false;
+    path = path.substr(0, at);
+    for (auto k = keywords.rbegin() + 1; k != keywords.rend(); ++k) {
+      at = path.rfind(*k);
+      if (at == std::string_view::npos) return false;
+      path = path.substr(0, at);
+    }
+    return true;
+  };
+  std::mt19937 rng(7);
+  const auto random_text = [&](int max) {
+    std::string s;
+    for (int n = static_cast<int>(rng() % (max + 1)); n > 0; --n) s += "ab/"[rng() % 3];
+    return s;
+  };
+  int matched = 0;
+  for (int i = 0; i < 200000; ++i) {
+    const std::string path = "/" + random_text(12);
+    std::vector<std::string> keywords;
+    for (int k = static_cast<int>(rng() % 3) + 1; k > 0; --k) keywords.push_back(random_text(4));
+    const bool expected = plain(keywords, path);
+    matched += expected;
+    ASSERT_EQ(keywords_match(keywords, path), expected) << path;
+  }
+  EXPECT_GT(matched, 1000);
 }
 
 TEST(Matching, SmartCase) {
