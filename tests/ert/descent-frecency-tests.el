@@ -33,9 +33,7 @@ Each run gets a fresh state directory, so that the index starts empty."
          (unwind-protect
              (progn
                (descent--call "status")
-               ;; Until main.cpp registers the frecency methods, the
-               ;; daemon answers "unknown method": skip, saying why.
-               (skip-unless (descent-frecency-tests--methods-p))
+               (should (descent-frecency-tests--methods-p))
                ,@body)
            (descent-test-stop-daemon)
            (garbage-collect))))))
