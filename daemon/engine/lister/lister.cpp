@@ -404,7 +404,8 @@ struct Entry {
   dev_t dev = 0;
   std::string link_target;
   std::uint32_t link_mode = 0;  // mode of a symlink's target, when ls looks (-F)
-  bool acl = false;
+  bool acl = false;          // '+': a POSIX ACL beyond the mode bits
+  bool lsm_context = false;  // '.': an SELinux label, even with SELinux off
 };
 
 class Fd {
@@ -475,8 +476,8 @@ class AttributeProbe {
  public:
   explicit AttributeProbe(std::string dir_path) : dir_path_(std::move(dir_path)) {}
 
-  // Sets e.acl; refuses what ls would show as '.' (an SELinux context) or
-  // what it reads differently (NFSv4 ACLs) or reports as an error.
+  // Sets e.acl and e.lsm_context; refuses what ls reads differently (NFSv4
+  // ACLs, SMACK) or reports as an error.
   void probe(int dirfd, const char* name, bool follow, Entry& e, std::string_view shown) {
     if (has_unsupported_ && e.dev == unsupported_dev_) return;
     ssize_t n = list(dirfd, name, follow);
@@ -497,8 +498,11 @@ class AttributeProbe {
       const std::size_t end = names.find('\0');
       const std::string_view attr = names.substr(0, end);
       names.remove_prefix(end == std::string_view::npos ? names.size() : end + 1);
-      if (attr == "security.selinux" || attr == "system.nfs4_acl" || attr == "security.SMACK64")
+      if (attr == "system.nfs4_acl" || attr == "security.SMACK64")
         refuse("file with " + std::string(attr) + ": " + std::string(shown));
+      // ls asks libselinux for the label (lgetfilecon, getfilecon with -L),
+      // which reads this attribute whether SELinux is enforcing or not.
+      if (attr == "security.selinux") e.lsm_context = label(dirfd, name, follow, shown) != "unlabeled";
       if (is_link) continue;
       if (attr == "system.posix_acl_access" || (S_ISDIR(e.mode) && attr == "system.posix_acl_default"))
         e.acl = true;
@@ -517,6 +521,16 @@ class AttributeProbe {
     std::string path = name[0] == '/' || dirfd == AT_FDCWD ? std::string(name) : dir_path_ + "/" + name;
     return follow ? ::listxattr(path.c_str(), buffer_.data(), buffer_.size())
                   : ::llistxattr(path.c_str(), buffer_.data(), buffer_.size());
+  }
+
+  std::string label(int dirfd, const char* name, bool follow, std::string_view shown) const {
+    const std::string path = name[0] == '/' || dirfd == AT_FDCWD ? std::string(name) : dir_path_ + "/" + name;
+    char value[4096];
+    const ssize_t n = follow ? ::getxattr(path.c_str(), "security.selinux", value, sizeof value)
+                             : ::lgetxattr(path.c_str(), "security.selinux", value, sizeof value);
+    if (n < 0) refuse(os_error("cannot read the security context of", shown, errno));
+    // The label is a C string; libselinux stops at its NUL.
+    return std::string(value, ::strnlen(value, static_cast<std::size_t>(n)));
   }
 
   std::string dir_path_;
@@ -653,7 +667,7 @@ class Formatter {
       } else {
         size_w_ = std::max(size_w_, file_size(e.size).size());
       }
-      any_acl_ = any_acl_ || e.acl;
+      any_acl_ = any_acl_ || e.acl || e.lsm_context;
     }
   }
 
@@ -668,7 +682,7 @@ class Formatter {
       out += ' ';
     }
     append_mode(out, e.mode);
-    if (any_acl_) out += e.acl ? '+' : ' ';
+    if (any_acl_) out += e.acl ? '+' : e.lsm_context ? '.' : ' ';
     out += ' ';
     pad_left(out, decimal(e.nlink), nlink_w_);
     out += ' ';

@@ -237,6 +237,21 @@ void build_link_tree(const TempDir& t) {
   give_acl(t / "target");
 }
 
+// SELinux labels (ls shows '.', or '+' when there is an ACL too), stored as
+// plain attributes: ls reads them even with SELinux off.
+void build_label_tree(const TempDir& t) {
+  const char label[] = "system_u:object_r:user_home_t:s0";
+  make_file(t / "labelled", 10, true);
+  make_file(t / "labelled-and-acl", 10, true);
+  make_file(t / "unlabeled", 10, true);
+  make_file(t / "plain", 10, true);
+  check(::symlink("labelled", (t / "link").c_str()) == 0, "symlink");
+  for (const char* n : {"labelled", "labelled-and-acl", "link"})
+    check(::lsetxattr((t / n).c_str(), "security.selinux", label, sizeof label, 0) == 0, "lsetxattr");
+  check(::setxattr((t / "unlabeled").c_str(), "security.selinux", "unlabeled", 10, 0) == 0, "setxattr");
+  give_acl(t / "labelled-and-acl");
+}
+
 Environment locale_env(const std::string& locale) {
   Environment env{{"LC_ALL", locale}};
   if (const char* tz = std::getenv("TZ")) env["TZ"] = tz;
@@ -300,18 +315,23 @@ class LsDifference : public ::testing::TestWithParam<Case> {
   static void SetUpTestSuite() {
     awkward_ = new TempDir;
     links_ = new TempDir;
+    labels_ = new TempDir;
     build_awkward_tree(*awkward_);
     build_link_tree(*links_);
+    build_label_tree(*labels_);
   }
   static void TearDownTestSuite() {
     delete awkward_;
     delete links_;
+    delete labels_;
   }
   static TempDir* awkward_;
   static TempDir* links_;
+  static TempDir* labels_;
 };
 TempDir* LsDifference::awkward_ = nullptr;
 TempDir* LsDifference::links_ = nullptr;
+TempDir* LsDifference::labels_ = nullptr;
 
 TEST_P(LsDifference, AwkwardTree) { expect_same_as_ls(awkward_->path(), GetParam().switches, GetParam().locale); }
 
@@ -320,6 +340,8 @@ TEST_P(LsDifference, AwkwardTreeWithTrailingSlash) {
 }
 
 TEST_P(LsDifference, LinkTree) { expect_same_as_ls(links_->path(), GetParam().switches, GetParam().locale); }
+
+TEST_P(LsDifference, LabelTree) { expect_same_as_ls(labels_->path(), GetParam().switches, GetParam().locale); }
 
 // What dired inserts after a rename or copy: one file named on the command
 // line, and the directory itself with -d.
