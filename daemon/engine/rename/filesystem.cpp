@@ -469,10 +469,5 @@ bool StepRunner::shows_done(const Step& step) {
   return false;
 }
 
-void affected_directories(const Step& step, std::vector<std::string>& out) {
-  out.emplace_back(split(step.from.empty() ? step.to : step.from).first);
-  if (!step.to.empty()) out.emplace_back(split(step.to).first);
-  if (step.kind == Step::Kind::trash) out.emplace_back(split(step.scratch).first);
-}
 
 }  // namespace descent::rename::detail

@@ -73,7 +73,5 @@ class StepRunner {
   Directories& dirs_;
 };
 
-// The directories a step changes (to fsync, and to tell the client).
-void affected_directories(const Step& step, std::vector<std::string>& out);
 
 }  // namespace descent::rename::detail

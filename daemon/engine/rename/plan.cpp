@@ -368,6 +368,9 @@ std::size_t Planner::object_at(std::string_view original, const Operation& op) {
 RenamePlan Planner::make(const Batch& batch) {
   list_busy_directories(batch);
   objects_.reserve(batch.operations.size());
+  by_original_.reserve(batch.operations.size());
+  occupant_.reserve(batch.operations.size());
+  arriving_.reserve(batch.operations.size());
   steps_.reserve(batch.operations.size() + 16);
   // 1. Every operation on its own.
   for (std::size_t i = 0; i < batch.operations.size(); ++i) {
@@ -796,40 +799,60 @@ void Planner::order() {
   }
 }
 
-void put32(std::string& out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out += static_cast<char>(v >> (8 * i));
-}
-void put64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out += static_cast<char>(v >> (8 * i));
+// The journal's plan: integers as LEB128 varints, and each path as the
+// length it shares with the path before it plus the rest, because a batch's
+// paths mostly share their directory (a 100k batch: ~2 MB instead of ~10).
+void put_varint(std::string& out, std::uint64_t v) {
+  while (v >= 0x80) {
+    out += static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  out += static_cast<char>(v);
 }
 void put(std::string& out, std::string_view s) {
-  put32(out, static_cast<std::uint32_t>(s.size()));
+  put_varint(out, s.size());
   out += s;
+}
+void put_path(std::string& out, std::string_view path, std::string_view& last) {
+  std::size_t shared = 0;
+  while (shared < path.size() && shared < last.size() && path[shared] == last[shared]) ++shared;
+  put_varint(out, shared);
+  put(out, path.substr(shared));
+  last = path;
 }
 
 struct Reader {
   std::string_view in;
   std::size_t at = 0;
-  void need(std::size_t n) {
-    if (in.size() - at < n) throw std::runtime_error("the journal's plan is truncated");
-  }
-  std::uint64_t u(int bytes) {
-    need(static_cast<std::size_t>(bytes));
+  std::string last;
+  [[noreturn]] static void corrupt() { throw std::runtime_error("the journal's plan is corrupt or truncated"); }
+  std::uint64_t varint() {
     std::uint64_t v = 0;
-    for (int i = 0; i < bytes; ++i) v |= std::uint64_t(static_cast<unsigned char>(in[at + i])) << (8 * i);
-    at += static_cast<std::size_t>(bytes);
-    return v;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (at >= in.size()) corrupt();
+      const auto byte = static_cast<unsigned char>(in[at++]);
+      v |= std::uint64_t(byte & 0x7f) << shift;
+      if (!(byte & 0x80)) return v;
+    }
+    corrupt();
   }
   std::string s() {
-    const auto n = static_cast<std::size_t>(u(4));
-    need(n);
-    std::string out(in.substr(at, n));
-    at += n;
+    const std::uint64_t n = varint();
+    if (n > in.size() - at) corrupt();
+    std::string out(in.substr(at, static_cast<std::size_t>(n)));
+    at += static_cast<std::size_t>(n);
+    return out;
+  }
+  std::string path() {
+    const std::uint64_t shared = varint();
+    if (shared > last.size()) corrupt();
+    std::string out = last.substr(0, static_cast<std::size_t>(shared)) + s();
+    last = out;
     return out;
   }
 };
 
-constexpr std::uint32_t plan_format = 0x44520001;  // "DR" v1
+constexpr std::uint64_t plan_format = 0x44520002;  // "DR" v2
 
 }  // namespace
 
@@ -843,51 +866,54 @@ RenamePlan RenamePlan::make(const Batch& batch, const std::filesystem::path& tra
 
 std::string encode_steps(const std::vector<Step>& steps) {
   std::string out;
-  put32(out, plan_format);
-  put64(out, steps.size());
+  out.reserve(steps.size() * 24 + 16);
+  put_varint(out, plan_format);
+  put_varint(out, steps.size());
+  std::string_view last;
   for (const Step& s : steps) {
     out += static_cast<char>(s.kind);
-    put(out, s.from);
-    put(out, s.to);
-    put64(out, s.id.dev);
-    put64(out, s.id.ino);
-    put64(out, s.other.dev);
-    put64(out, s.other.ino);
+    put_path(out, s.from, last);
+    put_path(out, s.to, last);
+    put_varint(out, s.id.dev);
+    put_varint(out, s.id.ino);
+    put_varint(out, s.other.dev);
+    put_varint(out, s.other.ino);
     put(out, s.link_old);
     put(out, s.link_new);
     put(out, s.scratch);
     put(out, s.info);
-    put32(out, s.old_mode);
-    put32(out, s.new_mode);
+    put_varint(out, s.old_mode);
+    put_varint(out, s.new_mode);
   }
   return out;
 }
 
 std::vector<Step> decode_steps(std::string_view blob) {
-  Reader r{blob};
-  if (r.u(4) != plan_format) throw std::runtime_error("the journal's plan has an unknown format");
-  const std::uint64_t count = r.u(8);
-  // Each step takes at least 1 + 6*4 + 4*8 + 2*4 bytes: check before reserving.
-  if (count > blob.size() / 65) throw std::runtime_error("the journal's plan claims too many steps");
+  Reader r{blob, 0, {}};
+  if (r.varint() != plan_format) throw std::runtime_error("the journal's plan has an unknown format");
+  const std::uint64_t count = r.varint();
+  // Each step takes at least 15 bytes: check the claim before reserving.
+  if (count > blob.size() / 15) throw std::runtime_error("the journal's plan claims too many steps");
   std::vector<Step> steps;
   steps.reserve(static_cast<std::size_t>(count));
   for (std::uint64_t i = 0; i < count; ++i) {
     Step s;
-    const auto kind = r.u(1);
-    if (kind > static_cast<std::uint64_t>(Step::Kind::retarget)) throw std::runtime_error("the journal's plan is corrupt");
+    if (r.at >= blob.size()) Reader::corrupt();
+    const auto kind = static_cast<unsigned char>(blob[r.at++]);
+    if (kind > static_cast<unsigned char>(Step::Kind::retarget)) Reader::corrupt();
     s.kind = static_cast<Step::Kind>(kind);
-    s.from = r.s();
-    s.to = r.s();
-    s.id.dev = r.u(8);
-    s.id.ino = r.u(8);
-    s.other.dev = r.u(8);
-    s.other.ino = r.u(8);
+    s.from = r.path();
+    s.to = r.path();
+    s.id.dev = r.varint();
+    s.id.ino = r.varint();
+    s.other.dev = r.varint();
+    s.other.ino = r.varint();
     s.link_old = r.s();
     s.link_new = r.s();
     s.scratch = r.s();
     s.info = r.s();
-    s.old_mode = static_cast<std::uint32_t>(r.u(4));
-    s.new_mode = static_cast<std::uint32_t>(r.u(4));
+    s.old_mode = static_cast<std::uint32_t>(r.varint());
+    s.new_mode = static_cast<std::uint32_t>(r.varint());
     steps.push_back(std::move(s));
   }
   return steps;

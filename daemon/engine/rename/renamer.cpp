@@ -46,15 +46,21 @@ std::string doing(const Step& step, bool reverting) {
   return "re-targeting the link " + printable(step.from);
 }
 
-// The directories to fsync and report, each once.
+// The directories to fsync and report, each once (views into `steps`, so
+// that 100k steps in one directory cost no allocation each).
 std::vector<std::string> directories_of(const std::vector<Step>& steps, std::size_t count) {
-  std::set<std::string, std::less<>> seen;
-  std::vector<std::string> some;
+  std::set<std::string_view> seen;
+  std::string_view last;
+  auto add = [&](std::string_view path) {
+    const std::string_view dir = detail::split(path).first;
+    if (dir != last) seen.insert(dir);
+    last = dir;
+  };
   for (std::size_t i = 0; i < count && i < steps.size(); ++i) {
-    some.clear();
-    detail::affected_directories(steps[i], some);
-    for (auto& dir : some)
-      if (seen.find(dir) == seen.end()) seen.insert(std::move(dir));
+    const Step& step = steps[i];
+    add(step.from.empty() ? step.to : step.from);
+    if (!step.to.empty()) add(step.to);
+    if (step.kind == Step::Kind::trash) add(step.scratch);
   }
   return {seen.begin(), seen.end()};
 }
