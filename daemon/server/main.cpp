@@ -21,6 +21,8 @@
 #include "engine/state.hpp"
 #include "protocol/paths.hpp"
 #include "server/methods_frecency.hpp"
+#include "server/methods_lister.hpp"
+#include "server/methods_rename.hpp"
 #include "server/runtime.hpp"
 #include "server/server.hpp"
 
@@ -160,6 +162,10 @@ int serve(const fs::path& socket_path, const fs::path& state_dir, bool foregroun
     // Each area keeps its own connection to the one state database (WAL).
     const fs::path database = state_dir / "state.db";
     frecency::Index frecency_index(database);
+    DaemonInfo info{socket_path, state_dir, static_cast<std::int64_t>(std::time(nullptr))};
+    // Rolls back any batch a crash interrupted, before anyone is served.
+    RenameArea rename_area(info);
+    for (const auto& line : rename_area.recovered) log(line);
 
     asio::io_context io(1);
     local::acceptor acceptor(io);
@@ -174,11 +180,12 @@ int serve(const fs::path& socket_path, const fs::path& state_dir, bool foregroun
     }
     if (ec) throw StartupError("cannot listen on " + socket_path.string() + ": " + ec.message());
 
-    DaemonInfo info{socket_path, state_dir, static_cast<std::int64_t>(std::time(nullptr))};
     MethodTable methods;
     Server server(io, std::move(acceptor), methods, info);
     add_core_methods(methods, server);
     add_frecency_methods(methods, info, frecency_index);
+    add_lister_methods(methods, info);
+    add_rename_methods(methods, info, rename_area);
     server.start();
 
     log("descentd " + std::string(version) + (activated ? " activated by systemd on " : " listening on ") +
