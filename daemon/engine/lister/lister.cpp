@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -395,7 +396,8 @@ class ThreadCtype {
 // ---------------------------------------------------------------- files
 
 struct Entry {
-  std::string name;
+  // NUL-terminated, in a NameArena (or the operand string) that outlives it.
+  std::string_view name;
   std::uint32_t mode = 0;
   std::uint64_t nlink = 0, uid = 0, gid = 0, size = 0, blocks = 0, ino = 0;
   std::int64_t mtime_sec = 0;
@@ -768,7 +770,7 @@ std::vector<const Entry*> sort_entries(const std::vector<Entry>& entries, const 
   if (o.sort == SortKey::none) return order;
   // C and C.UTF-8 both collate by bytes (glibc's C.UTF-8 is code point order).
   auto by_name = [](const Entry& a, const Entry& b) { return a.name.compare(b.name); };
-  auto extension = [](const std::string& n) {
+  auto extension = [](std::string_view n) {
     const std::size_t dot = n.rfind('.');
     return dot == std::string::npos ? std::string_view() : std::string_view(n).substr(dot);
   };
@@ -843,8 +845,33 @@ void complete_entry(int dirfd, const char* name, const Options& o, AttributeProb
   }
 }
 
+// The names of a listing, NUL-terminated, in large blocks that never move:
+// one allocation per 256 KiB instead of one per long name, and names that
+// sit together in memory while sorting compares them.
+class NameArena {
+ public:
+  std::string_view store(const char* name, std::size_t bound) {
+    const std::size_t len = ::strnlen(name, bound);
+    if (blocks_.empty() || used_ + len + 1 > block_size) {
+      blocks_.push_back(std::make_unique<char[]>(std::max(block_size, len + 1)));
+      used_ = 0;
+    }
+    char* at = blocks_.back().get() + used_;
+    std::memcpy(at, name, len);
+    at[len] = '\0';
+    used_ += len + 1;
+    return {at, len};
+  }
+
+ private:
+  static constexpr std::size_t block_size = 256 * 1024;
+  std::vector<std::unique_ptr<char[]>> blocks_;
+  std::size_t used_ = 0;
+};
+
 // Reads the names (getdents64), keeping those -a/-A/default would show.
-std::vector<Entry> read_names(int dirfd, std::string_view dir, const Options& o, std::size_t expected) {
+std::vector<Entry> read_names(int dirfd, std::string_view dir, const Options& o, std::size_t expected,
+                              NameArena& arena) {
   std::vector<Entry> entries;
   entries.reserve(expected);
   // 64 KiB, not zeroed: below malloc's mmap threshold, so a daemon that
@@ -863,7 +890,7 @@ std::vector<Entry> read_names(int dirfd, std::string_view dir, const Options& o,
         const bool dot_or_dotdot = name[1] == '\0' || (name[1] == '.' && name[2] == '\0');
         if (o.hidden == Hidden::dot_files_hidden || (o.hidden == Hidden::almost_all && dot_or_dotdot)) continue;
       }
-      entries.emplace_back().name = name;
+      entries.emplace_back().name = arena.store(name, d->d_reclen - offsetof(linux_dirent64, d_name));
     }
   }
   return entries;
@@ -887,8 +914,8 @@ void stat_entries(int dirfd, const std::string& dir, std::vector<Entry>& entries
       for (std::size_t i = begin; i < end; ++i) {
         poll.entry();
         Entry& e = entries[i];
-        stat_entry(dirfd, e.name.c_str(), o.dereference, e, e.name);
-        complete_entry(dirfd, e.name.c_str(), o, attrs, e, e.name);
+        stat_entry(dirfd, e.name.data(), o.dereference, e, e.name);
+        complete_entry(dirfd, e.name.data(), o, attrs, e, e.name);
       }
     }
   };
@@ -958,7 +985,8 @@ Listing list(std::string_view dir, std::span<const std::string> switches, const 
   // Reserve from the directory's size (16+ bytes per ext4 entry) so
   // that 100k entries do not reallocate and copy as they arrive.
   const std::size_t expected = std::min<std::uint64_t>(operand.size / 12, 1u << 18);
-  std::vector<Entry> entries = read_names(dirfd.get(), path, o, expected);
+  NameArena arena;
+  std::vector<Entry> entries = read_names(dirfd.get(), path, o, expected, arena);
   stat_entries(dirfd.get(), path, entries, o, control);
   const std::vector<const Entry*> order = sort_entries(entries, o);
   formatter.measure(entries, ids);
