@@ -130,7 +130,8 @@ void Index::create_schema() {
       "  path BLOB PRIMARY KEY NOT NULL,"
       "  rank REAL NOT NULL CHECK (rank >= 0),"
       "  last_visit INTEGER NOT NULL"
-      ") WITHOUT ROWID;");
+      ") WITHOUT ROWID;"
+      "INSERT OR IGNORE INTO frecency_meta (key, value) VALUES ('generation', 0);");
   auto insert = db_.prepare("INSERT OR IGNORE INTO frecency_meta (key, value) VALUES ('schema', ?1)");
   insert.bind(1, schema_version).run();
   auto select = db_.prepare("SELECT value FROM frecency_meta WHERE key = 'schema'");
@@ -147,53 +148,94 @@ std::int64_t Index::data_version() {
   return statement.step() ? statement.column_int64(0) : 0;
 }
 
+std::int64_t Index::stored_generation() {
+  auto statement = db_.prepare("SELECT value FROM frecency_meta WHERE key = 'generation'");
+  return statement.step() ? statement.column_int64(0) : 0;
+}
+
+void Index::bump_generation() {
+  auto statement = db_.prepare("UPDATE frecency_meta SET value = value + 1 WHERE key = 'generation' RETURNING value");
+  if (statement.step()) generation_ = statement.column_int64(0);
+}
+
 void Index::load() {
-  std::vector<Entry> entries;
-  std::int64_t version;
-  {
-    // A write transaction is the simplest consistent snapshot with the version.
-    state::Transaction transaction(db_);
-    version = data_version();
-    auto select = db_.prepare("SELECT path, rank, last_visit FROM frecency_dirs");
-    while (select.step())
-      entries.push_back(Entry{std::string(select.column_bytes(0)), select.column_double(1), select.column_int64(2)});
-    transaction.commit();
-  }
   slots_.clear();
   by_path_.clear();
-  slots_.reserve(entries.size());
-  by_path_.reserve(entries.size());
-  for (auto& entry : entries) insert_slot(std::move(entry));
-  data_version_ = version;
+  paths_.clear();
+  folded_.clear();
+  wasted_ = 0;
+  // A write transaction is the simplest consistent snapshot with the versions.
+  state::Transaction transaction(db_);
+  data_version_ = data_version();
+  generation_ = stored_generation();
+  auto select = db_.prepare("SELECT path, rank, last_visit FROM frecency_dirs");
+  while (select.step()) insert_slot(select.column_bytes(0), select.column_double(1), select.column_int64(2));
+  transaction.commit();
 }
 
-// Another connection (another daemon build, a repair by hand) may have written
-// the file: the copy follows it rather than overwrite it.
+// Another connection may have written the file (the rename journal's, most
+// often, which does not concern us; or a second index in tests): reload only
+// when the frecency tables themselves changed.
 void Index::reload_if_changed() {
-  if (data_version() != data_version_) load();
+  const std::int64_t version = data_version();
+  if (version == data_version_) return;
+  data_version_ = version;
+  if (stored_generation() != generation_) load();
 }
 
-void Index::insert_slot(Entry entry) {
+void Index::insert_slot(std::string_view path, double rank, std::int64_t last_visit) {
+  const std::string folded = fold_case(path);
+  constexpr std::size_t arena_limit = UINT32_MAX;
+  if (paths_.size() + path.size() > arena_limit || folded_.size() + folded.size() > arena_limit ||
+      slots_.size() >= arena_limit)
+    throw Refusal("the frecency index is full (4 GiB of paths)");
   Slot slot;
-  slot.folded = fold_case(entry.path);
-  slot.depth = depth_of(entry.path);
-  slot.entry = std::move(entry);
-  by_path_[slot.entry.path] = slots_.size();
-  slots_.push_back(std::move(slot));
+  slot.path_at = static_cast<std::uint32_t>(paths_.size());
+  slot.path_size = static_cast<std::uint32_t>(path.size());
+  slot.folded_at = static_cast<std::uint32_t>(folded_.size());
+  slot.folded_size = static_cast<std::uint32_t>(folded.size());
+  slot.depth = static_cast<std::uint32_t>(depth_of(path));
+  slot.rank = rank;
+  slot.last_visit = last_visit;
+  paths_.append(path);
+  folded_.append(folded);
+  by_path_.emplace(std::string(path), static_cast<std::uint32_t>(slots_.size()));
+  slots_.push_back(slot);
 }
 
 void Index::erase_slot(std::size_t index) {
-  by_path_.erase(slots_[index].entry.path);
+  const Slot gone = slots_[index];
+  by_path_.erase(std::string(path_of(gone)));
+  wasted_ += gone.path_size + gone.folded_size;
   if (index + 1 != slots_.size()) {
-    slots_[index] = std::move(slots_.back());
-    by_path_[slots_[index].entry.path] = index;
+    slots_[index] = slots_.back();
+    by_path_[std::string(path_of(slots_[index]))] = static_cast<std::uint32_t>(index);
   }
   slots_.pop_back();
+  compact_if_wasteful();
+}
+
+// Arenas only grow on insert; once half is dead, copy the live part.
+void Index::compact_if_wasteful() {
+  if (wasted_ < (1u << 20) || wasted_ * 2 < paths_.size() + folded_.size()) return;
+  std::string paths, folded;
+  paths.reserve(paths_.size() + folded_.size() - wasted_);
+  folded.reserve(folded_.size());
+  for (Slot& slot : slots_) {
+    const std::string_view path = path_of(slot), fold = folded_of(slot);
+    slot.path_at = static_cast<std::uint32_t>(paths.size());
+    slot.folded_at = static_cast<std::uint32_t>(folded.size());
+    paths.append(path);
+    folded.append(fold);
+  }
+  paths_ = std::move(paths);
+  folded_ = std::move(folded);
+  wasted_ = 0;
 }
 
 double Index::total_rank() const {
   double total = 0;
-  for (const auto& slot : slots_) total += slot.entry.rank;
+  for (const auto& slot : slots_) total += slot.rank;
   return total;
 }
 
@@ -210,13 +252,17 @@ void Index::age_in_memory(double factor) {
   std::vector<Slot> kept;
   kept.reserve(slots_.size());
   by_path_.clear();
-  for (auto& slot : slots_) {
-    slot.entry.rank *= factor;  // the same double product SQLite computed
-    if (slot.entry.rank < 1.0) continue;
-    by_path_[slot.entry.path] = kept.size();
-    kept.push_back(std::move(slot));
+  for (Slot slot : slots_) {
+    slot.rank *= factor;  // the same double product SQLite computed
+    if (slot.rank < 1.0) {
+      wasted_ += slot.path_size + slot.folded_size;
+      continue;
+    }
+    by_path_.emplace(std::string(path_of(slot)), static_cast<std::uint32_t>(kept.size()));
+    kept.push_back(slot);
   }
   slots_ = std::move(kept);
+  compact_if_wasteful();
 }
 
 void Index::add(std::string_view raw_path, std::int64_t now) {
@@ -236,15 +282,16 @@ void Index::add(std::string_view raw_path, std::int64_t now) {
       .bind(2, now)
       .run();
   const double factor = age_in_database(total);
+  bump_generation();
   transaction.commit();
 
   // Committed: now the copy may change, in the same order of operations.
   if (found == by_path_.end()) {
-    insert_slot(Entry{path, 1.0, now});
+    insert_slot(path, 1.0, now);
   } else {
-    Entry& entry = slots_[found->second].entry;
-    entry.rank += 1.0;
-    entry.last_visit = std::max(entry.last_visit, now);
+    Slot& slot = slots_[found->second];
+    slot.rank += 1.0;
+    slot.last_visit = std::max(slot.last_visit, now);
   }
   age_in_memory(factor);
 }
@@ -254,38 +301,34 @@ std::vector<Ranked> Index::query(const std::vector<std::string>& keywords, std::
   std::lock_guard lock(mutex_);
   reload_if_changed();
 
-  struct Candidate {
-    double score;
-    std::size_t depth;
-    std::size_t slot;
-  };
-  std::vector<Candidate> candidates;
+  candidates_.clear();
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     const Slot& slot = slots_[i];
-    if (pattern.matches(slot.entry.path, slot.folded))
-      candidates.push_back({score(slot.entry.rank, slot.entry.last_visit, now), slot.depth, i});
+    if (pattern.matches(path_of(slot), folded_of(slot)))
+      candidates_.push_back({score(slot.rank, slot.last_visit, now), slot.depth, static_cast<std::uint32_t>(i)});
   }
   // A heap, best on top: only as many are ordered as are taken, so a query
   // with a limit costs one pass plus a few pops whatever the index size.
   const auto worse = [this](const Candidate& a, const Candidate& b) {
     if (a.score != b.score) return a.score < b.score;
     if (a.depth != b.depth) return a.depth > b.depth;
-    return slots_[a.slot].entry.path > slots_[b.slot].entry.path;
+    return path_of(slots_[a.slot]) > path_of(slots_[b.slot]);
   };
-  std::make_heap(candidates.begin(), candidates.end(), worse);
+  std::make_heap(candidates_.begin(), candidates_.end(), worse);
 
   std::vector<Ranked> results;
   std::vector<std::string> gone;
-  while (!candidates.empty() && (limit == 0 || results.size() < limit)) {
-    std::pop_heap(candidates.begin(), candidates.end(), worse);
-    const Candidate best = candidates.back();
-    candidates.pop_back();
-    const Entry& entry = slots_[best.slot].entry;
-    const int error = probe_(entry.path);
+  while (!candidates_.empty() && (limit == 0 || results.size() < limit)) {
+    std::pop_heap(candidates_.begin(), candidates_.end(), worse);
+    const Candidate best = candidates_.back();
+    candidates_.pop_back();
+    const Slot& slot = slots_[best.slot];
+    std::string path(path_of(slot));
+    const int error = probe_(path);
     if (error == 0)
-      results.push_back(Ranked{entry.path, best.score, entry.rank, entry.last_visit});
+      results.push_back(Ranked{std::move(path), best.score, slot.rank, slot.last_visit});
     else if (is_gone(error))
-      gone.push_back(entry.path);
+      gone.push_back(std::move(path));
     // else: unreachable for now (permissions, a dead mount): kept, not shown.
   }
 
@@ -293,6 +336,7 @@ std::vector<Ranked> Index::query(const std::vector<std::string>& keywords, std::
     state::Transaction transaction(db_);
     auto remove = db_.prepare("DELETE FROM frecency_dirs WHERE path = ?1");
     for (const auto& path : gone) remove.bind_blob(1, path).run();
+    bump_generation();
     transaction.commit();
     for (const auto& path : gone) erase_slot(by_path_.at(path));
   }
@@ -302,18 +346,17 @@ std::vector<Ranked> Index::query(const std::vector<std::string>& keywords, std::
 std::vector<Ranked> Index::rank_all(std::int64_t now) const {
   std::vector<std::pair<double, std::size_t>> order;  // score, slot
   order.reserve(slots_.size());
-  for (std::size_t i = 0; i < slots_.size(); ++i)
-    order.emplace_back(score(slots_[i].entry.rank, slots_[i].entry.last_visit, now), i);
+  for (std::size_t i = 0; i < slots_.size(); ++i) order.emplace_back(score(slots_[i].rank, slots_[i].last_visit, now), i);
   std::sort(order.begin(), order.end(), [this](const auto& a, const auto& b) {
     if (a.first != b.first) return a.first > b.first;
     const Slot &sa = slots_[a.second], &sb = slots_[b.second];
     if (sa.depth != sb.depth) return sa.depth < sb.depth;
-    return sa.entry.path < sb.entry.path;
+    return path_of(sa) < path_of(sb);
   });
   std::vector<Ranked> all;
   all.reserve(order.size());
   for (const auto& [value, i] : order)
-    all.push_back(Ranked{slots_[i].entry.path, value, slots_[i].entry.rank, slots_[i].entry.last_visit});
+    all.push_back(Ranked{std::string(path_of(slots_[i])), value, slots_[i].rank, slots_[i].last_visit});
   return all;
 }
 
@@ -330,6 +373,7 @@ bool Index::remove(std::string_view raw_path) {
   state::Transaction transaction(db_);
   db_.prepare("DELETE FROM frecency_dirs WHERE path = ?1").bind_blob(1, path).run();
   const bool removed = db_.changes() > 0;
+  bump_generation();
   transaction.commit();
   if (const auto found = by_path_.find(path); found != by_path_.end()) erase_slot(found->second);
   return removed;
@@ -349,6 +393,7 @@ std::size_t Index::import(ImportFormat format, std::string_view contents) {
         "last_visit = max(last_visit, excluded.last_visit)");
     for (const auto& entry : entries) merge.bind_blob(1, entry.path).bind(2, entry.rank).bind(3, entry.last_visit).run();
     // No aging here, as zoxide's import: the next visit ages.
+    bump_generation();
     transaction.commit();
   }
   // An import is rare: reading the result back is simpler than replaying it.

@@ -103,18 +103,35 @@ class Index {
   std::size_t size();
 
  private:
+  // The copy, laid out for scanning: every path and its folded form packed
+  // in two arenas, so a query reads contiguous memory instead of chasing
+  // 100k heap strings; slots are small and fixed-size.
   struct Slot {
-    Entry entry;
-    std::string folded;  // fold_case(entry.path), for case-insensitive matching
-    std::size_t depth = 0;  // number of components, for ties
+    std::uint32_t path_at = 0, path_size = 0;
+    std::uint32_t folded_at = 0, folded_size = 0;
+    std::uint32_t depth = 0;  // number of components, for ties
+    double rank = 0;
+    std::int64_t last_visit = 0;
   };
+  struct Candidate {
+    double score;
+    std::uint32_t depth;
+    std::uint32_t slot;
+  };
+
+  std::string_view path_of(const Slot& slot) const { return {paths_.data() + slot.path_at, slot.path_size}; }
+  std::string_view folded_of(const Slot& slot) const { return {folded_.data() + slot.folded_at, slot.folded_size}; }
 
   void create_schema();
   void load();
   void reload_if_changed();
   std::int64_t data_version();
-  void insert_slot(Entry entry);
+  std::int64_t stored_generation();
+  // In a write transaction: marks the frecency tables changed by this index.
+  void bump_generation();
+  void insert_slot(std::string_view path, double rank, std::int64_t last_visit);
   void erase_slot(std::size_t index);
+  void compact_if_wasteful();
   // In one transaction already begun: ages every rank if their sum is over
   // the limit; returns the factor applied (1 when none).
   double age_in_database(double total);
@@ -125,9 +142,13 @@ class Index {
   std::mutex mutex_;  // one writer (and reader) at a time: updates are never lost
   state::Database db_;
   Probe probe_;
-  std::int64_t data_version_ = 0;
+  std::int64_t data_version_ = 0;  // SQLite's: changes with any other connection's commit
+  std::int64_t generation_ = 0;    // ours: changes with any commit to the frecency tables
   std::vector<Slot> slots_;
-  std::unordered_map<std::string, std::size_t> by_path_;
+  std::string paths_, folded_;  // the arenas
+  std::size_t wasted_ = 0;      // arena bytes no slot refers to any more
+  std::unordered_map<std::string, std::uint32_t> by_path_;
+  std::vector<Candidate> candidates_;  // reused by every query
 };
 
 }  // namespace descent::frecency

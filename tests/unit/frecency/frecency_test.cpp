@@ -468,6 +468,29 @@ TEST_F(IndexTest, ImportDoesNotAge) {
   EXPECT_DOUBLE_EQ(index.query({"d1"}, 1, t0).at(0).rank, 5 * (0.9 * 10000 / 15001));
 }
 
+// Aging drops most of a large index: the copy's arenas are compacted, and
+// every survivor is still found, by its own bytes.
+TEST_F(IndexTest, CopyStaysRightThroughMassDrops) {
+  Index index(db_file(), tree.probe());
+  std::string z;
+  const std::string padding(40, 'p');
+  for (int i = 0; i < 20000; ++i)
+    z += "/mass/" + padding + "/Dir" + std::to_string(i) + "|" + (i % 10 == 0 ? "50" : "1") + "|" + std::to_string(t0) + "\n";
+  index.import(ImportFormat::z, z);
+  index.add("/mass/extra", t0);  // ages: rank 1 entries drop, rank 50 ones stay
+  ASSERT_EQ(index.size(), 2000u);
+  for (int i = 0; i < 20000; i += 10) {
+    const auto found = index.query({"dir" + std::to_string(i)}, 1, t0);
+    ASSERT_EQ(found.size(), 1u) << i;
+    EXPECT_EQ(found[0].path, "/mass/" + padding + "/Dir" + std::to_string(i));
+  }
+  std::size_t starting_with_1 = 0;
+  for (int i = 0; i < 20000; i += 10) starting_with_1 += std::to_string(i).front() == '1';
+  EXPECT_EQ(index.query({"dir1"}, 0, t0).size(), starting_with_1);
+  EXPECT_TRUE(index.remove("/mass/" + padding + "/Dir0"));
+  EXPECT_TRUE(index.query({"dir0"}, 0, t0).empty());
+}
+
 TEST_F(IndexTest, ImportAutojumpAsZoxide) {
   Index index(db_file(), tree.probe());
   EXPECT_EQ(index.import(ImportFormat::autojump, "7.0\t/baz\n2.0\t/foo/bar\n5.0\t/quux/quuz\n"), 3u);
