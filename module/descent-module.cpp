@@ -255,6 +255,47 @@ emacs_value mod_call(const Env& env, ptrdiff_t nargs, emacs_value* args) {
   return make_value(env, *reply.result);
 }
 
+// The daemon's `list` reply, inserted at point as ls's raw bytes with the
+// `dired-filename' property on every name, as `insert-directory' leaves
+// them before decoding; the caller decodes the region. Doing it here spares
+// Lisp a loop over every offset of a 100k-entry listing.
+emacs_value mod_insert_listing(const Env& env, ptrdiff_t nargs, emacs_value* args) {
+  const std::string socket = env.text(args[0]);
+  msgpack::sbuffer params;
+  Packer packer(params);
+  pack_value(env, packer, args[1], 0);
+  std::optional<std::chrono::milliseconds> timeout;
+  if (nargs > 2 && !env.is_nil(args[2]))
+    timeout = std::chrono::milliseconds(static_cast<std::int64_t>(env.number(env.funcall(symbols.float_, {args[2]})) * 1000));
+
+  auto& client = connection(env, socket);
+  auto reply = client.call("list", [&](Packer& p) { protocol::pack_packed(p, params); }, wait_for(env, timeout));
+  const auto* text = protocol::map_find(*reply.result, "text");
+  const auto* offsets = protocol::map_find(*reply.result, "offsets");
+  const auto text_bytes = text ? protocol::as_bytes(*text) : std::nullopt;
+  const auto offset_bytes = offsets ? protocol::as_bytes(*offsets) : std::nullopt;
+  if (!text_bytes || !offset_bytes || offset_bytes->size() % 8 != 0)
+    throw DescentError("descent: descentd's listing reply is malformed");
+
+  const std::int64_t begin = env.integer(env.funcall(symbols.point, {}));
+  env.funcall(symbols.insert, {env.make_bytes(*text_bytes)});
+  auto read_u32 = [&](std::size_t at) {
+    const auto* b = reinterpret_cast<const unsigned char*>(offset_bytes->data() + at);
+    return std::uint32_t{b[0]} | (std::uint32_t{b[1]} << 8) | (std::uint32_t{b[2]} << 16) | (std::uint32_t{b[3]} << 24);
+  };
+  for (std::size_t at = 0; at < offset_bytes->size(); at += 8) {
+    const std::uint32_t name_begin = read_u32(at), name_end = read_u32(at + 4);
+    if (name_begin > name_end || name_end > text_bytes->size())
+      throw DescentError("descent: descentd's listing offsets are out of range");
+    // Before decoding, every byte is one character: offsets are positions.
+    env.funcall(symbols.put_text_property, {env.make_integer(begin + name_begin), env.make_integer(begin + name_end),
+                                            symbols.dired_filename, symbols.t});
+  }
+  const auto* style = protocol::map_find(*reply.result, "quoting-style");
+  return env.funcall(symbols.list, {env.make_integer(begin + static_cast<std::int64_t>(text_bytes->size())),
+                                    style ? make_value(env, *style) : symbols.nil});
+}
+
 emacs_value mod_notify(const Env& env, ptrdiff_t, emacs_value* args) {
   const std::string socket = env.text(args[0]);
   const std::string method = env.text(args[1]);
@@ -333,7 +374,8 @@ void init(const Env& env) {
       g("nil"), g("t"), g("integer"), g("float"), g("string"), g("vector"), g("cons"), g("symbol"),
       g("list"), g("length"), g("car"), g("cdr"), g("make-vector"), g("vconcat"), g("intern"),
       g("symbol-name"), g("keywordp"), g("multibyte-string-p"), g("base64-encode-string"),
-      g("define-error"), g("defalias"), g("provide"),
+      g("define-error"), g("defalias"), g("provide"), g("point"), g("insert"), g("put-text-property"),
+      g("dired-filename"),
       g("descent-error"), g("descent-daemon-unavailable"), g("descent-protocol-mismatch"),
       g("descent-daemon-error"), g("descent-timeout"), g("quit")};
 
@@ -352,6 +394,13 @@ void init(const Env& env) {
                   "Unibyte strings travel as bytes, multibyte strings as text; maps come back\n"
                   "as plists with keyword keys, arrays as vectors.\n\n"
                   "(fn SOCKET METHOD PARAMS &optional TIMEOUT)");
+  define_function(env, "descent--mod-insert-listing", 2, 3, trampoline<mod_insert_listing>,
+                  "Insert at point descentd's listing for PARAMS, [DIR SWITCHES ENV].\n"
+                  "The text is inserted as ls's raw bytes, every file name carrying the\n"
+                  "`dired-filename' property, as `insert-directory' has them before it\n"
+                  "decodes; decode the region afterwards.  Wait at most TIMEOUT seconds;\n"
+                  "\\[keyboard-quit] cancels.  Return (END QUOTING-STYLE).\n\n"
+                  "(fn SOCKET PARAMS &optional TIMEOUT)");
   define_function(env, "descent--mod-notify", 3, 3, trampoline<mod_notify>,
                   "Send METHOD with PARAMS to descentd at SOCKET without waiting for a reply.\n"
                   "Return t if it was sent, nil if no daemon could take it.\n\n"

@@ -22,6 +22,7 @@ struct Symbols {
   emacs_value nil, t, integer, float_, string, vector, cons, symbol;
   emacs_value list, length, car, cdr, make_vector, vconcat, intern, symbol_name, keywordp;
   emacs_value multibyte_string_p, base64_encode_string, define_error, defalias, provide;
+  emacs_value point, insert, put_text_property, dired_filename;
   emacs_value descent_error, daemon_unavailable, protocol_mismatch, daemon_error, timeout, quit;
 };
 extern Symbols symbols;

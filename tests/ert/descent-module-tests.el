@@ -100,5 +100,55 @@
       (should (< (- (float-time) start) 0.5)))
     (should (equal (descent-module-test--echo 7) [7]))))
 
+(defun descent-module-test--ls (dir)
+  "What `ls --dired -al' prints for DIR under LC_ALL=C, as raw bytes.
+Return (TEXT . NAMES): the listing without the //DIRED// trailer, and
+the names its offsets delimit."
+  (with-temp-buffer
+    (set-buffer-multibyte nil)
+    (let ((process-environment (cons "LC_ALL=C" process-environment)))
+      (call-process "ls" nil t nil "--dired" "-al" "--" dir))
+    (goto-char (point-min))
+    (re-search-forward "^//DIRED// \\(.*\\)$")
+    (let* ((text (buffer-substring (point-min) (match-beginning 0)))
+           ;; After TEXT: `split-string' clobbers the match data.
+           (numbers (mapcar #'string-to-number (split-string (match-string 1))))
+           names)
+      (while numbers
+        (push (substring text (pop numbers) (pop numbers)) names))
+      (cons text (nreverse names)))))
+
+(ert-deftest descent-module-test-inserts-a-listing-with-name-properties ()
+  (descent-module-test--with-daemon
+    (descent--call "status" [])         ; starts the daemon if needed
+    (descent-test-with-directory
+      (let ((names (list "plain" "with space" "-dash" "back\\slash"
+                         (decode-coding-string "caf\351" 'utf-8-emacs))))
+        (dolist (name names)
+          (write-region "" nil (descent-test-file name) nil 'silent))
+        (let ((expected (descent-module-test--ls descent-test-directory)))
+          (with-temp-buffer
+            (insert "before\n")
+            (let* ((start (point))
+                   (result (descent--mod-insert-listing
+                            (descent--socket-path)
+                            (vector (encode-coding-string descent-test-directory 'utf-8)
+                                    ["-al"] '(:LC_ALL "C")))))
+              (should (equal (car result) (point)))
+              (should (equal (nth 1 result) "literal"))
+              ;; Raw bytes, exactly what ls prints.
+              (should (equal (encode-coding-string
+                              (buffer-substring-no-properties start (point)) 'raw-text)
+                             (car expected)))
+              (let (found (pos start))
+                (while (setq pos (next-single-property-change pos 'dired-filename))
+                  (when (get-text-property pos 'dired-filename)
+                    (push (encode-coding-string
+                           (buffer-substring-no-properties
+                            pos (next-single-property-change pos 'dired-filename))
+                           'raw-text)
+                          found)))
+                (should (equal (nreverse found) (cdr expected)))))))))))
+
 (provide 'descent-module-tests)
 ;;; descent-module-tests.el ends here
