@@ -53,6 +53,11 @@ class StartupChannel {
     fd_ = fds[1];
     ::setsid();
     const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    // One line per event keeps the log small, but it must not grow forever:
+    // past 1 MiB the previous one is kept as descentd.log.old.
+    struct stat st {};
+    if (::stat(log_file.c_str(), &st) == 0 && st.st_size > (1 << 20))
+      ::rename(log_file.c_str(), (log_file.string() + ".old").c_str());
     const int log = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (null >= 0) {
       ::dup2(null, STDIN_FILENO);
