@@ -378,8 +378,19 @@ in seconds, nil for no limit; \\[keyboard-quit] always works.  Signal
     (condition-case nil
         (descent--mod-call socket method params timeout)
       (descent-daemon-unavailable
-       (descent--daemon-start socket)
-       (descent--mod-call socket method params timeout)))))
+       (let ((deadline (+ (float-time) descent-daemon-start-timeout)))
+         (descent--daemon-start socket)
+         ;; A started descentd that found another instance starting (one
+         ;; started in the background, say) exits 0 at once, maybe before
+         ;; that one listens: keep trying until the start timeout.
+         (catch 'done
+           (while t
+             (condition-case err
+                 (throw 'done (descent--mod-call socket method params timeout))
+               (descent-daemon-unavailable
+                (if (< (float-time) deadline)
+                    (accept-process-output nil 0.02)
+                  (signal (car err) (cdr err))))))))))))
 
 (defun descent--error-text (err)
   "A one-line text for the `descent-error' ERR, for the echo area."
@@ -453,6 +464,12 @@ and deliver the visit once it listens."
                         nil))
               (descent--daemon-start-in-background))))))))
 
+(defconst descent--background-retries-max 5
+  "Quick retries when a daemon reported listening could not be reached.")
+
+(defvar descent--background-retries 0
+  "Quick retries made since visits were last delivered.")
+
 (defun descent--daemon-start-in-background ()
   "Start the daemon without waiting; deliver pending visits when it listens.
 After a failure, wait 30 s before trying again, and warn once."
@@ -469,20 +486,31 @@ After a failure, wait 30 s before trying again, and warn once."
                    (if reason
                        (descent--warn-once
                         'daemon-start "%s; visits are not recorded" reason)
-                     ;; Started: if it dies later, start it again at once.
-                     (setq descent--daemon-next-background-start 0)
                      (descent--deliver-pending-visits socket)))))
         (descent-daemon-unavailable
          (descent--warn-once 'daemon-start "%s; visits are not recorded"
                              (cadr err)))))))
 
 (defun descent--deliver-pending-visits (socket)
-  "Send the visits waiting for the daemon on SOCKET, oldest first."
+  "Send the visits waiting for the daemon on SOCKET, oldest first.
+A daemon that was killed can still hold its lock for a moment, so
+that the new one exits at once thinking one runs: when the visits
+cannot be sent, keep them and start again shortly, a few times."
   (let ((visits (reverse descent--pending-visits)))
-    (setq descent--pending-visits nil)
-    (dolist (visit visits)
-      (descent--mod-notify socket "frecency.add"
-                           (vector (car visit) (cdr visit))))))
+    (while (and visits
+                (descent--mod-notify socket "frecency.add"
+                                     (vector (caar visits) (cdar visits))))
+      (pop visits))
+    (setq descent--pending-visits (nreverse visits))
+    (cond
+     ((null visits)
+      ;; Delivered: if the daemon dies later, start it again at once.
+      (setq descent--background-retries 0
+            descent--daemon-next-background-start 0))
+     ((< descent--background-retries descent--background-retries-max)
+      (setq descent--background-retries (1+ descent--background-retries)
+            descent--daemon-next-background-start 0)
+      (run-with-timer 0.2 nil #'descent--daemon-start-in-background)))))
 
 (defun descent--record-visit-from-hook (directory)
   "Record a visit of DIRECTORY; a failure never breaks the command."

@@ -69,11 +69,16 @@
           (and (> pid 0) pid))))))
 
 (defun descent-test-alive-p (pid)
-  "Non-nil when process PID exists and is not a zombie.
+  "Non-nil while process PID, or any of its threads, still runs.
 A daemonized descentd is reparented to PID 1, which in a container may
-never reap it."
+never reap it: a zombie counts as gone, but only once every thread has
+exited, since the threads keep the socket and the lock open until then."
   (let ((attributes (process-attributes pid)))
-    (and attributes (not (equal (alist-get 'state attributes) "Z")))))
+    (and attributes
+         (or (not (equal (alist-get 'state attributes) "Z"))
+             (let ((tasks (format "/proc/%d/task" pid)))
+               (and (file-directory-p tasks)
+                    (> (length (directory-files tasks nil "\\`[0-9]")) 1)))))))
 
 (defun descent-test-stop-daemon ()
   "Stop the daemon on the tests' socket, if one runs."
@@ -84,12 +89,14 @@ never reap it."
                 (process-live-p descent--daemon-starting)
                 (< (float-time) deadline))
       (accept-process-output descent--daemon-starting 0.02)))
-  (when (and (fboundp 'descent--mod-call) (fboundp 'descent--socket-path)
-             (file-exists-p (descent--socket-path)))
-    (ignore-errors (descent--mod-call (descent--socket-path) "stop" [] 5)))
-  ;; A daemon that did not answer must not outlive the tests either.
+  ;; The pid before `stop': the daemon removes its pid file before it
+  ;; has exited, and a test must not talk to a daemon that is leaving.
   (let ((pid (descent-test-daemon-pid))
         (deadline (+ (float-time) 2)))
+    (when (and (fboundp 'descent--mod-call) (fboundp 'descent--socket-path)
+               (file-exists-p (descent--socket-path)))
+      (ignore-errors (descent--mod-call (descent--socket-path) "stop" [] 5)))
+    ;; A daemon that did not answer must not outlive the tests either.
     (when pid
       (while (and (descent-test-alive-p pid) (< (float-time) deadline))
         (sleep-for 0.02))
