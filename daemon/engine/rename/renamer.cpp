@@ -7,6 +7,7 @@
 #include <ctime>
 #include <map>
 #include <set>
+#include <thread>
 #include <unordered_set>
 
 #include "engine/rename/filesystem.hpp"
@@ -152,10 +153,17 @@ void Renamer::run(std::int64_t batch, const std::vector<Step>& steps, Direction 
         case Failpoint::Action::kill:
           ::raise(SIGKILL);
           break;
-        case Failpoint::Action::sigterm:
-          // The daemon's signal handler sets the cancel flag; the next poll sees it.
+        case Failpoint::Action::sigterm: {
+          // The signal arrives while step k is pending. The daemon reacts on
+          // its I/O thread by raising the cancel flag: wait for that (a few
+          // seconds at most), so that "SIGTERM at step k" means just that.
           ::raise(SIGTERM);
+          const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+          while (!cancelled.load() && std::chrono::steady_clock::now() < give_up)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          was_cancelled = cancelled.load();
           break;
+        }
         case Failpoint::Action::cancel:
           was_cancelled = true;
           break;

@@ -159,4 +159,39 @@ inline Operation retarget_op(const std::string& path, const std::string& target)
   return op;
 }
 
+// A batch of at least 30 steps using every kind of step.
+inline std::vector<Operation> rich_batch(const TempTree& t) {
+  auto p = [&](std::string_view r) { return t.path(r); };
+  std::vector<Operation> ops;
+  for (const char* n : {"c1", "c2", "c3"}) write_file(p(n), n);  // 3-cycle: 4 steps
+  ops.push_back(rename_op(p("c1"), p("c2")));
+  ops.push_back(rename_op(p("c2"), p("c3")));
+  ops.push_back(rename_op(p("c3"), p("c1")));
+  for (const char* n : {"s1", "s2"}) write_file(p(n), n);  // swap: 1 step
+  ops.push_back(rename_op(p("s1"), p("s2")));
+  ops.push_back(rename_op(p("s2"), p("s1")));
+  for (int i = 0; i < 8; ++i) write_file(p("k" + std::to_string(i)), "k");  // chain: 8 steps
+  for (int i = 0; i < 8; ++i) ops.push_back(rename_op(p("k" + std::to_string(i)), p("k" + std::to_string(i + 1))));
+  make_dir(p("d"));
+  write_file(p("d/in"), "in");
+  ops.push_back(rename_op(p("d"), p("e")));           // a directory ...
+  ops.push_back(rename_op(p("d/in"), p("e/inner")));  // ... and an entry inside it
+  for (int i = 0; i < 4; ++i) {  // moves into new directories: 2 mkdirs + 4 moves
+    write_file(p("m" + std::to_string(i)), "m");
+    ops.push_back(rename_op(p("m" + std::to_string(i)), p("n1/n2/m" + std::to_string(i))));
+  }
+  write_file(p("o"), "o");  // confirmed overwrite: trash dirs + trash + move
+  write_file(p("victim"), "v");
+  ops.push_back(rename_op(p("o"), p("victim"), true));
+  make_link("t-old", p("ln"));  // re-target: 1 step
+  ops.push_back(retarget_op(p("ln"), "t-new"));
+  for (const char* n : {"x1", "x2", "x3", "x4", "x5"}) {  // chmods: 5 steps
+    write_file(p(n), n);
+    ops.push_back(chmod_op(p(n), 0600));
+  }
+  write_file(p("Case"), "case");
+  ops.push_back(rename_op(p("Case"), p("CASE")));
+  return ops;
+}
+
 }  // namespace descent::rename::testing

@@ -1,0 +1,181 @@
+// The rename batches through the real descentd: a failpoint in the daemon
+// (DESCENT_FAILPOINT) fails, sends SIGTERM, or kill -9s it at step k; the
+// tree must be exactly as before, and after a kill the restarted daemon
+// recovers and tells the next client.
+#include <signal.h>
+
+#include "daemon_harness.hpp"
+#include "protocol/rpc.hpp"
+#include "tree.hpp"
+
+namespace descent::rename::testing {
+namespace {
+
+namespace protocol = descent::protocol;
+using descent::testing::Daemon;
+using descent::testing::TempDir;
+using protocol::Packer;
+
+void pack_operations(Packer& out, const std::vector<Operation>& ops) {
+  out.pack_array(1);
+  out.pack_array(static_cast<std::uint32_t>(ops.size()));
+  for (const Operation& op : ops) {
+    auto key = [&](std::string_view k) { protocol::pack_text(out, k); };
+    switch (op.kind) {
+      case Operation::Kind::rename:
+        out.pack_map(6);
+        key("op"), protocol::pack_text(out, "rename");
+        key("from"), protocol::pack_bytes(out, op.source);
+        key("to"), protocol::pack_bytes(out, op.destination);
+        key("overwrite"), out.pack(op.overwrite);
+        break;
+      case Operation::Kind::chmod:
+        out.pack_map(5);
+        key("op"), protocol::pack_text(out, "chmod");
+        key("path"), protocol::pack_bytes(out, op.source);
+        key("mode"), out.pack(op.mode);
+        break;
+      case Operation::Kind::retarget:
+        out.pack_map(5);
+        key("op"), protocol::pack_text(out, "retarget");
+        key("path"), protocol::pack_bytes(out, op.source);
+        key("target"), protocol::pack_bytes(out, op.target);
+        break;
+      case Operation::Kind::make_directory:
+        out.pack_map(2);
+        key("op"), protocol::pack_text(out, "mkdir");
+        key("path"), protocol::pack_bytes(out, op.source);
+        continue;
+    }
+    key("dev"), out.pack(op.id.dev);
+    key("ino"), out.pack(op.id.ino);
+  }
+}
+
+class DaemonRenameTest : public ::testing::Test {
+ protected:
+  std::vector<std::string> env(const std::string& failpoint = {}) const {
+    std::vector<std::string> e = {"XDG_DATA_HOME=" + (dir_.path() / "data").string()};
+    if (!failpoint.empty()) e.push_back("DESCENT_FAILPOINT=" + failpoint);
+    return e;
+  }
+  std::size_t steps_of(const std::vector<Operation>& ops) const {
+    return RenamePlan::make({ops}, dir_.path() / "data" / "Trash").steps.size();
+  }
+  // Submits through a fresh client; the reply, or what broke the connection.
+  descent::testing::CallResult submit(Daemon& daemon, const std::vector<Operation>& ops) {
+    auto client = daemon.client();
+    try {
+      return descent::testing::call(client, "rename.submit", [&](Packer& out) { pack_operations(out, ops); });
+    } catch (const protocol::ConnectionError& e) {
+      return {false, "connection", e.what()};
+    }
+  }
+
+  TempDir dir_;
+  TempTree tree_;
+};
+
+TEST_F(DaemonRenameTest, KillAtEveryStepThenRestartRecovers) {
+  const auto ops = rich_batch(tree_);
+  const std::size_t steps = steps_of(ops);
+  ASSERT_GE(steps, 30u);
+  const Snapshot before = snapshot(tree_.root);
+  for (std::size_t k = 0; k < steps; ++k) {
+    SCOPED_TRACE("kill -9 at step " + std::to_string(k));
+    {
+      Daemon daemon(dir_.path(), env("rename-step:" + std::to_string(k) + ":kill"));
+      daemon.start();
+      const auto reply = submit(daemon, ops);
+      EXPECT_FALSE(reply.ok);
+      const auto exit = daemon.wait();
+      ASSERT_FALSE(exit.exited) << daemon.log();
+      ASSERT_EQ(exit.code, SIGKILL);
+    }
+    Daemon daemon(dir_.path(), env());
+    daemon.start();
+    auto client = daemon.client();
+    protocol::Wait wait;
+    wait.timeout = std::chrono::seconds(10);
+    const auto reply = client.call("rename.recovery", [](Packer& out) { out.pack_array(0); }, wait);
+    ASSERT_EQ(reply.result->type, msgpack::type::ARRAY);
+    ASSERT_EQ(reply.result->via.array.size, 1u) << daemon.log();
+    const std::string told(*protocol::as_bytes(reply.result->via.array.ptr[0]));
+    EXPECT_NE(told.find("recovered an interrupted batch of " + std::to_string(ops.size()) + " operations from "),
+              std::string::npos)
+        << told;
+    EXPECT_NE(told.find("nothing changed"), std::string::npos) << told;
+    ASSERT_EQ(snapshot(tree_.root), before);
+    // Told once.
+    const auto again = client.call("rename.recovery", [](Packer& out) { out.pack_array(0); }, wait);
+    EXPECT_EQ(again.result->via.array.size, 0u);
+    daemon.stop();
+  }
+}
+
+TEST_F(DaemonRenameTest, SigtermAtEveryStepRollsBack) {
+  const auto ops = rich_batch(tree_);
+  const std::size_t steps = steps_of(ops);
+  const Snapshot before = snapshot(tree_.root);
+  for (std::size_t k = 0; k < steps; ++k) {
+    SCOPED_TRACE("SIGTERM at step " + std::to_string(k));
+    Daemon daemon(dir_.path(), env("rename-step:" + std::to_string(k) + ":sigterm"));
+    daemon.start();
+    const auto reply = submit(daemon, ops);
+    EXPECT_FALSE(reply.ok);
+    if (reply.kind != "connection") {
+      EXPECT_EQ(reply.kind, "cancelled") << reply.message;
+    }
+    const auto exit = daemon.wait();
+    EXPECT_TRUE(exit.exited) << daemon.log();
+    ASSERT_EQ(snapshot(tree_.root), before) << daemon.log();
+  }
+  // Nothing was left for recovery: every batch was rolled back before the daemon stopped.
+  Daemon daemon(dir_.path(), env());
+  daemon.start();
+  auto client = daemon.client();
+  protocol::Wait wait;
+  wait.timeout = std::chrono::seconds(10);
+  EXPECT_EQ(client.call("rename.recovery", [](Packer& out) { out.pack_array(0); }, wait).result->via.array.size, 0u);
+  daemon.stop();
+}
+
+TEST_F(DaemonRenameTest, FailureAtAStepNamesTheFileAndTheErrno) {
+  const auto ops = rich_batch(tree_);
+  const Snapshot before = snapshot(tree_.root);
+  Daemon daemon(dir_.path(), env("rename-step:5:fail"));
+  daemon.start();
+  const auto reply = submit(daemon, ops);
+  ASSERT_FALSE(reply.ok);
+  EXPECT_EQ(reply.kind, "os-error");
+  EXPECT_NE(reply.message.find(tree_.root), std::string::npos) << reply.message;
+  EXPECT_NE(reply.message.find("Input/output error"), std::string::npos) << reply.message;
+  EXPECT_EQ(snapshot(tree_.root), before);
+  daemon.stop();
+}
+
+TEST_F(DaemonRenameTest, SubmitThenUndoThroughTheDaemon) {
+  const auto ops = rich_batch(tree_);
+  const Snapshot before = snapshot(tree_.root);
+  Daemon daemon(dir_.path(), env());
+  daemon.start();
+  ASSERT_TRUE(submit(daemon, ops).ok);
+  EXPECT_NE(snapshot(tree_.root), before);
+  auto client = daemon.client();
+  EXPECT_TRUE(descent::testing::call(client, "rename.undo", [](Packer& out) { out.pack_array(0); }).ok);
+  const Snapshot after = snapshot(tree_.root);
+  // Directories the batch created are gone again; re-targeted links come back with their old target.
+  ASSERT_EQ(after.size(), before.size());
+  for (const auto& [name, entry] : before) {
+    ASSERT_EQ(after.count(name), 1u) << name;
+    if (S_ISLNK(entry.mode)) {
+      EXPECT_EQ(after.at(name).data, entry.data) << name;
+    } else {
+      EXPECT_EQ(after.at(name), entry) << name;
+    }
+  }
+  daemon.stop();
+}
+
+}  // namespace
+}  // namespace descent::rename::testing
