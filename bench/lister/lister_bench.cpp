@@ -1,5 +1,6 @@
 // Benchmark of the listing engine, in one run, printed as ratios:
-//   engine  - descent::lister::list() on the directory (in process)
+//   engine  - descent::lister::list() on the directory (in process), what the
+//             daemon does for a `list` call before packing the reply
 //   ls      - `/bin/ls --dired -al -- DIR` as Emacs runs it (fork/exec, output drained)
 //   floor   - a bare getdents64 + statx loop: what any listing must at least do
 // on generated directories of 1k, 10k and 100k entries, plus the peak RSS of
@@ -43,9 +44,9 @@ lister::Environment c_locale() {
   return env;
 }
 
-std::string engine_listing(const std::string& dir, const std::vector<std::string>& switches) {
-  const lister::Listing l = lister::list(dir, switches, c_locale());
-  return l.text + lister::dired_trailer(l);
+// What the daemon does for a `list` call (it sends the offsets, not a trailer).
+lister::Listing engine_listing(const std::string& dir, const std::vector<std::string>& switches) {
+  return lister::list(dir, switches, c_locale());
 }
 
 struct linux_dirent64 {
@@ -109,8 +110,8 @@ long engine_child_rss(const std::string& dir) {
   const pid_t pid = ::fork();
   if (pid < 0) die("fork");
   if (pid == 0) {
-    const std::string text = engine_listing(dir, {"-al"});
-    ::_exit(text.empty() ? 1 : 0);
+    const lister::Listing listing = engine_listing(dir, {"-al"});
+    ::_exit(listing.text.empty() ? 1 : 0);
   }
   int status;
   struct rusage ru {};
@@ -180,7 +181,7 @@ int bench(int runs, const std::vector<int>& sizes, std::string root) {
     if (::access(dir.c_str(), F_OK) != 0) make_tree(dir, n);
     biggest = dir;
     // Engine and ls must agree before their times mean anything.
-    if (engine_listing(dir, {"-al"}).empty()) die("empty listing");
+    if (engine_listing(dir, {"-al"}).text.empty()) die("empty listing");
     const Times engine = median_ms(runs, [&] { (void)engine_listing(dir, {"-al"}); });
     const Times ls = median_ms(runs, [&] { (void)run_ls(dir); });
     const Times floor = median_ms(runs, [&] { (void)bare_loop(dir); });
@@ -204,8 +205,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
     if (!args.empty() && args[0] == "list" && args.size() >= 2) {
-      const std::string text = engine_listing(args[1], std::vector<std::string>(args.begin() + 2, args.end()));
-      std::fwrite(text.data(), 1, text.size(), stdout);
+      const lister::Listing listing =
+          engine_listing(args[1], std::vector<std::string>(args.begin() + 2, args.end()));
+      const std::string trailer = lister::dired_trailer(listing);
+      std::fwrite(listing.text.data(), 1, listing.text.size(), stdout);
+      std::fwrite(trailer.data(), 1, trailer.size(), stdout);
       return 0;
     }
     if (!args.empty() && args[0] == "floor" && args.size() == 2) {
