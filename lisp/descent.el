@@ -140,6 +140,10 @@ it has finished the built-in commands are used."
   'descent-error)
 (define-error 'descent-daemon-error "descent daemon error" 'descent-error)
 (define-error 'descent-timeout "descent call timed out" 'descent-error)
+;; Not a child of `descent-daemon-unavailable': a call whose connection
+;; broke after it was sent may have been carried out, and is not retried.
+(define-error 'descent-daemon-lost "connection to descentd lost during a call"
+  'descent-error)
 
 (defvar descent--warned nil
   "Causes already warned about in this session, as symbols.")

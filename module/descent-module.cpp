@@ -336,6 +336,11 @@ emacs_value trampoline(emacs_env* raw, ptrdiff_t nargs, emacs_value* args, void*
   } catch (const protocol::Cancelled&) {
     // process_input left the quit pending; make sure of it.
     if (raw->non_local_exit_check(raw) == emacs_funcall_exit_return) env.signal(symbols.quit, {});
+  } catch (const protocol::ConnectionLost& e) {
+    // Not "unavailable": that one is retried after starting a daemon, and a
+    // request that may have been carried out must not run twice.
+    emacs_value message = raw->make_string(raw, e.what(), static_cast<ptrdiff_t>(std::strlen(e.what())));
+    env.signal(symbols.daemon_lost, {message});
   } catch (const protocol::ConnectionError& e) {
     raw->non_local_exit_clear(raw);
     emacs_value message = raw->make_string(raw, e.what(), static_cast<ptrdiff_t>(std::strlen(e.what())));
@@ -377,13 +382,14 @@ void init(const Env& env) {
       g("define-error"), g("defalias"), g("provide"), g("point"), g("insert"), g("put-text-property"),
       g("dired-filename"),
       g("descent-error"), g("descent-daemon-unavailable"), g("descent-protocol-mismatch"),
-      g("descent-daemon-error"), g("descent-timeout"), g("quit")};
+      g("descent-daemon-error"), g("descent-timeout"), g("quit"), g("descent-daemon-lost")};
 
   // The same hierarchy descent.el defines, so the module is usable alone.
   define_error(env, symbols.descent_error, "descent error", env.intern("error"));
   define_error(env, symbols.daemon_unavailable, "descentd is not available", symbols.descent_error);
   define_error(env, symbols.protocol_mismatch, "descent module and daemon do not match", symbols.descent_error);
   define_error(env, symbols.daemon_error, "descentd refused", symbols.descent_error);
+  define_error(env, symbols.daemon_lost, "the connection to descentd broke during a call", symbols.descent_error);
   define_error(env, symbols.timeout, "descentd did not answer in time", symbols.descent_error);
 
   define_function(env, "descent--mod-version", 0, 0, trampoline<mod_version>,

@@ -23,7 +23,7 @@ struct Symbols {
   emacs_value list, length, car, cdr, make_vector, vconcat, intern, symbol_name, keywordp;
   emacs_value multibyte_string_p, base64_encode_string, define_error, defalias, provide;
   emacs_value point, insert, put_text_property, dired_filename;
-  emacs_value descent_error, daemon_unavailable, protocol_mismatch, daemon_error, timeout, quit;
+  emacs_value descent_error, daemon_unavailable, protocol_mismatch, daemon_error, timeout, quit, daemon_lost;
 };
 extern Symbols symbols;
 

@@ -179,6 +179,14 @@ Client::Reply Client::call(std::string_view method, const Writer& params, const 
   } catch (const ProtocolError& e) {
     close();
     throw ProtocolMismatch(std::string("descentd sent something this client cannot read: ") + e.what());
+  } catch (const ConnectionLost&) {
+    throw;
+  } catch (const ConnectionError& e) {
+    // hello has no effect, so losing it is just "unavailable": retry freely.
+    if (method == hello_method) throw;
+    throw ConnectionLost(std::string(e.what()) + " (during " + std::string(method) +
+                             "; it may or may not have been carried out)",
+                         e.error);
   }
 }
 

@@ -23,6 +23,13 @@ struct ConnectionError : std::runtime_error {
   int error;  // errno, 0 if none applies
 };
 
+// The connection broke after a request was (perhaps partly) sent: the daemon
+// may have acted on it, so this is never retried blindly. (A daemon that dies
+// mid-batch rolls the batch back when it restarts.)
+struct ConnectionLost : ConnectionError {
+  using ConnectionError::ConnectionError;
+};
+
 // The daemon speaks another protocol version: rebuild or restart.
 struct ProtocolMismatch : std::runtime_error {
   using std::runtime_error::runtime_error;

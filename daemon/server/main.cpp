@@ -10,7 +10,10 @@
 #include <iostream>
 #include <optional>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <thread>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -133,6 +136,21 @@ std::optional<int> activated_listener() {
   return 3;
 }
 
+// Polls until something accepts connections on `socket`, or `limit` passes.
+void wait_until_listening(const fs::path& socket, std::chrono::milliseconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, socket.c_str(), sizeof address.sun_path - 1);
+  while (std::chrono::steady_clock::now() < end) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const bool listening = fd >= 0 && ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
+    if (fd >= 0) ::close(fd);
+    if (listening) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 int serve(const fs::path& socket_path, const fs::path& state_dir, bool foreground) {
   namespace asio = boost::asio;
   using local = asio::local::stream_protocol;
@@ -148,6 +166,8 @@ int serve(const fs::path& socket_path, const fs::path& state_dir, bool foregroun
     InstanceLock lock;
     if (!lock.acquire(protocol::pid_file_for(socket_path))) {
       // Another daemon serves this socket: nothing to do, and nothing to say.
+      // It may still be starting; "started" must mean "you can connect now".
+      wait_until_listening(socket_path, std::chrono::seconds(3));
       channel.tell(Readiness::already_running);
       return 0;
     }

@@ -100,6 +100,19 @@
       (should (< (- (float-time) start) 0.5)))
     (should (equal (descent-module-test--echo 7) [7]))))
 
+(ert-deftest descent-module-test-lost-connection-is-not-retried ()
+  (descent-module-test--with-daemon
+    (descent--call "status" [])
+    (let ((pid (plist-get (descent--call "status" []) :pid)))
+      ;; Killed while the call runs: the call may have had an effect, so it
+      ;; is reported, not silently sent again to a new daemon.
+      (start-process "killer" nil "sh" "-c" (format "sleep 0.3; kill -9 %d" pid))
+      (let ((err (should-error (descent--call "test.sleep" [5000])
+                               :type 'descent-daemon-lost)))
+        (should (string-match-p "may or may not have been carried out" (cadr err))))
+      ;; The next call starts a new daemon and works.
+      (should-not (equal (plist-get (descent--call "status" []) :pid) pid)))))
+
 (defun descent-module-test--ls (dir)
   "What `ls --dired -al' prints for DIR under LC_ALL=C, as raw bytes.
 Return (TEXT . NAMES): the listing without the //DIRED// trailer, and
