@@ -46,6 +46,7 @@ struct Options {
   std::string zoxide = "zoxide";
   bool end_to_end = true;
   bool keep = false;
+  bool mkdir = true;  // false: paths only, and the engine is told they all exist
 };
 
 double ms_since(Clock::time_point start) {
@@ -104,8 +105,14 @@ Dataset make_dataset(const fs::path& root, const Options& options) {
     // shared prefixes as real ones do.
     std::string path = (!data.dirs.empty() && rng() % 2) ? data.dirs[rng() % data.dirs.size()] : top.string();
     for (int d = depth(rng) / 2 + 1; d > 0; --d) path += "/" + words[word(rng)];
-    std::error_code ec;
-    if (!fs::create_directories(path, ec)) continue;  // exists already, or failed
+    if (options.mkdir) {
+      std::error_code ec;
+      if (!fs::create_directories(path, ec)) continue;  // exists already, or failed
+    } else if (!std::binary_search(seen.begin(), seen.end(), path)) {
+      seen.insert(std::upper_bound(seen.begin(), seen.end(), path), path);
+    } else {
+      continue;
+    }
     data.dirs.push_back(path);
     z << path << '|' << rank(rng) << '|' << (now - age(rng)) << '\n';
   }
@@ -123,13 +130,15 @@ Dataset make_dataset(const fs::path& root, const Options& options) {
   return data;
 }
 
-void engine_bench(const fs::path& root, const Dataset& data) {
+void engine_bench(const fs::path& root, const Dataset& data, const Options& options) {
+  const descent::frecency::Probe probe =
+      options.mkdir ? descent::frecency::Probe(descent::frecency::stat_directory) : [](const std::string&) { return 0; };
   const fs::path db = root / "engine-state.db";
   std::printf("\n## Inside the engine (%zu directories, %zu queries)\n\n", data.dirs.size(), data.queries.size());
   std::printf("| %-46s | %9s | %9s | %9s | unit |\n|%s|-----------|-----------|-----------|------|\n", "operation", "p50",
               "p90", "max", std::string(48, '-').c_str());
   {
-    Index index(db);
+    Index index(db, probe);
     auto start = Clock::now();
     index.import_file(ImportFormat::z, data.z_file.string());
     const double import_ms = ms_since(start);
@@ -138,12 +147,12 @@ void engine_bench(const fs::path& root, const Dataset& data) {
   std::vector<double> loads;
   for (int i = 0; i < 5; ++i) {
     const auto start = Clock::now();
-    Index index(db);
+    Index index(db, probe);
     loads.push_back(ms_since(start));
   }
   print_row("open + load at start-up", summarize(loads));
 
-  Index index(db);
+  Index index(db, probe);
   const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
   std::vector<double> best, top50, all_best;
   std::size_t found = 0;
@@ -317,9 +326,10 @@ int main(int argc, char** argv) {
     else if (arg == "--zoxide") options.zoxide = value();
     else if (arg == "--engine-only") options.end_to_end = false;
     else if (arg == "--keep") options.keep = true;
+    else if (arg == "--no-mkdir") options.mkdir = false;
     else {
       std::printf("usage: %s [--entries N (100000)] [--queries N (2000)] [--runs N (41)] [--zoxide PATH]\n"
-                  "          [--engine-only] [--keep]\n"
+                  "          [--engine-only] [--no-mkdir (engine only, no stat)] [--keep]\n"
                   "Builds a tree of N directories under $TMPDIR, and times the frecency index.\n",
                   argv[0]);
       return arg == "--help" ? 0 : 2;
@@ -337,8 +347,8 @@ int main(int argc, char** argv) {
     const Dataset data = make_dataset(root, options);
     std::printf("# descent frecency bench\n\n%zu directories created under %s in %.1f s\n", data.dirs.size(),
                 root.c_str(), ms_since(start) / 1000);
-    engine_bench(root, data);
-    if (options.end_to_end) end_to_end_bench(root, data, options);
+    engine_bench(root, data, options);
+    if (options.end_to_end && options.mkdir) end_to_end_bench(root, data, options);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench failed: %s\n", e.what());
     code = 1;

@@ -194,6 +194,8 @@ void Index::insert_slot(std::string_view path, double rank, std::int64_t last_vi
   slot.path_size = static_cast<std::uint32_t>(path.size());
   slot.folded_at = static_cast<std::uint32_t>(folded_.size());
   slot.folded_size = static_cast<std::uint32_t>(folded.size());
+  slot.path_tail = static_cast<std::uint32_t>(path.rfind('/') + 1);  // 0 if none
+  slot.folded_tail = static_cast<std::uint32_t>(std::string_view(folded).rfind('/') + 1);
   slot.depth = static_cast<std::uint32_t>(depth_of(path));
   slot.rank = rank;
   slot.last_visit = last_visit;
@@ -301,35 +303,79 @@ std::vector<Ranked> Index::query(const std::vector<std::string>& keywords, std::
   std::lock_guard lock(mutex_);
   reload_if_changed();
 
-  candidates_.clear();
-  for (std::size_t i = 0; i < slots_.size(); ++i) {
-    const Slot& slot = slots_[i];
-    if (pattern.matches(path_of(slot), folded_of(slot)))
-      candidates_.push_back({score(slot.rank, slot.last_visit, now), slot.depth, static_cast<std::uint32_t>(i)});
-  }
-  // A heap, best on top: only as many are ordered as are taken, so a query
-  // with a limit costs one pass plus a few pops whatever the index size.
-  const auto worse = [this](const Candidate& a, const Candidate& b) {
-    if (a.score != b.score) return a.score < b.score;
-    if (a.depth != b.depth) return a.depth > b.depth;
-    return path_of(slots_[a.slot]) > path_of(slots_[b.slot]);
+  const std::string* in_last = pattern.last_component_keyword();
+  const bool exact = pattern.case_sensitive();
+  std::vector<bool> passed_over;  // slots met and found gone or unreachable
+  const auto for_each_match = [&](auto&& take) {
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+      const Slot& slot = slots_[i];
+      // Most entries fail here, on a few bytes, before the full matcher runs.
+      if (in_last) {
+        const std::string_view tail =
+            exact ? path_of(slot).substr(slot.path_tail) : folded_of(slot).substr(slot.folded_tail);
+        if (tail.find(*in_last) == std::string_view::npos) continue;
+      }
+      if (!passed_over.empty() && passed_over[i]) continue;
+      if (pattern.matches(path_of(slot), folded_of(slot)))
+        take(Candidate{score(slot.rank, slot.last_visit, now), slot.depth, static_cast<std::uint32_t>(i)});
+    }
   };
-  std::make_heap(candidates_.begin(), candidates_.end(), worse);
+  const auto better = [this](const Candidate& a, const Candidate& b) {
+    if (a.score != b.score) return a.score > b.score;
+    if (a.depth != b.depth) return a.depth < b.depth;
+    return path_of(slots_[a.slot]) < path_of(slots_[b.slot]);
+  };
 
   std::vector<Ranked> results;
   std::vector<std::string> gone;
-  while (!candidates_.empty() && (limit == 0 || results.size() < limit)) {
-    std::pop_heap(candidates_.begin(), candidates_.end(), worse);
-    const Candidate best = candidates_.back();
-    candidates_.pop_back();
-    const Slot& slot = slots_[best.slot];
-    std::string path(path_of(slot));
-    const int error = probe_(path);
-    if (error == 0)
-      results.push_back(Ranked{std::move(path), best.score, slot.rank, slot.last_visit});
-    else if (is_gone(error))
-      gone.push_back(std::move(path));
-    // else: unreachable for now (permissions, a dead mount): kept, not shown.
+  // Walks candidates best first, checking each on the file system, until
+  // `limit` are found; false if it ran out of candidates first.
+  const auto take_existing = [&](std::vector<Candidate>& ordered) {
+    for (const Candidate& candidate : ordered) {
+      if (limit != 0 && results.size() == limit) return true;
+      const Slot& slot = slots_[candidate.slot];
+      std::string path(path_of(slot));
+      const int error = probe_(path);
+      if (error == 0) {
+        results.push_back(Ranked{std::move(path), candidate.score, slot.rank, slot.last_visit});
+        continue;
+      }
+      // Gone: dropped below. Unreachable (permissions, a dead mount): kept
+      // in the index, not shown.
+      if (is_gone(error)) gone.push_back(std::move(path));
+      if (passed_over.empty()) passed_over.resize(slots_.size());
+      passed_over[candidate.slot] = true;
+    }
+    return limit != 0 && results.size() == limit;
+  };
+
+  if (limit == 0) {
+    candidates_.clear();
+    for_each_match([&](const Candidate& c) { candidates_.push_back(c); });
+    std::sort(candidates_.begin(), candidates_.end(), better);
+    take_existing(candidates_);
+  } else {
+    // Keep only the best few while scanning (a bounded heap whose top is
+    // the worst kept): one pass, no sort of 100k matches. If too many of
+    // those few are gone, scan again for more, without them.
+    for (std::size_t keep = limit + 4;; keep *= 4) {
+      candidates_.clear();
+      std::size_t matched = 0;
+      for_each_match([&](const Candidate& c) {
+        ++matched;
+        if (candidates_.size() < keep) {
+          candidates_.push_back(c);
+          std::push_heap(candidates_.begin(), candidates_.end(), better);
+        } else if (better(c, candidates_.front())) {
+          std::pop_heap(candidates_.begin(), candidates_.end(), better);
+          candidates_.back() = c;
+          std::push_heap(candidates_.begin(), candidates_.end(), better);
+        }
+      });
+      std::sort_heap(candidates_.begin(), candidates_.end(), better);
+      results.clear();  // a later round walks the best again, minus what was passed over
+      if (take_existing(candidates_) || candidates_.size() == matched) break;
+    }
   }
 
   if (!gone.empty()) {

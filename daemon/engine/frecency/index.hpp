@@ -109,6 +109,7 @@ class Index {
   struct Slot {
     std::uint32_t path_at = 0, path_size = 0;
     std::uint32_t folded_at = 0, folded_size = 0;
+    std::uint32_t path_tail = 0, folded_tail = 0;  // where the last component starts, relative
     std::uint32_t depth = 0;  // number of components, for ties
     double rank = 0;
     std::int64_t last_visit = 0;

@@ -171,6 +171,7 @@ Pattern::Pattern(const std::vector<std::string>& keywords) {
     if (has_uppercase(keyword)) case_sensitive_ = true;
   keywords_.reserve(keywords.size());
   for (const auto& keyword : keywords) keywords_.push_back(case_sensitive_ ? keyword : fold_case(keyword));
+  plain_last_ = !keywords_.empty() && keywords_.back().find('/') == std::string::npos;
 }
 
 }  // namespace descent::frecency

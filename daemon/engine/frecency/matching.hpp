@@ -27,6 +27,9 @@ class Pattern {
   explicit Pattern(const std::vector<std::string>& keywords);
 
   bool case_sensitive() const { return case_sensitive_; }
+  // The keyword the last component must contain, when it has no '/': an
+  // entry whose last component lacks it cannot match (a fast first test).
+  const std::string* last_component_keyword() const { return plain_last_ ? &keywords_.back() : nullptr; }
   // `folded` is fold_case(path), precomputed by the index.
   bool matches(std::string_view path, std::string_view folded) const {
     return keywords_match(keywords_, case_sensitive_ ? path : folded);
@@ -35,6 +38,7 @@ class Pattern {
  private:
   std::vector<std::string> keywords_;
   bool case_sensitive_ = false;
+  bool plain_last_ = false;
 };
 
 }  // namespace descent::frecency

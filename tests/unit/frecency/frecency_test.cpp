@@ -321,6 +321,18 @@ TEST_F(IndexTest, OnlyWhatAQueryMeetsIsChecked) {
   EXPECT_EQ(index.size(), 0u);
 }
 
+TEST_F(IndexTest, ALimitedQuerySearchesPastManyGoneDirectories) {
+  Index index(db_file(), tree.probe());
+  std::string z;
+  for (int i = 0; i < 100; ++i) z += "/g/d" + std::to_string(i) + "|" + std::to_string(1000 - i) + "|" + std::to_string(t0) + "\n";
+  index.import(ImportFormat::z, z);
+  for (int i = 0; i < 40; ++i) tree.gone.insert("/g/d" + std::to_string(i));
+  tree.unreadable.insert("/g/d40");
+  EXPECT_EQ(paths_of(index.query({"d"}, 3, t0)), (std::vector<std::string>{"/g/d41", "/g/d42", "/g/d43"}));
+  EXPECT_EQ(index.size(), 60u) << "the 40 gone were dropped, the unreadable one kept";
+  EXPECT_EQ(paths_of(index.query({"d4"}, 1, t0)), (std::vector<std::string>{"/g/d41"}));
+}
+
 TEST_F(IndexTest, RealFileSystem) {
   const fs::path present = dir.path() / "present";
   const fs::path file = dir.path() / "a-file";
@@ -489,6 +501,37 @@ TEST_F(IndexTest, CopyStaysRightThroughMassDrops) {
   EXPECT_EQ(index.query({"dir1"}, 0, t0).size(), starting_with_1);
   EXPECT_TRUE(index.remove("/mass/" + padding + "/Dir0"));
   EXPECT_TRUE(index.query({"dir0"}, 0, t0).empty());
+}
+
+// The index's first test on the last component never changes an answer:
+// its matches are exactly the entries the plain matcher accepts.
+TEST_F(IndexTest, QueriesSelectWhatThePatternMatches) {
+  Index index(db_file(), tree.probe());
+  std::mt19937 rng(11);
+  const auto word = [&] {
+    std::string w;
+    for (int n = 1 + static_cast<int>(rng() % 3); n > 0; --n) w += "aAb\xc3\xa9"[rng() % 5];
+    return w;
+  };
+  std::set<std::string> paths;
+  while (paths.size() < 3000) {
+    std::string path;
+    for (int n = 1 + static_cast<int>(rng() % 4); n > 0; --n) path += "/" + word();
+    paths.insert(normalize_path(path));
+  }
+  std::string z;
+  for (const auto& path : paths) z += path + "|1|" + std::to_string(t0) + "\n";
+  index.import(ImportFormat::z, z);
+  for (int q = 0; q < 300; ++q) {
+    std::vector<std::string> keywords;
+    for (int n = static_cast<int>(rng() % 3); n >= 0; --n) keywords.push_back(rng() % 4 ? word() : word() + "/" + word());
+    std::set<std::string> expected, got;
+    const Pattern pattern(keywords);
+    for (const auto& path : paths)
+      if (pattern.matches(path, fold_case(path))) expected.insert(path);
+    for (const auto& r : index.query(keywords, 0, t0)) got.insert(r.path);
+    ASSERT_EQ(got, expected) << "query " << q;
+  }
 }
 
 TEST_F(IndexTest, ImportAutojumpAsZoxide) {
