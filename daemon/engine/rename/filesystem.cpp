@@ -227,10 +227,8 @@ void StepRunner::copy(std::string_view from, std::string_view scratch, std::stri
     remove_if_present(scratch, false);
     throw;
   }
-  auto [to_dir, to_name] = split(to);
-  (void)to_name;
   // The copy must be durable before the original goes.
-  Directories::sync({std::string(to_dir)});
+  Directories::sync({std::string(split(to).first)});
   if (::unlinkat(from_dfd, z(from_name).c_str(), 0) != 0) {
     const int error = errno;
     remove_if_present(to, false);
@@ -302,10 +300,8 @@ void StepRunner::apply(const Step& step) {
     case Step::Kind::trash: {
       // The info file first (O_EXCL reserves the name, as the spec asks), then the move.
       auto [info_dir, info_name] = split(step.scratch);
-      auto [files_dir, files_name] = split(step.to);
-      (void)files_name;
       make_directories(info_dir);
-      make_directories(files_dir);
+      make_directories(split(step.to).first);
       {
         Fd info(::openat(dirs_.open(info_dir), z(info_name).c_str(),
                          O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -357,11 +353,8 @@ void StepRunner::revert(const Step& step) {
       return;
     }
     case Step::Kind::copy_move: {
-      auto [from_dir, from_name] = split(step.from);
-      auto [scratch_dir, scratch_name] = split(step.scratch);
-      (void)from_name;
-      (void)scratch_dir;
-      copy(step.to, std::string(from_dir) + "/" + std::string(scratch_name), step.from);
+      // The copy back gets its scratch name in the original's directory.
+      copy(step.to, std::string(split(step.from).first) + "/" + std::string(split(step.scratch).second), step.from);
       return;
     }
     case Step::Kind::trash:
@@ -400,12 +393,9 @@ Status StepRunner::settle(const Step& step) {
       return S_ISDIR(st->st_mode) ? Status::applied : Status::unknown;
     }
     case Step::Kind::copy_move: {
-      auto [from_dir, from_name] = split(step.from);
-      auto [scratch_dir, scratch_name] = split(step.scratch);
-      (void)from_name;
       // Half-done copies, in either direction.
       remove_if_present(step.scratch, false);
-      remove_if_present(std::string(from_dir) + "/" + std::string(scratch_name), false);
+      remove_if_present(std::string(split(step.from).first) + "/" + std::string(split(step.scratch).second), false);
       const bool source = holds(step.from, step.id, step);
       const bool copied = lstat(step.to).has_value();
       if (source && copied) {

@@ -259,7 +259,6 @@ std::vector<std::string> Renamer::recover() {
     detail::Directories dirs;
     detail::StepRunner runner(dirs);
     const bool was_undo = entry.state == Journal::State::undoing;
-    std::size_t changed = 0;
     auto attempt = [&](auto&& action) {
       try {
         action();
@@ -274,7 +273,6 @@ std::vector<std::string> Renamer::recover() {
           switch (runner.settle(steps[i])) {
             case Status::applied:
               runner.revert(steps[i]);
-              ++changed;
               break;
             case Status::not_applied:
             case Status::unknown:
@@ -294,10 +292,7 @@ std::vector<std::string> Renamer::recover() {
         while (m > 0 && runner.settle(steps[m - 1]) != Status::applied) --m;
       });
       for (std::size_t i = m; problems.empty() && i < steps.size(); ++i) {
-        attempt([&] {
-          runner.apply(steps[i]);
-          ++changed;
-        });
+        attempt([&] { runner.apply(steps[i]); });
       }
     }
     for (const Step& step : steps) attempt([&] { runner.finish(step); });
@@ -314,7 +309,6 @@ std::vector<std::string> Renamer::recover() {
     }
     journal_.add_recovery(entry.id, now_unix(), message);
     reports.push_back(message);
-    (void)changed;
   }
   return reports;
 }
