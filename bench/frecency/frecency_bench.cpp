@@ -345,7 +345,7 @@ int main(int argc, char** argv) {
   try {
     const auto start = Clock::now();
     const Dataset data = make_dataset(root, options);
-    std::printf("# descent frecency bench\n\n%zu directories created under %s in %.1f s\n", data.dirs.size(),
+    std::printf("# descent frecency bench\n\n%zu directories generated under %s in %.1f s\n", data.dirs.size(),
                 root.c_str(), ms_since(start) / 1000);
     engine_bench(root, data, options);
     if (options.end_to_end && options.mkdir) end_to_end_bench(root, data, options);
