@@ -708,69 +708,80 @@ void Planner::order() {
   };
   std::vector<Entry> stack;
   std::size_t budget = 8 * n + 1024;  // a guard: every round makes progress, this never trips
-  for (std::size_t start = 0; start < n; ++start) {
-    if (!objects_[start].moving || objects_[start].done) continue;
-    stack.push_back({start, Edge::none});
-    on_stack[start] = 1;
-    while (!stack.empty()) {
-      if ((steps_.size() & 1023) == 0) check_cancel();
-      if (budget-- == 0) {
-        problem(objects_[start].original, "internal error: the rename order did not converge");
-        return;
-      }
-      const std::size_t o = stack.back().object;
-      if (objects_[o].done) {
-        on_stack[o] = 0;
-        stack.pop_back();
-        continue;
-      }
-      const Blocker b = blocker(o);
-      switch (b.kind) {
-        case Blocker::Kind::ready:
-          move(o, objects_[o].final_path, false);
-          objects_[o].done = true;
-          break;
-        case Blocker::Kind::problem:
-          problem(objects_[o].original, b.reason);
-          objects_[o].done = true;
-          break;
-        case Blocker::Kind::make_parent:
-          if (!ensure_directory(std::string(split(objects_[o].final_path).first), objects_[o].original))
-            objects_[o].done = true;
-          break;
-        case Blocker::Kind::victim: {
-          const Place here = resolve(objects_[o].final_path);
-          trash(o, here.st);
-          break;
+  for (bool pending = true; pending;) {
+    pending = false;
+    for (std::size_t start = 0; start < n; ++start) {
+      if (!objects_[start].moving || objects_[start].done) continue;
+      pending = true;
+      stack.push_back({start, Edge::none});
+      on_stack[start] = 1;
+      while (!stack.empty()) {
+        if ((steps_.size() & 1023) == 0) check_cancel();
+        if (budget-- == 0) {
+          problem(objects_[start].original, "internal error: the rename order did not converge");
+          return;
         }
-        case Blocker::Kind::edge: {
-          const std::size_t j = b.object;
-          if (!on_stack[j]) {
-            stack.push_back({j, b.edge});
-            on_stack[j] = 1;
-            break;
-          }
-          // A cycle: stack[p] == j ... stack.back() == o, closed by o -> j.
-          std::size_t p = stack.size() - 1;
-          while (stack[p].object != j) --p;
-          const bool two = stack.size() - p == 2 || (j == o);
-          if (two && j != o && b.edge == Edge::occupy && stack.back().edge_in == Edge::occupy &&
-              objects_[o].st.st_dev == objects_[j].st.st_dev) {
-            exchange(o, j);
-            break;
-          }
-          std::optional<std::size_t> park;
-          if (b.edge != Edge::arrive) park = j;
-          for (std::size_t k = p + 1; !park && k < stack.size(); ++k)
-            if (stack[k].edge_in != Edge::arrive) park = stack[k].object;
-          if (!park) {
-            problem(objects_[o].original, "its destination depends on itself through " +
-                                              printable(objects_[j].original));
+        const std::size_t o = stack.back().object;
+        if (objects_[o].done) {
+          on_stack[o] = 0;
+          stack.pop_back();
+          continue;
+        }
+        const Blocker b = blocker(o);
+        switch (b.kind) {
+          case Blocker::Kind::ready:
+            move(o, objects_[o].final_path, false);
             objects_[o].done = true;
             break;
+          case Blocker::Kind::problem:
+            problem(objects_[o].original, b.reason);
+            objects_[o].done = true;
+            break;
+          case Blocker::Kind::make_parent:
+            if (!ensure_directory(std::string(split(objects_[o].final_path).first), objects_[o].original))
+              objects_[o].done = true;
+            break;
+          case Blocker::Kind::victim: {
+            const Place here = resolve(objects_[o].final_path);
+            trash(o, here.st);
+            break;
           }
-          move(*park, scratch_in(split(objects_[*park].current).first), true);
-          break;
+          case Blocker::Kind::edge: {
+            const std::size_t j = b.object;
+            if (!on_stack[j]) {
+              stack.push_back({j, b.edge});
+              on_stack[j] = 1;
+              break;
+            }
+            // A cycle: stack[p] == j ... stack.back() == o, closed by o -> j.
+            std::size_t p = stack.size() - 1;
+            while (stack[p].object != j) --p;
+            const bool two = stack.size() - p == 2 || (j == o);
+            if (two && j != o && b.edge == Edge::occupy && stack.back().edge_in == Edge::occupy &&
+                objects_[o].st.st_dev == objects_[j].st.st_dev) {
+              exchange(o, j);
+              break;
+            }
+            // Park the object that some edge of the cycle waits to see leave
+            // (not one it waits to see arrive), in its own directory.
+            std::optional<std::size_t> park;  // a position in `stack`
+            if (b.edge != Edge::arrive) park = p;
+            for (std::size_t k = p + 1; !park && k < stack.size(); ++k)
+              if (stack[k].edge_in != Edge::arrive) park = k;
+            if (!park) {
+              problem(objects_[o].original, "its destination depends on itself through " +
+                                                printable(objects_[j].original));
+              objects_[o].done = true;
+              break;
+            }
+            const std::size_t parked = stack[*park].object;
+            move(parked, scratch_in(split(objects_[parked].current).first), true);
+            // What waited on the parked object may go now; the parked object
+            // and those above it come round again in the next sweep.
+            for (std::size_t k = *park; k < stack.size(); ++k) on_stack[stack[k].object] = 0;
+            stack.resize(*park);
+            break;
+          }
         }
       }
     }

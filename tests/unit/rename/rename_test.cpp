@@ -214,6 +214,55 @@ TEST_F(RenameTest, DirectoryAndEntriesInsideItInOneBatch) {
   EXPECT_EQ(after.size(), 3u);
 }
 
+TEST_F(RenameTest, SwappedDirectoriesWithARenameInside) {
+  make_dir(p("d1"));
+  make_dir(p("d2"));
+  write_file(p("d1/a"), "A");
+  write_file(p("d2/b"), "B");
+  auto before = snapshot(tree_.root);
+  submit({rename_op(p("d1"), p("d2")), rename_op(p("d2"), p("d1")), rename_op(p("d1/a"), p("d2/a2"))});
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("d2"), before.at("d1"));
+  EXPECT_EQ(after.at("d1"), before.at("d2"));
+  EXPECT_EQ(after.at("d2/a2"), before.at("d1/a"));
+  EXPECT_EQ(after.at("d1/b"), before.at("d2/b"));
+  EXPECT_EQ(after.size(), 4u);
+}
+
+TEST_F(RenameTest, FileMovesIntoTheDirectoryThatTakesItsName) {
+  write_file(p("x"), "file");
+  make_dir(p("y"));
+  auto before = snapshot(tree_.root);
+  submit({rename_op(p("y"), p("x")), rename_op(p("x"), p("x/x"))});
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("x"), before.at("y"));
+  EXPECT_EQ(after.at("x/x"), before.at("x"));
+  EXPECT_EQ(after.size(), 2u);
+  EXPECT_TRUE(temporaries(after).empty());
+  auto r = renamer();
+  r.undo(never_);
+  EXPECT_EQ(snapshot(tree_.root), before);
+}
+
+TEST_F(RenameTest, TwoDirectoriesMoveIntoEachOthersOldNames) {
+  // In the final tree "b/a" and "a/b": a and b leave, new a/ and b/ are made.
+  make_dir(p("a"));
+  make_dir(p("b"));
+  write_file(p("a/in-a"), "1");
+  write_file(p("b/in-b"), "2");
+  auto before = snapshot(tree_.root);
+  submit({rename_op(p("a"), p("b/a")), rename_op(p("b"), p("a/b"))});
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("b/a"), before.at("a"));
+  EXPECT_EQ(after.at("a/b"), before.at("b"));
+  EXPECT_EQ(after.at("b/a/in-a"), before.at("a/in-a"));
+  EXPECT_EQ(after.at("a/b/in-b"), before.at("b/in-b"));
+  EXPECT_TRUE(temporaries(after).empty());
+  auto r = renamer();
+  r.undo(never_);
+  EXPECT_EQ(snapshot(tree_.root), before);
+}
+
 TEST_F(RenameTest, CaseOnlyRename) {
   write_file(p("readme"), "r");
   auto before = snapshot(tree_.root);
