@@ -20,6 +20,9 @@
 //       must be an absolute path. A malformed file: "bad-params" naming the
 //       line; the index is unchanged.
 //
+// Every method runs on a worker: writes fsync, and queries stat() what they
+// return; the index's own mutex serialises them, so no visit is lost.
+//
 // Error kinds: "bad-params" (a refused argument or import file),
 // "not-found", "os-error" (with the strerror text and the file), and
 // "state-error" (the SQLite database failed; the message says how).
