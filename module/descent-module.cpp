@@ -163,6 +163,17 @@ void pack_value(const Env& env, Packer& p, emacs_value v, std::size_t depth) {
 
 // ---------------------------------------------------------------- MessagePack -> Lisp
 
+// Map keys come back as keywords. The daemon uses a handful of keys, so each
+// is interned once and kept as a global reference; a reply of 10k maps then
+// costs no intern at all. Bounded, in case a reply carries arbitrary keys.
+emacs_value keyword(const Env& env, std::string_view key) {
+  static std::map<std::string, emacs_value, std::less<>> cache;
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  emacs_value symbol = env.funcall(symbols.intern, {env.make_text(":" + std::string(key))});
+  if (cache.size() < 256) cache.emplace(std::string(key), symbol = env.global(symbol));
+  return symbol;
+}
+
 emacs_value make_value(const Env& env, const msgpack::object& o) {
   switch (o.type) {
     case msgpack::type::NIL: return symbols.nil;
@@ -186,9 +197,8 @@ emacs_value make_value(const Env& env, const msgpack::object& o) {
       const emacs_value cons = symbols.cons;  // the type's name is the function's
       for (std::uint32_t i = o.via.map.size; i-- > 0;) {
         const auto& kv = o.via.map.ptr[i];
-        std::string key = ":" + std::string(protocol::as_bytes(kv.key).value_or("?"));
         plist = env.funcall(cons, {make_value(env, kv.val), plist});
-        plist = env.funcall(cons, {env.funcall(symbols.intern, {env.make_text(key)}), plist});
+        plist = env.funcall(cons, {keyword(env, protocol::as_bytes(kv.key).value_or("?")), plist});
       }
       return plist;
     }
