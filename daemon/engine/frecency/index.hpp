@@ -1,7 +1,7 @@
 // The frecency index: how often and how recently each directory was visited,
 // ranked as zoxide ranks it. Durable in the state database (tables
 // frecency_*), with an in-memory copy so that a query over 100k directories
-// never touches SQLite; every change is written through in one transaction
+// never reads the table (one PRAGMA tells it whether to reload); every change is written through in one transaction
 // before the copy is changed, so the copy never shows an uncommitted state.
 #pragma once
 
