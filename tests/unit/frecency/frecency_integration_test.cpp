@@ -20,8 +20,6 @@ class FrecencyThroughDaemon : public ::testing::Test {
     daemon.start();
     auto client = daemon.client();
     const auto probe = call(client, "frecency.list", [](Packer& p) { p.pack_array(0); });
-    if (!probe.ok && probe.kind == "unknown-method")
-      GTEST_SKIP() << "descentd does not register frecency.* yet (add_frecency_methods is not wired)";
     ASSERT_TRUE(probe.ok) << probe.kind << ": " << probe.message;
   }
 
