@@ -53,6 +53,10 @@
                   (socket method params &optional timeout))
 (declare-function descent--mod-notify "descent-module" (socket method params))
 (declare-function descent--mod-disconnect "descent-module" ())
+(declare-function descent--mod-insert-listing "descent-module"
+                  (socket params &optional timeout))
+(declare-function insert-directory-clean "files" (beg switches))
+(defvar ls-lisp-use-insert-directory-program)
 
 (declare-function dired-omit-mode "dired-x" (&optional arg))
 (declare-function compilation-start "compile"
@@ -116,6 +120,15 @@ first) and then `load-path'."
   "Non-nil means build the module on first use, without asking.
 The build runs asynchronously, as `descent-build-module' does; until
 it has finished the built-in commands are used."
+  :type 'boolean)
+
+;; Off until it has been measured and verified on more systems.
+(defcustom descent-native-listing nil
+  "Non-nil means local Dired listings come from descentd instead of ls.
+The daemon prints what GNU ls prints, byte for byte, for the
+switches and locales it supports (see the README); wildcards,
+remote directories, other switches and other listing programs use
+ls as before.  It applies while `descent-mode' is on."
   :type 'boolean)
 
 ;;;; Internals
@@ -693,6 +706,277 @@ OTHER-WINDOW non-nil means in another window."
     (when (and file (not (directory-name-p file)))
       (descent--goto-file file))))
 
+;;;;; Native listing
+
+(defconst descent--listing-variables
+  '("LC_ALL" "LC_COLLATE" "LC_CTYPE" "LC_TIME" "LC_NUMERIC" "LC_MESSAGES"
+    "LANG" "LANGUAGE" "TZ" "TIME_STYLE" "BLOCK_SIZE" "LS_BLOCK_SIZE"
+    "BLOCKSIZE" "POSIXLY_CORRECT" "QUOTING_STYLE")
+  "The environment variables that change what ls prints.
+The daemon reads these and no others; it refuses the last five when
+they are set, so that ls runs.")
+
+(defvar descent--listing-next-try 0
+  "The earliest `float-time' to ask the daemon for a listing again.
+After the daemon could not be reached, Dired lists with ls for a
+while instead of waiting for a daemon start on every listing.")
+
+(defun descent--listing-environment ()
+  "Return the `descent--listing-variables' that ls would see, as a plist."
+  (let (env)
+    (dolist (name descent--listing-variables)
+      (let ((value (getenv name)))
+        (when value
+          (setq env (nconc (list (intern (concat ":" name)) value) env)))))
+    env))
+
+(defun descent--listing-arguments (switches full-directory-p)
+  "Return the list of options that ls gets from `insert-directory'.
+SWITCHES is split as `insert-directory' splits it; FULL-DIRECTORY-P
+nil adds \"-d\"."
+  (unless full-directory-p
+    (setq switches (cond ((stringp switches) (concat switches " -d"))
+                         ((member "-d" switches) switches)
+                         (t (append switches '("-d"))))))
+  (if (listp switches)
+      switches
+    (unless (equal switches "")
+      (split-string-and-unquote switches))))
+
+(defun descent--listing-indicators-p (arguments)
+  "Non-nil when ARGUMENTS may make ls print an indicator after a name.
+A name followed by an indicator makes `insert-directory-clean' drop
+every `dired-filename' property: such listings take its own path."
+  (let ((case-fold-search nil))
+    (seq-some (lambda (arg)
+                (or (string-match-p "\\`-[^-]*[Fp]" arg)
+                    (string-match-p
+                     "\\`--\\(classify\\|file-type\\|indicator-style\\)"
+                     arg)))
+              arguments)))
+
+(defun descent--listing-fetch (file arguments)
+  "Insert at point descentd's raw listing of FILE for ARGUMENTS.
+Return the quoting style, or nil when ls must run instead: the
+daemon does not reproduce this listing, or it cannot be reached (then
+warn once).  Start the daemon when it is not running."
+  (let* ((coding (descent--file-name-coding))
+         (params (vector (encode-coding-string file coding)
+                         (vconcat (mapcar (lambda (arg)
+                                            (encode-coding-string arg coding))
+                                          arguments))
+                         (descent--listing-environment)))
+         (socket (descent--socket-path)))
+    (condition-case err
+        (cadr (condition-case nil
+                  (descent--mod-insert-listing socket params)
+                (descent-daemon-unavailable
+                 (descent--call "status" nil 10)
+                 (descent--mod-insert-listing socket params))))
+      (descent-daemon-error
+       (unless (equal (nth 2 err) "unsupported")
+         (descent--warn-once 'listing-error "Listing %s failed: %s; using ls"
+                             file (descent--error-text err)))
+       nil)
+      (descent-error
+       (setq descent--listing-next-try (+ (float-time) 10))
+       (descent--warn-once 'listing-unavailable "%s; Dired lists with ls"
+                           (descent--error-text err))
+       nil))))
+
+(defun descent--listing-names (beg end)
+  "Return the (BEGIN . END) of every `dired-filename' run from BEG to END."
+  (let ((pos beg) names)
+    (while (< pos end)
+      (let ((next (next-single-property-change pos 'dired-filename nil end)))
+        (when (get-text-property pos 'dired-filename)
+          (push (cons pos next) names))
+        (setq pos next)))
+    (nreverse names)))
+
+(defun descent--listing-as-ls-dired (beg end switches quoting-style)
+  "Turn the listing from BEG to END into the output of `insert-directory-clean'.
+Put the //DIRED// trailer that ls would have printed after it and
+let `insert-directory-clean' read it, with SWITCHES: it mistakes lines
+that start without a space for error messages, and drops every
+property after a name followed by an indicator, and Dired shows what
+it made of them.  QUOTING-STYLE is the daemon's."
+  (let ((names (descent--listing-names beg end)))
+    (remove-list-of-text-properties beg end '(dired-filename))
+    (goto-char end)
+    (when names
+      (insert "//DIRED//")
+      (dolist (name names)
+        (insert (format " %d %d" (- (car name) beg) (- (cdr name) beg))))
+      (insert "\n"))
+    (insert "//DIRED-OPTIONS// --quoting-style=" quoting-style "\n")
+    (insert-directory-clean beg switches)))
+
+(defun descent--listing-without-dired (beg end)
+  "Make the listing between BEG and END what ls prints without --dired.
+The daemon always lists as `ls --dired' does: take off the two
+spaces that start each line and the names' properties.  Return nil,
+changing nothing, when a line does not start with them."
+  (let ((starts (list beg)))
+    (save-excursion
+      (pcase-dolist (`(,name . ,_) (descent--listing-names beg end))
+        (goto-char name)
+        (let ((start (line-beginning-position)))
+          (unless (eql start (car starts))
+            (push start starts)))))
+    (when (seq-every-p (lambda (start)
+                         (equal (buffer-substring-no-properties
+                                 start (min end (+ start 2)))
+                                "  "))
+                       starts)
+      (remove-list-of-text-properties beg end '(dired-filename))
+      ;; From the last line up: deleting moves what follows.
+      (dolist (start starts)
+        (delete-region start (+ start 2)))
+      t)))
+
+(defun descent--listing-decode (beg end)
+  "Decode the listing between BEG and END as `insert-directory' does.
+Name by name, so that the names keep their `dired-filename' property."
+  (let ((coding (or coding-system-for-read
+                    file-name-coding-system
+                    default-file-name-coding-system
+                    'undecided))
+        coding-no-eol val pos)
+    (when (and enable-multibyte-characters
+               (not (memq (coding-system-base coding)
+                          '(raw-text no-conversion))))
+      (when (eq (coding-system-base coding) 'undecided)
+        (setq coding (detect-coding-region beg end t)))
+      (unless (eq (coding-system-base coding) 'undecided)
+        (save-restriction
+          (setq coding-no-eol
+                (coding-system-change-eol-conversion coding 'unix))
+          (narrow-to-region beg end)
+          (goto-char (point-min))
+          (while (not (eobp))
+            (setq pos (point)
+                  val (get-text-property (point) 'dired-filename))
+            (goto-char (next-single-property-change
+                        (point) 'dired-filename nil (point-max)))
+            ;; No end-of-line conversion in a name, so that CR stays.
+            (decode-coding-region pos (point) (if val coding-no-eol coding))
+            (when val
+              (put-text-property pos (point) 'dired-filename t))))))))
+
+(defun descent--listing-shown-from (file full-directory-p)
+  "Return the offset of FILE's name, as ls prints it, in its full name.
+ls prints the name as given, and only a FULL-DIRECTORY-P listing
+does not show it; the daemon takes absolute names.  Dired gives a
+name relative to `default-directory' when it adds one file's line.
+nil means ls must run: a relative name with a slash may mean another
+file to the kernel than to `expand-file-name', and a directory whose
+name -b would escape would make the name start elsewhere."
+  (cond ((or full-directory-p (file-name-absolute-p file)) 0)
+        ((and (not (string-match-p "/" file))
+              (let ((case-fold-search nil))
+                (string-match-p "\\`[a-zA-Z0-9/._-]*\\'"
+                                (expand-file-name default-directory))))
+         (length (file-name-as-directory
+                  (expand-file-name default-directory))))))
+
+(defun descent--listing-show-name (beg end shown-from)
+  "Show names between BEG and END from byte SHOWN-FROM on, as ls would.
+Return nil, changing nothing, when the name does not start as expected."
+  (or (eql shown-from 0)
+      (let ((name (car (descent--listing-names beg end))))
+        (when (and name
+                   (<= (+ (car name) shown-from) (cdr name))
+                   (equal (buffer-substring-no-properties
+                           (car name) (+ (car name) shown-from))
+                          (file-name-as-directory
+                           (expand-file-name default-directory))))
+          (delete-region (car name) (+ (car name) shown-from))
+          t))))
+
+(defun descent--listing-insert (file switches full-directory-p)
+  "Insert the listing of FILE like `insert-directory' does.
+SWITCHES and FULL-DIRECTORY-P are as for `insert-directory'.
+Return non-nil when it was inserted, nil (with the buffer unchanged)
+when ls must run."
+  (when (string-match-p "\\`~" file)
+    (setq file (expand-file-name file)))
+  (let* ((dired (if (stringp switches)
+                    (string-match-p "--dired\\>" switches)
+                  (member "--dired" switches)))
+         (arguments (descent--listing-arguments switches full-directory-p))
+         (shown-from (descent--listing-shown-from file full-directory-p))
+         (target (and shown-from (expand-file-name file))))
+    (when (and target
+               ;; ls takes -D for --dired, but `insert-directory' then
+               ;; leaves the trailer in the buffer.
+               (not (let ((case-fold-search nil))
+                      (seq-some (lambda (arg) (string-match-p "\\`-[^-]*D" arg))
+                                arguments)))
+               (>= (float-time) descent--listing-next-try)
+               (descent--module-usable-p))
+      (let ((beg (point))
+            (end (copy-marker (point) t))
+            (done nil))
+        (unwind-protect
+            (let ((quoting-style (descent--listing-fetch target arguments)))
+              (when (and quoting-style
+                         (descent--listing-show-name beg end shown-from)
+                         (cond ((not dired)
+                                (descent--listing-without-dired beg end))
+                               ((or (descent--listing-indicators-p arguments)
+                                    (save-excursion
+                                      (goto-char beg)
+                                      (re-search-forward "\n[^ ]" end t)))
+                                (descent--listing-as-ls-dired
+                                 beg end switches quoting-style)
+                                t)
+                               (t t)))
+                (descent--listing-decode beg end)
+                (when full-directory-p
+                  (descent--listing-total-line beg file))
+                (goto-char end)
+                (setq done t)))
+          ;; A quit or an error leaves no half-inserted listing.
+          (unless done
+            (delete-region beg end)
+            (goto-char beg))
+          (set-marker end nil))
+        done))))
+
+(defun descent--listing-total-line (beg file)
+  "Say how much is used and available on the total line after BEG.
+FILE is the directory listed; as `insert-directory' does."
+  (save-excursion
+    (goto-char beg)
+    (when (re-search-forward "^ *\\(total\\)" nil t)
+      (replace-match "total used in directory" nil nil nil 1)
+      (let ((available (get-free-disk-space file)))
+        (when available
+          (end-of-line)
+          (insert " available " available))))))
+
+(defun descent--insert-directory (insert-directory file switches
+                                                   &optional wildcard
+                                                   full-directory-p)
+  "Insert the listing of FILE from descentd, or call INSERT-DIRECTORY.
+An `:around' advice of `insert-directory', with its arguments FILE,
+SWITCHES, WILDCARD and FULL-DIRECTORY-P.  The daemon lists when
+`descent-native-listing' is on, FILE is local, there is no WILDCARD,
+the listing program is GNU ls and the daemon reproduces its output
+for these switches and this locale; otherwise ls runs, unchanged."
+  (unless (and descent-native-listing
+               (not wildcard)
+               enable-multibyte-characters
+               (member (file-name-nondirectory insert-directory-program)
+                       '("ls" "gls"))
+               (not (and (featurep 'ls-lisp)
+                         (not ls-lisp-use-insert-directory-program)))
+               (not (find-file-name-handler (expand-file-name file)
+                                            'insert-directory))
+               (descent--listing-insert file switches full-directory-p))
+    (funcall insert-directory file switches wildcard full-directory-p)))
+
 ;;;; Commands
 
 ;;;###autoload
@@ -835,7 +1119,8 @@ the buffer *descent-status*."
     map)
   "Keymap of `descent-mode'.")
 
-(defvar descent--advice nil
+(defvar descent--advice
+  '((insert-directory :around descent--insert-directory))
   "Advice that `descent-mode' installs: a list of (SYMBOL HOW FUNCTION).")
 
 (defconst descent--hooks
