@@ -24,8 +24,8 @@
 (defconst descent-listing-test-switches
   '("-al" "-alh" "-alhv --group-directories-first" "-lA" "-alt" "-altr"
     "-alS" "-alX" "-alF" "-alib" "-algG" "-aln"
-    "--time-style=long-iso -al" "-al --si")
-  "The switch sets of issue #3.")
+    "--time-style=long-iso -al" "-al --si" "-alL" "-alps")
+  "The switch sets of issue #3, and -L for the symlinks.")
 
 (defconst descent-listing-test-locales '("C" "C.UTF-8")
   "The values of LC_ALL the listings are compared under.")
@@ -172,6 +172,11 @@ inserted between two lines of text, as Dired inserts a single file."
      (unless (equal on off)
        (ert-fail (list ,@context (descent-listing-test--show on off))))))
 
+(defun descent-listing-test--has (letter switches)
+  "Non-nil when the short switches in SWITCHES include LETTER."
+  (let ((case-fold-search nil))
+    (string-match-p (concat "\\(\\`\\| \\)-[^- ]*" letter) switches)))
+
 (ert-deftest descent-listing-test-dired-buffers-are-identical ()
   (descent-listing-test--with-daemon
     (descent-test-with-directory
@@ -183,15 +188,20 @@ inserted between two lines of text, as Dired inserts a single file."
               (setq descent-listing-test--fetches nil)
               (let ((on (descent-listing-test--dired dir switches t))
                     (off (descent-listing-test--dired dir switches nil)))
-                ;; The daemon made it; ls did not.
+                ;; The daemon made it; ls did not.  With -L, ls complains
+                ;; about the broken link: the daemon leaves that to ls.
                 (should (equal descent-listing-test--fetches
-                               (list (if (string-match-p "b" switches)
-                                         "escape"
-                                       "literal"))))
+                               (list (cond ((descent-listing-test--has
+                                             "L" switches)
+                                            nil)
+                                           ((descent-listing-test--has
+                                             "b" switches)
+                                            "escape")
+                                           (t "literal")))))
                 (descent-listing-test--same on off locale switches)
                 ;; Names do have properties (except where ls's own
                 ;; offsets make Dired drop them).
-                (unless (string-match-p "F" switches)
+                (unless (descent-listing-test--has "F" switches)
                   (should (> (length (cdr on)) 40)))))))))))
 
 (ert-deftest descent-listing-test-subdirectory-insertion ()
@@ -218,6 +228,29 @@ inserted between two lines of text, as Dired inserts a single file."
         ;; the option on.
         (should (equal (delq nil descent-listing-test--fetches)
                        '("literal" "literal" "literal")))))))
+
+(ert-deftest descent-listing-test-symlinked-directory ()
+  ;; Dired lists the directory a link points to when given the link's
+  ;; directory name.
+  (descent-listing-test--with-daemon
+    (descent-test-with-directory
+      (let ((dir (descent-listing-test--make-tree descent-test-directory)))
+        (dolist (name '("link-dir/" "link-dir" "dir" "sticky/"))
+          (setq descent-listing-test--fetches nil)
+          (let ((file (expand-file-name name dir)))
+            (descent-listing-test--same
+             (descent-listing-test--dired file "-al" t)
+             (descent-listing-test--dired file "-al" nil)
+             name)
+            (should (equal descent-listing-test--fetches '("literal")))))
+        ;; -L without a broken link to complain about.
+        (delete-file (expand-file-name "link-broken" dir))
+        (setq descent-listing-test--fetches nil)
+        (descent-listing-test--same
+         (descent-listing-test--dired dir "-alL" t)
+         (descent-listing-test--dired dir "-alL" nil)
+         "-alL")
+        (should (equal descent-listing-test--fetches '("literal")))))))
 
 (ert-deftest descent-listing-test-single-files ()
   ;; Dired inserts one line with -d after a rename or a copy.
