@@ -26,10 +26,11 @@ const msgpack::object& field(const msgpack::object& map, std::uint32_t index, st
   return *value;
 }
 
-std::string bytes_field(const msgpack::object& map, std::uint32_t index, std::string_view key) {
+// A view into the request, which lives until the reply is sent.
+std::string_view bytes_field(const msgpack::object& map, std::uint32_t index, std::string_view key) {
   const auto bytes = protocol::as_bytes(field(map, index, key));
   if (!bytes) bad(index, "\"" + std::string(key) + "\" must be a file name (bin or str)");
-  return std::string(*bytes);
+  return *bytes;
 }
 
 std::uint64_t unsigned_field(const msgpack::object& map, std::uint32_t index, std::string_view key) {
@@ -38,23 +39,25 @@ std::uint64_t unsigned_field(const msgpack::object& map, std::uint32_t index, st
   return value.via.u64;
 }
 
-rename::Batch batch_of(const Params& params) {
+// The operations as views into the decoded request (valid while `params`
+// is): no second copy of 100k paths.
+std::vector<rename::OperationView> operations_of(const Params& params) {
   const msgpack::object& array = params.at(0);
   if (array.type != msgpack::type::ARRAY) params.fail(0, "operations", "an array of maps");
   if (array.via.array.size > max_operations)
     throw MethodError("bad-params", "rename.submit: at most " + std::to_string(max_operations) + " operations");
-  rename::Batch batch;
-  batch.operations.reserve(array.via.array.size);
+  std::vector<rename::OperationView> operations;
+  operations.reserve(array.via.array.size);
   for (std::uint32_t i = 0; i < array.via.array.size; ++i) {
     const msgpack::object& map = array.via.array.ptr[i];
     if (map.type != msgpack::type::MAP) bad(i, "must be a map");
     const auto kind = protocol::as_bytes(field(map, i, "op"));
     if (!kind) bad(i, "\"op\" must be a string");
-    rename::Operation op;
+    rename::OperationView op;
     if (*kind == "mkdir") {
       op.kind = rename::Operation::Kind::make_directory;
       op.source = bytes_field(map, i, "path");
-      batch.operations.push_back(std::move(op));
+      operations.push_back(op);
       continue;
     }
     if (*kind != "rename" && *kind != "chmod" && *kind != "retarget")
@@ -81,9 +84,9 @@ rename::Batch batch_of(const Params& params) {
       op.source = bytes_field(map, i, "path");
       op.target = bytes_field(map, i, "target");
     }
-    batch.operations.push_back(std::move(op));
+    operations.push_back(op);
   }
-  return batch;
+  return operations;
 }
 
 void pack_outcome(Packer& out, const rename::Outcome& outcome) {
@@ -160,10 +163,10 @@ RenameArea::RenameArea(const DaemonInfo& info)
 void add_rename_methods(MethodTable& methods, const DaemonInfo&, RenameArea& area) {
   methods.add("rename.submit", {[&area](Call& call) {
                                   call.params.expect_count(1, 1);
-                                  const rename::Batch batch = batch_of(call.params);
+                                  const auto operations = operations_of(call.params);
                                   translating("rename.submit", [&] {
                                     std::lock_guard lock(area.mutex);
-                                    pack_outcome(call.result, area.renamer.submit(batch, call.cancelled,
+                                    pack_outcome(call.result, area.renamer.submit(operations, call.cancelled,
                                                                                   progress_of(call)));
                                   });
                                 },

@@ -127,7 +127,7 @@ class Planner {
   Planner(const std::filesystem::path& trash_dir, const std::atomic<bool>* cancelled)
       : trash_dir_(trash_dir.string()), cancelled_(cancelled), token_(temporary_token()), runner_(dirs_) {}
 
-  RenamePlan make(const Batch& batch);
+  RenamePlan make(std::span<const OperationView> operations);
 
  private:
   enum class Edge { none, arrive, occupy_ancestor, occupy };  // (b), (c), (a) in the notes below
@@ -147,10 +147,10 @@ class Planner {
   void check_cancel() {
     if (cancelled_ && cancelled_->load(std::memory_order_relaxed)) throw BatchCancelled("cancelled before any change");
   }
-  std::size_t object_at(std::string_view original, const Operation& op);
+  std::size_t object_at(std::string_view original, const OperationView& op);
   std::optional<struct stat> disk(std::string_view path);
   std::optional<struct stat> disk_exact(std::string_view path);
-  void list_busy_directories(const Batch& batch);
+  void list_busy_directories(std::span<const OperationView> operations);
   Place resolve(std::string_view path);
   Place resolve_uncached(std::string_view path);
   void relocate(std::size_t o, std::string_view path, bool stable);
@@ -248,17 +248,18 @@ std::optional<struct stat> Planner::disk(std::string_view path) {
 // answers both. Only for directories with many operations, and only as a
 // first answer: an inode that does not match (a mount point, overlayfs) is
 // asked again with lstat.
-void Planner::list_busy_directories(const Batch& batch) {
+void Planner::list_busy_directories(std::span<const OperationView> operations) {
   constexpr std::size_t busy = 64;
-  std::unordered_map<std::string, std::size_t> uses;
-  for (const Operation& op : batch.operations) {
+  // Keyed by views into the operations: no string per operation.
+  std::unordered_map<std::string_view, std::size_t> uses;
+  for (const OperationView& op : operations) {
     if (op.kind != Operation::Kind::rename) continue;
-    ++uses[std::string(split(op.source).first)];
-    ++uses[std::string(split(op.destination).first)];
+    ++uses[split(op.source).first];
+    ++uses[split(op.destination).first];
   }
   for (const auto& [dir, count] : uses) {
     if (count < busy) continue;
-    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const int fd = ::open(std::string(dir).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) continue;  // lstat will say why, name by name
     struct stat st {};
     DIR* stream = ::fstat(fd, &st) == 0 ? ::fdopendir(fd) : nullptr;
@@ -335,7 +336,7 @@ Planner::Place Planner::resolve_uncached(std::string_view path) {
   return place;
 }
 
-std::size_t Planner::object_at(std::string_view original, const Operation& op) {
+std::size_t Planner::object_at(std::string_view original, const OperationView& op) {
   if (auto it = by_original_.find(original); it != by_original_.end()) {
     if (!(objects_[it->second].id == op.id)) problem(original, "appears twice with different inodes");
     return it->second;
@@ -365,23 +366,23 @@ std::size_t Planner::object_at(std::string_view original, const Operation& op) {
   return index;
 }
 
-RenamePlan Planner::make(const Batch& batch) {
-  list_busy_directories(batch);
-  objects_.reserve(batch.operations.size());
-  by_original_.reserve(batch.operations.size());
-  occupant_.reserve(batch.operations.size());
-  arriving_.reserve(batch.operations.size());
-  steps_.reserve(batch.operations.size() + 16);
+RenamePlan Planner::make(std::span<const OperationView> operations) {
+  list_busy_directories(operations);
+  objects_.reserve(operations.size());
+  by_original_.reserve(operations.size());
+  occupant_.reserve(operations.size());
+  arriving_.reserve(operations.size());
+  steps_.reserve(operations.size() + 16);
   // 1. Every operation on its own.
-  for (std::size_t i = 0; i < batch.operations.size(); ++i) {
+  for (std::size_t i = 0; i < operations.size(); ++i) {
     if ((i & 1023) == 0) check_cancel();
-    const Operation& op = batch.operations[i];
+    const OperationView& op = operations[i];
     if (auto why = path_problem(op.source); !why.empty()) {
       problem(op.source, why);
       continue;
     }
     if (op.kind == Operation::Kind::make_directory) {
-      make_directories_.push_back(op.source);
+      make_directories_.emplace_back(op.source);
       continue;
     }
     const std::size_t o = object_at(op.source, op);
@@ -398,7 +399,8 @@ RenamePlan Planner::make(const Batch& batch) {
           break;
         }
         if (op.destination == op.source) break;
-        if (exists && S_ISDIR(object.st.st_mode) && op.destination.starts_with(op.source + "/")) {
+        if (exists && S_ISDIR(object.st.st_mode) && op.destination.starts_with(op.source) &&
+            op.destination.size() > op.source.size() && op.destination[op.source.size()] == '/') {
           problem(op.source, "a directory cannot move into its own subtree (" + printable(op.destination) + ")");
           break;
         }
@@ -419,7 +421,7 @@ RenamePlan Planner::make(const Batch& batch) {
         }
         break;
       case Operation::Kind::retarget: {
-        if (op.target.empty() || op.target.find('\0') != std::string::npos || op.target.size() >= PATH_MAX) {
+        if (op.target.empty() || op.target.find('\0') != std::string_view::npos || op.target.size() >= PATH_MAX) {
           problem(op.source, "invalid link target");
           break;
         }
@@ -429,7 +431,7 @@ RenamePlan Planner::make(const Batch& batch) {
         }
         if (!exists) break;
         char buffer[PATH_MAX];
-        const ssize_t n = ::readlink(op.source.c_str(), buffer, sizeof buffer);
+        const ssize_t n = ::readlink(std::string(op.source).c_str(), buffer, sizeof buffer);
         if (n < 0) {
           problem(op.source, std::string("cannot read the link: ") + std::strerror(errno));
           break;
@@ -460,7 +462,7 @@ RenamePlan Planner::make(const Batch& batch) {
   if (!problems_.empty()) throw BatchRefused(std::move(problems_));
   RenamePlan plan;
   plan.steps = std::move(steps_);
-  plan.operations = batch.operations.size();
+  plan.operations = operations.size();
   return plan;
 }
 
@@ -869,10 +871,23 @@ constexpr std::uint64_t plan_format = 0x44520002;  // "DR" v2
 
 BatchRefused::BatchRefused(std::vector<Problem> list) : std::runtime_error(describe(list)), problems(std::move(list)) {}
 
-RenamePlan RenamePlan::make(const Batch& batch, const std::filesystem::path& trash_dir,
+RenamePlan RenamePlan::make(std::span<const OperationView> operations, const std::filesystem::path& trash_dir,
                             const std::atomic<bool>* cancelled) {
   Planner planner(trash_dir, cancelled);
-  return planner.make(batch);
+  return planner.make(operations);
+}
+
+RenamePlan RenamePlan::make(const Batch& batch, const std::filesystem::path& trash_dir,
+                            const std::atomic<bool>* cancelled) {
+  return make(view_of(batch), trash_dir, cancelled);
+}
+
+std::vector<OperationView> view_of(const Batch& batch) {
+  std::vector<OperationView> views;
+  views.reserve(batch.operations.size());
+  for (const Operation& op : batch.operations)
+    views.push_back({op.kind, op.overwrite, op.mode, op.id, op.source, op.destination, op.target});
+  return views;
 }
 
 std::string encode_steps(const std::vector<Step>& steps) {

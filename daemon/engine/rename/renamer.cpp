@@ -71,7 +71,12 @@ std::vector<std::string> directories_of(const std::vector<Step>& steps, std::siz
 Renamer::Renamer(state::Database& db, Options options) : journal_(db), options_(std::move(options)) {}
 
 Outcome Renamer::submit(const Batch& batch, const std::atomic<bool>& cancelled, const Progress& progress) {
-  RenamePlan plan = RenamePlan::make(batch, options_.trash_dir, &cancelled);
+  return submit(view_of(batch), cancelled, progress);
+}
+
+Outcome Renamer::submit(std::span<const OperationView> operations, const std::atomic<bool>& cancelled,
+                        const Progress& progress) {
+  RenamePlan plan = RenamePlan::make(operations, options_.trash_dir, &cancelled);
   Outcome outcome;
   outcome.operations = plan.operations;
   outcome.steps = plan.steps.size();
