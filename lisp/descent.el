@@ -842,7 +842,7 @@ Name by name, so that the names keep their `dired-filename' property."
                     file-name-coding-system
                     default-file-name-coding-system
                     'undecided))
-        coding-no-eol val pos)
+        coding-no-eol val pos ascii-compatible)
     (when (and enable-multibyte-characters
                (not (memq (coding-system-base coding)
                           '(raw-text no-conversion)))
@@ -852,11 +852,12 @@ Name by name, so that the names keep their `dired-filename' property."
                (not (and (coding-system-get coding :ascii-compatible-p)
                          (save-excursion
                            (goto-char beg)
-                           (not (re-search-forward "[^\0-\x7f]\\|\r"
+                           (not (re-search-forward "[^\0-\177]\\|\r"
                                                    end t))))))
       (when (eq (coding-system-base coding) 'undecided)
         (setq coding (detect-coding-region beg end t)))
       (unless (eq (coding-system-base coding) 'undecided)
+        (setq ascii-compatible (coding-system-get coding :ascii-compatible-p))
         (save-restriction
           (setq coding-no-eol
                 (coding-system-change-eol-conversion coding 'unix))
@@ -867,10 +868,18 @@ Name by name, so that the names keep their `dired-filename' property."
                   val (get-text-property (point) 'dired-filename))
             (goto-char (next-single-property-change
                         (point) 'dired-filename nil (point-max)))
-            ;; No end-of-line conversion in a name, so that CR stays.
-            (decode-coding-region pos (point) (if val coding-no-eol coding))
-            (when val
-              (put-text-property pos (point) 'dired-filename t))))))))
+            ;; Only the pieces with other bytes than ASCII but CR change.
+            (unless (and ascii-compatible
+                         (let ((piece-end (point)))
+                           (goto-char pos)
+                           (skip-chars-forward "\0-\14\16-\177" piece-end)
+                           (prog1 (= (point) piece-end)
+                             (goto-char piece-end))))
+              ;; No end-of-line conversion in a name, so that CR stays.
+              (decode-coding-region pos (point)
+                                    (if val coding-no-eol coding))
+              (when val
+                (put-text-property pos (point) 'dired-filename t)))))))))
 
 (defun descent--listing-shown-from (file full-directory-p)
   "Return the offset of FILE's name, as ls prints it, in its full name.
