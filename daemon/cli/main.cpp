@@ -128,15 +128,7 @@ void write_path(std::string_view path) {
   std::fputc('\n', stdout);
 }
 
-double number_of(const msgpack::object& o) {
-  switch (o.type) {
-    case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64: return o.via.f64;
-    case msgpack::type::POSITIVE_INTEGER: return static_cast<double>(o.via.u64);
-    case msgpack::type::NEGATIVE_INTEGER: return static_cast<double>(o.via.i64);
-    default: return 0;
-  }
-}
+double number_of(const msgpack::object& o) { return protocol::as_number(o).value_or(0); }
 
 struct Match {
   std::string path;

@@ -119,6 +119,16 @@ std::optional<std::string_view> as_bytes(const msgpack::object& o) {
   return std::nullopt;
 }
 
+std::optional<double> as_number(const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: return o.via.f64;
+    case msgpack::type::POSITIVE_INTEGER: return static_cast<double>(o.via.u64);
+    case msgpack::type::NEGATIVE_INTEGER: return static_cast<double>(o.via.i64);
+    default: return std::nullopt;
+  }
+}
+
 const msgpack::object* map_find(const msgpack::object& map, std::string_view key) {
   if (map.type != msgpack::type::MAP) return nullptr;
   for (std::uint32_t i = 0; i < map.via.map.size; ++i) {

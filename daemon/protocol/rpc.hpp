@@ -61,6 +61,10 @@ void pack_packed(Packer& packer, const msgpack::sbuffer& packed);
 // Reads a str or bin as bytes; nullopt for anything else.
 std::optional<std::string_view> as_bytes(const msgpack::object& object);
 
+// Reads any MessagePack number as a double; nullopt for anything else.
+// (msgpack-cxx may pack an integral double as an integer.)
+std::optional<double> as_number(const msgpack::object& object);
+
 // The {kind, message} of an error reply, tolerating a plain string.
 struct RemoteError {
   std::string kind;

@@ -57,10 +57,7 @@ std::int64_t Params::integer(std::size_t index, std::string_view name) const {
 }
 
 double Params::number(std::size_t index, std::string_view name) const {
-  const auto& o = at(index);
-  if (o.type == msgpack::type::FLOAT32 || o.type == msgpack::type::FLOAT64) return o.via.f64;
-  if (o.type == msgpack::type::POSITIVE_INTEGER) return static_cast<double>(o.via.u64);
-  if (o.type == msgpack::type::NEGATIVE_INTEGER) return static_cast<double>(o.via.i64);
+  if (auto n = protocol::as_number(at(index))) return *n;
   fail(index, name, "a number");
 }
 

@@ -72,15 +72,9 @@ class FrecencyMethods : public ::testing::Test {
   server::DaemonInfo info;
 };
 
-// msgpack-cxx packs a double with an integral value as an integer.
 double number_of(const msgpack::object& o) {
-  switch (o.type) {
-    case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64: return o.via.f64;
-    case msgpack::type::POSITIVE_INTEGER: return static_cast<double>(o.via.u64);
-    case msgpack::type::NEGATIVE_INTEGER: return static_cast<double>(o.via.i64);
-    default: throw std::runtime_error("not a number");
-  }
+  if (auto n = protocol::as_number(o)) return *n;
+  throw std::runtime_error("not a number");
 }
 
 std::string path_of(const msgpack::object& match) { return std::string(*protocol::as_bytes(*protocol::map_find(match, "path"))); }
