@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -46,6 +47,10 @@ class Params {
   // Like bytes(), and refuses NUL bytes and relative paths.
   std::string absolute_path(std::size_t index, std::string_view name) const;
   bool is_nil(std::size_t index) const;
+  // The array at `index` (described as `expected` if it is something else),
+  // refused when it holds more than `max` elements: "METHOD: at most MAX NAME".
+  std::span<const msgpack::object> array(std::size_t index, std::string_view name, std::string_view expected,
+                                         std::size_t max) const;
 
   [[noreturn]] void fail(std::size_t index, std::string_view name, std::string_view expected) const;
 

@@ -49,13 +49,9 @@ void pack_matches(Packer& out, const std::vector<frecency::Ranked>& matches) {
 }
 
 std::vector<std::string> keywords_of(const Params& params, std::size_t index) {
-  const msgpack::object& array = params.at(index);
-  if (array.type != msgpack::type::ARRAY) params.fail(index, "keywords", "an array of strings");
-  if (array.via.array.size > max_keywords)
-    throw MethodError("bad-params", "frecency.query: at most " + std::to_string(max_keywords) + " keywords");
   std::vector<std::string> keywords;
-  for (std::uint32_t i = 0; i < array.via.array.size; ++i) {
-    const auto bytes = protocol::as_bytes(array.via.array.ptr[i]);
+  for (const auto& keyword : params.array(index, "keywords", "an array of strings", max_keywords)) {
+    const auto bytes = protocol::as_bytes(keyword);
     if (!bytes) params.fail(index, "keywords", "an array of strings (bin or str)");
     keywords.emplace_back(*bytes);
   }

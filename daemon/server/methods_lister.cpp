@@ -25,14 +25,11 @@ std::atomic<std::int64_t> test_delay_us{0};
 #endif
 
 std::vector<std::string> switches_of(const Params& params) {
-  const msgpack::object& array = params.at(1);
-  if (array.type != msgpack::type::ARRAY) params.fail(1, "switches", "an array of strings");
-  if (array.via.array.size > max_switches)
-    throw MethodError("bad-params", "list: at most " + std::to_string(max_switches) + " switches");
+  const auto array = params.array(1, "switches", "an array of strings", max_switches);
   std::vector<std::string> switches;
-  switches.reserve(array.via.array.size);
-  for (std::uint32_t i = 0; i < array.via.array.size; ++i) {
-    const auto bytes = protocol::as_bytes(array.via.array.ptr[i]);
+  switches.reserve(array.size());
+  for (std::size_t i = 0; i < array.size(); ++i) {
+    const auto bytes = protocol::as_bytes(array[i]);
     if (!bytes || bytes->find('\0') != std::string_view::npos)
       params.fail(1, "switches", "an array of strings without NUL bytes");
     switches.emplace_back(*bytes);

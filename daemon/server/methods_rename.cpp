@@ -42,14 +42,11 @@ std::uint64_t unsigned_field(const msgpack::object& map, std::uint32_t index, st
 // The operations as views into the decoded request (valid while `params`
 // is): no second copy of 100k paths.
 std::vector<rename::OperationView> operations_of(const Params& params) {
-  const msgpack::object& array = params.at(0);
-  if (array.type != msgpack::type::ARRAY) params.fail(0, "operations", "an array of maps");
-  if (array.via.array.size > max_operations)
-    throw MethodError("bad-params", "rename.submit: at most " + std::to_string(max_operations) + " operations");
+  const auto array = params.array(0, "operations", "an array of maps", max_operations);
   std::vector<rename::OperationView> operations;
-  operations.reserve(array.via.array.size);
-  for (std::uint32_t i = 0; i < array.via.array.size; ++i) {
-    const msgpack::object& map = array.via.array.ptr[i];
+  operations.reserve(array.size());
+  for (std::size_t i = 0; i < array.size(); ++i) {
+    const msgpack::object& map = array[i];
     if (map.type != msgpack::type::MAP) bad(i, "must be a map");
     const auto kind = protocol::as_bytes(field(map, i, "op"));
     if (!kind) bad(i, "\"op\" must be a string");

@@ -84,6 +84,15 @@ std::string Params::absolute_path(std::size_t index, std::string_view name) cons
   return path;
 }
 
+std::span<const msgpack::object> Params::array(std::size_t index, std::string_view name, std::string_view expected,
+                                               std::size_t max) const {
+  const msgpack::object& o = at(index);
+  if (o.type != msgpack::type::ARRAY) fail(index, name, expected);
+  if (o.via.array.size > max)
+    throw MethodError("bad-params", method_ + ": at most " + std::to_string(max) + " " + std::string(name));
+  return {o.via.array.ptr, o.via.array.size};
+}
+
 bool Params::is_nil(std::size_t index) const { return index >= size_ || items_[index].type == msgpack::type::NIL; }
 
 }  // namespace descent::server
