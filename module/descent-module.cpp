@@ -360,7 +360,19 @@ emacs_value trampoline(emacs_env* raw, ptrdiff_t nargs, emacs_value* args, void*
   } catch (const protocol::RemoteFailure& e) {
     emacs_value message = raw->make_string(raw, e.what(), static_cast<ptrdiff_t>(std::strlen(e.what())));
     emacs_value kind = raw->make_string(raw, e.kind.data(), static_cast<ptrdiff_t>(e.kind.size()));
-    env.signal(symbols.daemon_error, {message, kind});
+    emacs_value details = symbols.nil;
+    if (!e.details.empty()) {
+      // The refusal's particulars (e.g. which destinations are occupied), for
+      // Lisp to act on; a malformed value is dropped, the message still says it.
+      try {
+        const auto handle = msgpack::unpack(e.details.data(), e.details.size());
+        details = make_value(env, handle.get());
+      } catch (...) {
+        raw->non_local_exit_clear(raw);
+        details = symbols.nil;
+      }
+    }
+    env.signal(symbols.daemon_error, {message, kind, details});
   } catch (const protocol::TimedOut& e) {
     env.signal(symbols.timeout, e.what());
   } catch (const std::bad_alloc&) {

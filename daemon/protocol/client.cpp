@@ -155,7 +155,7 @@ Client::Reply Client::call(std::string_view method, const Writer& params, const 
       if (!response || response->id != id) continue;  // a late reply to a call we gave up on
       if (response->error->type != msgpack::type::NIL) {
         auto e = read_error(*response->error);
-        throw RemoteFailure(std::move(e.kind), e.message);
+        throw RemoteFailure(std::move(e.kind), e.message, std::move(e.details));
       }
       const msgpack::object* result = response->result;
       return Reply{std::move(handle), result};

@@ -36,10 +36,12 @@ struct ProtocolMismatch : std::runtime_error {
 };
 
 // The daemon answered with an error reply.
+// `details` is the packed "details" value of the reply, if any (else empty).
 struct RemoteFailure : std::runtime_error {
-  RemoteFailure(std::string kind, const std::string& message)
-      : std::runtime_error(message), kind(std::move(kind)) {}
+  RemoteFailure(std::string kind, const std::string& message, std::string details = {})
+      : std::runtime_error(message), kind(std::move(kind)), details(std::move(details)) {}
   std::string kind;
+  std::string details;
 };
 
 struct TimedOut : std::runtime_error {

@@ -81,7 +81,8 @@ std::string result_frame(std::uint32_t id, const msgpack::sbuffer& packed_result
   return make_frame(buffer);
 }
 
-std::string error_frame(std::optional<std::uint32_t> id, std::string_view kind, std::string_view message) {
+std::string error_frame(std::optional<std::uint32_t> id, std::string_view kind, std::string_view message,
+                        std::string_view details) {
   return frame_of([&](Packer& p) {
     p.pack_array(4);
     p.pack(1);
@@ -89,11 +90,15 @@ std::string error_frame(std::optional<std::uint32_t> id, std::string_view kind, 
       p.pack(*id);
     else
       p.pack_nil();
-    p.pack_map(2);
+    p.pack_map(details.empty() ? 2 : 3);
     pack_text(p, "kind");
     pack_text(p, kind);
     pack_text(p, "message");
     pack_text(p, message);
+    if (!details.empty()) {
+      pack_text(p, "details");
+      pack_packed(p, details);
+    }
     p.pack_nil();
   });
 }
@@ -109,6 +114,10 @@ void pack_text(Packer& packer, std::string_view text) {
 }
 
 void pack_packed(Packer& packer, const msgpack::sbuffer& packed) {
+  pack_packed(packer, std::string_view(packed.data(), packed.size()));
+}
+
+void pack_packed(Packer& packer, std::string_view packed) {
   // pack_bin_body appends the bytes without a header: exactly a raw append.
   packer.pack_bin_body(packed.data(), static_cast<std::uint32_t>(packed.size()));
 }
@@ -139,12 +148,17 @@ const msgpack::object* map_find(const msgpack::object& map, std::string_view key
 }
 
 RemoteError read_error(const msgpack::object& error) {
-  if (auto text = as_bytes(error)) return {"error", std::string(*text)};
-  RemoteError e{"error", "the daemon reported an error it did not describe"};
+  if (auto text = as_bytes(error)) return {"error", std::string(*text), {}};
+  RemoteError e{"error", "the daemon reported an error it did not describe", {}};
   if (const auto* kind = map_find(error, "kind"))
     if (auto k = as_bytes(*kind)) e.kind = *k;
   if (const auto* message = map_find(error, "message"))
     if (auto m = as_bytes(*message)) e.message = *m;
+  if (const auto* details = map_find(error, "details")) {
+    msgpack::sbuffer packed;
+    msgpack::pack(packed, *details);
+    e.details.assign(packed.data(), packed.size());
+  }
   return e;
 }
 

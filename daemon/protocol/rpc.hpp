@@ -49,7 +49,10 @@ std::string request_frame(std::uint32_t id, std::string_view method, const Write
 std::string notification_frame(std::string_view method, const Writer& params);
 std::string result_frame(std::uint32_t id, const msgpack::sbuffer& packed_result);
 // `id` is empty when the request's id could not be read.
-std::string error_frame(std::optional<std::uint32_t> id, std::string_view kind, std::string_view message);
+// `details`, when not empty, is one packed MessagePack value, sent as the
+// error's "details".
+std::string error_frame(std::optional<std::uint32_t> id, std::string_view kind, std::string_view message,
+                        std::string_view details = {});
 
 // Packs a byte string as MessagePack bin: how every file name travels.
 void pack_bytes(Packer& packer, std::string_view bytes);
@@ -57,6 +60,7 @@ void pack_text(Packer& packer, std::string_view text);
 // Appends a value that was packed earlier (e.g. params converted before
 // connecting) as it is.
 void pack_packed(Packer& packer, const msgpack::sbuffer& packed);
+void pack_packed(Packer& packer, std::string_view packed);
 
 // Reads a str or bin as bytes; nullopt for anything else.
 std::optional<std::string_view> as_bytes(const msgpack::object& object);
@@ -65,10 +69,11 @@ std::optional<std::string_view> as_bytes(const msgpack::object& object);
 // (msgpack-cxx may pack an integral double as an integer.)
 std::optional<double> as_number(const msgpack::object& object);
 
-// The {kind, message} of an error reply, tolerating a plain string.
+// The {kind, message, details} of an error reply, tolerating a plain string.
 struct RemoteError {
   std::string kind;
   std::string message;
+  std::string details;  // the packed "details" value; empty if there is none
 };
 RemoteError read_error(const msgpack::object& error);
 

@@ -22,10 +22,14 @@ using Packer = msgpack::packer<msgpack::sbuffer>;
 // the daemon carry on. `kind` is a short token the client maps to a Lisp
 // error symbol: "bad-params", "unknown-method", "protocol-mismatch",
 // "not-found", "conflict", "cancelled", "os-error", ...
+// `details`, when not empty, is one packed MessagePack value sent along as
+// the error's "details", for a client that acts on the refusal (wdired
+// asking about each occupied destination).
 struct MethodError : std::runtime_error {
-  MethodError(std::string kind, const std::string& message)
-      : std::runtime_error(message), kind(std::move(kind)) {}
+  MethodError(std::string kind, const std::string& message, std::string details = {})
+      : std::runtime_error(message), kind(std::move(kind)), details(std::move(details)) {}
   std::string kind;
+  std::string details;
 };
 
 // Typed access to a request's parameter array, with errors that name the

@@ -1,5 +1,7 @@
 #include "server/methods_rename.hpp"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <string>
 
@@ -112,13 +114,35 @@ const char* state_name(rename::Journal::State state) {
   return "broken";
 }
 
+// A refusal's details: {"problems": [{"path": bin, "reason": str,
+// "occupied": bin (only when the destination exists outside the batch)}]}.
+std::string problems_of(const std::vector<rename::Problem>& problems) {
+  msgpack::sbuffer buffer;
+  Packer out(buffer);
+  out.pack_map(1);
+  pack_text(out, "problems");
+  out.pack_array(static_cast<std::uint32_t>(problems.size()));
+  for (const auto& problem : problems) {
+    out.pack_map(problem.occupied.empty() ? 2 : 3);
+    pack_text(out, "path");
+    pack_bytes(out, problem.path);
+    pack_text(out, "reason");
+    pack_text(out, problem.reason);
+    if (!problem.occupied.empty()) {
+      pack_text(out, "occupied");
+      pack_bytes(out, problem.occupied);
+    }
+  }
+  return std::string(buffer.data(), buffer.size());
+}
+
 // The engine's failures, as error replies.
 template <typename Body>
 void translating(std::string_view method, Body body) {
   try {
     body();
   } catch (const rename::BatchRefused& e) {
-    throw MethodError("refused", e.what());
+    throw MethodError("refused", e.what(), problems_of(e.problems));
   } catch (const rename::StepFailed& e) {
     throw MethodError("os-error", e.what());
   } catch (const rename::BatchCancelled& e) {
@@ -168,6 +192,34 @@ void add_rename_methods(MethodTable& methods, const DaemonInfo&, RenameArea& are
                                   });
                                 },
                                 Execution::worker});
+
+  methods.add("rename.identify", {[](Call& call) {
+                                    call.params.expect_count(1, 1);
+                                    const auto paths =
+                                        call.params.array(0, "paths", "an array of file names", max_operations);
+                                    auto& out = call.result;
+                                    out.pack_array(static_cast<std::uint32_t>(paths.size()));
+                                    std::string path;
+                                    for (std::size_t i = 0; i < paths.size(); ++i) {
+                                      if (call.cancelled.load(std::memory_order_relaxed))
+                                        throw MethodError("cancelled", "rename.identify: cancelled");
+                                      const auto bytes = protocol::as_bytes(paths[i]);
+                                      if (!bytes || bytes->empty() || bytes->front() != '/' ||
+                                          bytes->find('\0') != std::string_view::npos)
+                                        throw MethodError("bad-params", "rename.identify: path " + std::to_string(i) +
+                                                                            " must be an absolute file name");
+                                      path.assign(*bytes);
+                                      struct stat st {};
+                                      if (::lstat(path.c_str(), &st) != 0) {
+                                        out.pack_nil();
+                                        continue;
+                                      }
+                                      out.pack_array(2);
+                                      out.pack_uint64(st.st_dev);
+                                      out.pack_uint64(st.st_ino);
+                                    }
+                                  },
+                                  Execution::worker});
 
   methods.add("rename.undo", {[&area](Call& call) {
                                 call.params.expect_count(0, 0);

@@ -19,6 +19,9 @@
 //       lost client or a stopping daemon rolls the batch back.
 //       outcome: {"batch": int (0 if there was nothing to do), "operations": int,
 //                 "steps": int, "directories": [bin...] (whose listings changed)}
+//   rename.identify [paths]                            -> [[dev, ino] or nil...]
+//       What each path is now (lstat), or nil where nothing is: the (device,
+//       inode) an editor records when editing begins, to submit later.
 //   rename.undo     []                                 -> outcome
 //       Reverts the most recent batch not yet undone (of the last 100).
 //   rename.recent   [] or [limit]                      -> [entry...], newest first
@@ -30,7 +33,9 @@
 //       operations from TIME; nothing changed"), each told to one client once.
 //
 // Error kinds: "bad-params" (malformed operations), "refused" (validation:
-// nothing was touched; the message names every offending entry and why),
+// nothing was touched; the message names every offending entry and why, and
+// the details {"problems": [{"path": bin, "reason": str, "occupied": bin}]}
+// list them, "occupied" naming a destination that exists outside the batch),
 // "os-error" (a step failed; the message names the file and the strerror
 // text and says the batch was rolled back), "cancelled" (rolled back),
 // "conflict" (undo: nothing to undo, or the files moved since; nothing

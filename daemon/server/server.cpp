@@ -293,7 +293,7 @@ void Connection::run(const Method& method, std::string name, std::optional<std::
       if (id) frame = protocol::result_frame(*id, buffer);
     } catch (const MethodError& e) {
       if (id)
-        frame = protocol::error_frame(id, e.kind, e.what());
+        frame = protocol::error_frame(id, e.kind, e.what(), e.details);
       else
         log(name + " (notification) refused: " + e.what());
     } catch (const std::exception& e) {

@@ -144,6 +144,7 @@ class Planner {
     Edge edge = Edge::none;
     std::size_t object = 0;
     std::string reason;
+    bool occupied = false;  // the destination exists outside the batch: the user may confirm
   };
   struct Place {
     enum class Kind { absent, object, disk, created } kind = Kind::absent;
@@ -151,7 +152,9 @@ class Planner {
     struct stat st {};
   };
 
-  void problem(std::string_view path, std::string reason) { problems_.push_back({std::string(path), std::move(reason)}); }
+  void problem(std::string_view path, std::string reason, std::string_view occupied = {}) {
+    problems_.push_back({std::string(path), std::move(reason), std::string(occupied)});
+  }
   void check_cancel() {
     if (cancelled_ && cancelled_->load(std::memory_order_relaxed)) throw BatchCancelled("cancelled before any change");
   }
@@ -534,6 +537,7 @@ Planner::Blocker Planner::blocker(std::size_t o) {
     }
     b.kind = Blocker::Kind::problem;
     b.reason = printable(dest) + " already exists (not part of this batch; confirm to overwrite it)";
+    b.occupied = true;
     return b;
   }
   if (here.kind != Place::Kind::absent) {
@@ -752,7 +756,7 @@ void Planner::order() {
             objects_[o].done = true;
             break;
           case Blocker::Kind::problem:
-            problem(objects_[o].original, b.reason);
+            problem(objects_[o].original, b.reason, b.occupied ? std::string_view(objects_[o].final_path) : std::string_view{});
             objects_[o].done = true;
             break;
           case Blocker::Kind::make_parent:

@@ -99,6 +99,9 @@ std::vector<Step> decode_steps(std::string_view blob);
 struct Problem {
   std::string path;
   std::string reason;
+  // Set when the only trouble is that this destination exists outside the
+  // batch: submitting again with the operation's `overwrite` set would do.
+  std::string occupied;
 };
 
 struct BatchRefused : std::runtime_error {
