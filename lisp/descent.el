@@ -383,17 +383,15 @@ so that \\[keyboard-quit] works at once.  Signal
                     socket)))
      (reason (signal 'descent-daemon-unavailable (list reason socket))))))
 
-(defun descent--call (method &optional params timeout)
-  "Call the daemon's METHOD with PARAMS (a vector) and return its result.
-Start the daemon when it is not running, then retry once.  TIMEOUT is
-in seconds, nil for no limit; \\[keyboard-quit] always works.  Signal
-`descent-module-unavailable' without the module, and the module's
-`descent-error' children otherwise."
+(defun descent--with-daemon (function)
+  "Call FUNCTION with the daemon's socket; return its value.
+When FUNCTION signals `descent-daemon-unavailable' (nothing was sent),
+start the daemon and call it again.  Signal `descent-module-unavailable'
+without the module, and the module's `descent-error' children otherwise."
   (descent--module-ensure)
-  (let ((socket (descent--socket-path))
-        (params (or params [])))
+  (let ((socket (descent--socket-path)))
     (condition-case nil
-        (descent--mod-call socket method params timeout)
+        (funcall function socket)
       (descent-daemon-unavailable
        (let ((deadline (+ (float-time) descent-daemon-start-timeout)))
          (descent--daemon-start socket)
@@ -403,11 +401,21 @@ in seconds, nil for no limit; \\[keyboard-quit] always works.  Signal
          (catch 'done
            (while t
              (condition-case err
-                 (throw 'done (descent--mod-call socket method params timeout))
+                 (throw 'done (funcall function socket))
                (descent-daemon-unavailable
                 (if (< (float-time) deadline)
                     (accept-process-output nil 0.02)
                   (signal (car err) (cdr err))))))))))))
+
+(defun descent--call (method &optional params timeout)
+  "Call the daemon's METHOD with PARAMS (a vector) and return its result.
+Start the daemon when it is not running, then retry once.  TIMEOUT is
+in seconds, nil for no limit; \\[keyboard-quit] always works.  Signal
+`descent-module-unavailable' without the module, and the module's
+`descent-error' children otherwise."
+  (let ((params (or params [])))
+    (descent--with-daemon
+     (lambda (socket) (descent--mod-call socket method params timeout)))))
 
 (defun descent--error-text (err)
   "A one-line text for the `descent-error' ERR, for the echo area."
@@ -1127,22 +1135,39 @@ the buffer *descent-status*."
 
 ;;;; The mode
 
+;; The wdired commit lives in descent-wdired.el, loaded on first use.
+(autoload 'descent-finish-edit "descent-wdired"
+  "Commit the edits of this wdired buffer as one batch, through descentd." t)
+(autoload 'descent-undo-rename "descent-wdired"
+  "Undo the most recent rename batch not undone yet." t)
+(autoload 'descent--wdired-finish-edit-advice "descent-wdired")
+(autoload 'descent--wdired-before-replace "descent-wdired")
+(autoload 'descent--wdired-record-ids "descent-wdired")
+
 (defvar descent-mode-map
   (let ((map (make-sparse-keymap)))
     ;; Remapping reaches C-x C-j, C-x 4 C-j (global bindings of the
     ;; built-ins since Emacs 28) and every user binding of the built-ins.
     (define-key map [remap dired-jump] #'descent-jump)
     (define-key map [remap dired-jump-other-window] #'descent-jump-other-window)
+    ;; C-c C-c and C-x C-s in wdired, and `C-h k' on them, show descent.
+    (define-key map [remap wdired-finish-edit] #'descent-finish-edit)
     map)
   "Keymap of `descent-mode'.")
 
 (defvar descent--advice
-  '((insert-directory :around descent--insert-directory))
+  '((insert-directory :around descent--insert-directory)
+    ;; Every other way of committing wdired (`wdired-exit', code calling
+    ;; it by name) goes through descent too; :around rather than
+    ;; :override, so that the fallback without a daemon can reach it.
+    (wdired-finish-edit :around descent--wdired-finish-edit-advice)
+    (perform-replace :before descent--wdired-before-replace))
   "Advice that `descent-mode' installs: a list of (SYMBOL HOW FUNCTION).")
 
 (defconst descent--hooks
   '((find-file-hook . descent--record-file-visit)
-    (dired-mode-hook . descent--record-dired-visit))
+    (dired-mode-hook . descent--record-dired-visit)
+    (wdired-mode-hook . descent--wdired-record-ids))
   "Hooks that `descent-mode' adds to: a list of (HOOK . FUNCTION).")
 
 (defun descent--set-advice (on)
@@ -1159,12 +1184,14 @@ Remove them when ON is nil."
 
 ;;;###autoload
 (define-minor-mode descent-mode
-  "Use descent for jumping (and, later, renaming) in Dired.
+  "Use descent for jumping and batch renaming in Dired.
 The mode remaps `dired-jump' to `descent-jump' and
-`dired-jump-other-window' to `descent-jump-other-window', and records
+`dired-jump-other-window' to `descent-jump-other-window', records
 visits of directories for \\[universal-argument] \\[descent-jump] (see
-`descent-record-visits').  Turning it off gives back every built-in
-binding and behaviour."
+`descent-record-visits'), and commits wdired buffers with
+`descent-finish-edit', as one all-or-nothing batch that
+`descent-undo-rename' can take back.  Turning it off gives back every
+built-in binding and behaviour."
   :global t
   :group 'descent
   :keymap descent-mode-map

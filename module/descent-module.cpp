@@ -306,6 +306,85 @@ emacs_value mod_insert_listing(const Env& env, ptrdiff_t nargs, emacs_value* arg
                                     style ? make_value(env, *style) : symbols.nil});
 }
 
+// A string as the bytes of a file name: a unibyte string's bytes, a
+// multibyte string's UTF-8.
+std::string name_bytes(const Env& env, emacs_value s) {
+  if (!env.eq(env.type_of(s), symbols.string)) throw DescentError("descent: a file name must be a string");
+  if (env.is_nil(env.funcall(symbols.multibyte_string_p, {s}))) return bytes_of_unibyte(env, s);
+  return env.text(s);
+}
+
+// One wdired commit: OPS, a vector of [rename FROM TO DEV INO OVERWRITE],
+// [chmod PATH DEV INO MODE] and [retarget PATH DEV INO TARGET], packed
+// straight into rename.submit's maps. The generic packer would walk 100k
+// plists with millions of funcalls; vectors are read without any.
+emacs_value mod_rename_submit(const Env& env, ptrdiff_t nargs, emacs_value* args) {
+  const std::string socket = env.text(args[0]);
+  const emacs_value ops = args[1];
+  const emacs_value progress = nargs > 2 ? args[2] : symbols.nil;
+  if (!env.eq(env.type_of(ops), symbols.vector)) throw DescentError("descent: OPS must be a vector");
+  const emacs_value rename = env.intern("rename"), chmod = env.intern("chmod"), retarget = env.intern("retarget");
+
+  const std::size_t n = env.vector_size(ops);
+  msgpack::sbuffer params;
+  Packer p(params);
+  p.pack_array(1);
+  p.pack_array(static_cast<std::uint32_t>(n));
+  auto unsigned_at = [&](emacs_value op, std::size_t i, const char* what) {
+    const std::int64_t value = env.integer(env.vector_get(op, i));
+    if (value < 0) throw DescentError(std::string("descent: a negative ") + what + " in a rename operation");
+    return static_cast<std::uint64_t>(value);
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    const emacs_value op = env.vector_get(ops, i);
+    if (!env.eq(env.type_of(op), symbols.vector)) throw DescentError("descent: every operation must be a vector");
+    const std::size_t size = env.vector_size(op);
+    const emacs_value kind = size > 0 ? env.vector_get(op, 0) : symbols.nil;
+    const bool is_rename = env.eq(kind, rename), is_chmod = env.eq(kind, chmod), is_retarget = env.eq(kind, retarget);
+    if (!(is_rename || is_chmod || is_retarget) || size != (is_rename ? 6u : 5u))
+      throw DescentError("descent: malformed rename operation " + std::to_string(i));
+    p.pack_map(5 + (is_rename ? 1 : 0));
+    protocol::pack_text(p, "op");
+    protocol::pack_text(p, is_rename ? "rename" : is_chmod ? "chmod" : "retarget");
+    protocol::pack_text(p, is_rename ? "from" : "path");
+    protocol::pack_bytes(p, name_bytes(env, env.vector_get(op, 1)));
+    std::size_t next = 2;
+    if (is_rename) {
+      protocol::pack_text(p, "to");
+      protocol::pack_bytes(p, name_bytes(env, env.vector_get(op, next++)));
+    }
+    protocol::pack_text(p, "dev");
+    p.pack_uint64(unsigned_at(op, next++, "device"));
+    protocol::pack_text(p, "ino");
+    p.pack_uint64(unsigned_at(op, next++, "inode"));
+    if (is_rename) {
+      protocol::pack_text(p, "overwrite");
+      p.pack(!env.is_nil(env.vector_get(op, next)));
+    } else if (is_chmod) {
+      protocol::pack_text(p, "mode");
+      p.pack_uint64(unsigned_at(op, next, "mode"));
+    } else {
+      protocol::pack_text(p, "target");
+      protocol::pack_bytes(p, name_bytes(env, env.vector_get(op, next)));
+    }
+  }
+
+  auto wait = wait_for(env, std::nullopt);
+  if (!env.is_nil(progress))
+    wait.on_notification = [&](const protocol::Notification& note) {
+      // [request_id, done, total]
+      if (note.method != "rename.progress" || note.params->via.array.size != 3) return;
+      const auto done = protocol::as_number(note.params->via.array.ptr[1]);
+      const auto total = protocol::as_number(note.params->via.array.ptr[2]);
+      if (done && total)
+        env.funcall(progress, {env.make_integer(static_cast<std::int64_t>(*done)),
+                               env.make_integer(static_cast<std::int64_t>(*total))});
+    };
+  auto& client = connection(env, socket);
+  auto reply = client.call("rename.submit", [&](Packer& out) { protocol::pack_packed(out, params); }, wait);
+  return make_value(env, *reply.result);
+}
+
 emacs_value mod_notify(const Env& env, ptrdiff_t, emacs_value* args) {
   const std::string socket = env.text(args[0]);
   const std::string method = env.text(args[1]);
@@ -429,6 +508,14 @@ void init(const Env& env) {
                   "decodes; decode the region afterwards.  Wait at most TIMEOUT seconds;\n"
                   "\\[keyboard-quit] cancels.  Return (END QUOTING-STYLE).\n\n"
                   "(fn SOCKET PARAMS &optional TIMEOUT)");
+  define_function(env, "descent--mod-rename-submit", 2, 3, trampoline<mod_rename_submit>,
+                  "Submit OPS to descentd at SOCKET as one rename batch; return its outcome.\n"
+                  "OPS is a vector of [rename FROM TO DEV INO OVERWRITE], [chmod PATH DEV INO\n"
+                  "MODE] and [retarget PATH DEV INO TARGET]; names are unibyte strings of\n"
+                  "bytes (multibyte ones travel as UTF-8).  PROGRESS, if non-nil, is called\n"
+                  "with DONE and TOTAL as the daemon reports them.  No time limit;\n"
+                  "\\[keyboard-quit] cancels, and the daemon rolls the batch back.\n\n"
+                  "(fn SOCKET OPS &optional PROGRESS)");
   define_function(env, "descent--mod-notify", 3, 3, trampoline<mod_notify>,
                   "Send METHOD with PARAMS to descentd at SOCKET without waiting for a reply.\n"
                   "Return t if it was sent, nil if no daemon could take it.\n\n"

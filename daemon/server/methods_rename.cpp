@@ -1,6 +1,9 @@
 #include "server/methods_rename.hpp"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <string>
@@ -136,6 +139,40 @@ std::string problems_of(const std::vector<rename::Problem>& problems) {
   return std::string(buffer.data(), buffer.size());
 }
 
+// rename.identify for one directory: {"names": [bin...], "ids": [dev, ino,
+// dev, ino...]} of its entries (lstat, so a mount point shows its own
+// device), or nil if it cannot be read.
+void identify_directory(const std::string& dir, Packer& out, const std::atomic<bool>& cancelled) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR* stream = fd >= 0 ? ::fdopendir(fd) : nullptr;
+  if (!stream) {
+    if (fd >= 0) ::close(fd);
+    out.pack_nil();
+    return;
+  }
+  std::vector<std::string> names;
+  std::vector<std::uint64_t> ids;
+  while (const dirent* entry = ::readdir(stream)) {
+    const std::string_view name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    if (names.size() % 1024 == 0 && cancelled.load(std::memory_order_relaxed)) break;
+    struct stat st {};
+    if (::fstatat(fd, entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
+    names.emplace_back(name);
+    ids.push_back(st.st_dev);
+    ids.push_back(st.st_ino);
+  }
+  ::closedir(stream);
+  if (cancelled.load(std::memory_order_relaxed)) throw MethodError("cancelled", "rename.identify: cancelled");
+  out.pack_map(2);
+  pack_text(out, "names");
+  out.pack_array(static_cast<std::uint32_t>(names.size()));
+  for (const auto& name : names) pack_bytes(out, name);
+  pack_text(out, "ids");
+  out.pack_array(static_cast<std::uint32_t>(ids.size()));
+  for (const auto id : ids) out.pack_uint64(id);
+}
+
 // The engine's failures, as error replies.
 template <typename Body>
 void translating(std::string_view method, Body body) {
@@ -195,28 +232,18 @@ void add_rename_methods(MethodTable& methods, const DaemonInfo&, RenameArea& are
 
   methods.add("rename.identify", {[](Call& call) {
                                     call.params.expect_count(1, 1);
-                                    const auto paths =
-                                        call.params.array(0, "paths", "an array of file names", max_operations);
+                                    const auto dirs = call.params.array(0, "directories",
+                                                                        "an array of directory names", 10'000);
                                     auto& out = call.result;
-                                    out.pack_array(static_cast<std::uint32_t>(paths.size()));
-                                    std::string path;
-                                    for (std::size_t i = 0; i < paths.size(); ++i) {
-                                      if (call.cancelled.load(std::memory_order_relaxed))
-                                        throw MethodError("cancelled", "rename.identify: cancelled");
-                                      const auto bytes = protocol::as_bytes(paths[i]);
+                                    out.pack_array(static_cast<std::uint32_t>(dirs.size()));
+                                    for (std::size_t i = 0; i < dirs.size(); ++i) {
+                                      const auto bytes = protocol::as_bytes(dirs[i]);
                                       if (!bytes || bytes->empty() || bytes->front() != '/' ||
                                           bytes->find('\0') != std::string_view::npos)
-                                        throw MethodError("bad-params", "rename.identify: path " + std::to_string(i) +
+                                        throw MethodError("bad-params", "rename.identify: directory " +
+                                                                            std::to_string(i) +
                                                                             " must be an absolute file name");
-                                      path.assign(*bytes);
-                                      struct stat st {};
-                                      if (::lstat(path.c_str(), &st) != 0) {
-                                        out.pack_nil();
-                                        continue;
-                                      }
-                                      out.pack_array(2);
-                                      out.pack_uint64(st.st_dev);
-                                      out.pack_uint64(st.st_ino);
+                                      identify_directory(std::string(*bytes), out, call.cancelled);
                                     }
                                   },
                                   Execution::worker});

@@ -19,9 +19,10 @@
 //       lost client or a stopping daemon rolls the batch back.
 //       outcome: {"batch": int (0 if there was nothing to do), "operations": int,
 //                 "steps": int, "directories": [bin...] (whose listings changed)}
-//   rename.identify [paths]                            -> [[dev, ino] or nil...]
-//       What each path is now (lstat), or nil where nothing is: the (device,
-//       inode) an editor records when editing begins, to submit later.
+//   rename.identify [directories]                      -> [listing or nil...]
+//       What each directory holds now: {"names": [bin...], "ids": [dev, ino,
+//       dev, ino...]} (lstat), or nil if it cannot be read: the (device,
+//       inode) of every file an editor shows, recorded when editing begins.
 //   rename.undo     []                                 -> outcome
 //       Reverts the most recent batch not yet undone (of the last 100).
 //   rename.recent   [] or [limit]                      -> [entry...], newest first

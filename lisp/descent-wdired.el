@@ -1,0 +1,674 @@
+;;; descent-wdired.el --- Commit wdired edits as one safe batch -*- lexical-binding: t -*-
+
+;; Copyright (C) 2026 The descent authors
+
+;; This file is part of descent.
+
+;; descent is free software: you can redistribute it and/or modify it
+;; under the terms of the GNU General Public License as published by
+;; the Free Software Foundation, either version 3 of the License, or
+;; (at your option) any later version.
+
+;; descent is distributed in the hope that it will be useful, but
+;; WITHOUT ANY WARRANTY; without even the implied warranty of
+;; MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the GNU
+;; General Public License for more details.
+
+;; You should have received a copy of the GNU General Public License
+;; along with descent.  If not, see <https://www.gnu.org/licenses/>.
+
+;;; Commentary:
+
+;; While `descent-mode' is on, `C-c C-c' in a wdired buffer (and every
+;; other way of committing: `C-x C-s', `wdired-exit', code calling
+;; `wdired-finish-edit') runs `descent-finish-edit': every rename,
+;; permission change and symlink re-target of the buffer goes to
+;; descentd as one batch that happens completely or not at all, and
+;; `descent-undo-rename' takes it back.  Entering and editing stay
+;; wdired's own.
+;;
+;; The cost of a commit grows with the batch, never faster: one pass
+;; over the edited lines, one request, one pass over the buffers that
+;; visit renamed files, one revert.
+
+;;; Code:
+
+(require 'cl-lib)
+(require 'descent)
+(require 'dired)
+(require 'dired-aux)
+(require 'wdired)
+
+(defvar wdired--perm-beg)
+(defvar wdired--old-marks)
+
+(declare-function descent--mod-rename-submit "descent-module"
+                  (socket ops &optional progress))
+
+(defface descent-wdired-refused
+  '((t :inherit error))
+  "Face of the wdired lines whose edit descentd refused."
+  :group 'descent)
+
+(define-error 'descent-rename-refused "Renaming refused; nothing changed"
+  'descent-error)
+(define-error 'descent-rename-failed "Renaming failed; nothing changed"
+  'descent-error)
+
+(defconst descent--wdired-progress-delay 0.5
+  "Seconds a batch runs before a progress reporter shows.")
+
+(defconst descent--wdired-history-max 100
+  "How many committed batches `descent-undo-rename' can map buffers for.")
+
+;;;; What editing began with
+
+(defvar-local descent--wdired-ids nil
+  "Hash table from file name bytes to (DEVICE . INODE), or nil.
+Recorded when wdired editing began, so that a file replaced while
+the user edits is refused instead of renamed.")
+
+(defun descent--wdired-fill-ids (table directories)
+  "Add what descentd sees in DIRECTORIES (byte strings) to TABLE."
+  (let ((reply (descent--call "rename.identify"
+                              (vector (vconcat directories)))))
+    (cl-loop
+     for dir in directories
+     for listing across reply
+     when listing
+     do (let ((names (plist-get listing :names))
+              (ids (plist-get listing :ids))
+              (dir (file-name-as-directory dir)))
+          (dotimes (i (length names))
+            (puthash (concat dir (aref names i))
+                     (cons (aref ids (* 2 i)) (aref ids (1+ (* 2 i))))
+                     table))))
+    table))
+
+(defun descent--wdired-record-ids ()
+  "Record the (device . inode) of each file that this wdired buffer lists.
+Runs from `wdired-mode-hook'.  One request lists every directory of
+the buffer; without a daemon nothing is recorded, and the commit
+falls back to the built-in."
+  (setq descent--wdired-ids nil)
+  (when (and descent-mode
+             (not (file-remote-p default-directory))
+             (descent--module-usable-p))
+    (condition-case nil
+        (setq descent--wdired-ids
+              (descent--wdired-fill-ids
+               (make-hash-table :test #'equal :size 1000)
+               (delete-dups
+                (mapcar (lambda (entry) (descent--path-bytes (car entry)))
+                        dired-subdir-alist))))
+      (descent-error nil))))
+
+;;;; Reading the edits
+
+(defun descent--wdired-new-name (text directory)
+  "The file name that TEXT, typed on a line of DIRECTORY, stands for.
+The name is taken literally: no `$VAR' expansion, no `~'.  A name
+that starts with \"/\" is absolute; \"..\" and \".\" are resolved."
+  (expand-file-name text (if (string-prefix-p "/" text) "/" directory)))
+
+(defun descent--wdired-line-name ()
+  "The new name typed on the wdired line at point, unexpanded, or nil.
+The line has been preprocessed.  Symbolic links and -F indicators
+are left to `wdired-get-filename' itself."
+  (let* ((lep (line-end-position))
+         (beg (next-single-property-change (point) 'old-name nil lep)))
+    (when (< beg lep)
+      (if (< (next-single-property-change beg 'old-link nil lep) lep)
+          (wdired-get-filename t)
+        (let ((end (next-single-property-change beg 'end-name nil lep)))
+          (when (and (= end lep)
+                     (dired-check-switches dired-actual-switches "F" "classify")
+                     (memq (char-before end) '(?* ?/ ?@ ?| ?= ?>)))
+            (setq end (1- end)))
+          (wdired-normalize-filename
+           (buffer-substring-no-properties (1+ beg) end) t))))))
+
+(cl-defstruct (descent--wdired-edit (:constructor descent--wdired-edit-create)
+                                    (:copier nil))
+  "One edited line of a wdired buffer."
+  kind        ; rename, delete, chmod, retarget
+  old         ; the file's name before the batch (what wdired recorded)
+  new         ; rename: the new name (before translation); retarget: the target
+  mode        ; chmod: the new mode
+  pos         ; the line's beginning
+  directory-p ; rename: the line shows a directory
+  error)      ; a problem found before submitting, or nil
+
+(defun descent--wdired-collect ()
+  "Every edit of the current wdired buffer, in buffer order.
+Names come from the `old-name' property wdired recorded when the
+line was first edited, never from the text, so decorations (-F
+indicators, icons) cannot leak into them."
+  (let ((edits nil)
+        (pos (point-min)))
+    (save-excursion
+      ;; Renames and emptied names: only the lines wdired preprocessed
+      ;; (the ones the user touched) carry `old-name'.
+      (while (setq pos (next-single-property-change pos 'old-name))
+        (goto-char pos)
+        (let ((old (get-text-property pos 'old-name))
+              (bol (line-beginning-position)))
+          (when old
+            (goto-char bol)
+            (let ((text (descent--wdired-line-name)))
+              (cond
+               ((or (null text) (string= text ""))
+                (push (descent--wdired-edit-create :kind 'delete :old old :pos bol)
+                      edits))
+               (t
+                (let ((new (descent--wdired-new-name
+                            text (dired-current-directory))))
+                  (unless (equal new old)
+                    (push (descent--wdired-edit-create
+                           :kind 'rename :old old :new new :pos bol
+                           :directory-p (looking-at-p dired-re-dir))
+                          edits)))))))
+          (setq pos (max (1+ pos) (line-end-position)))))
+      (when (and wdired-allow-to-redirect-links (fboundp 'make-symbolic-link))
+        (setq edits (nconc (descent--wdired-collect-links) edits)))
+      (when (and wdired-allow-to-change-permissions wdired--perm-beg)
+        (setq edits (nconc (descent--wdired-collect-perms) edits))))
+    (nreverse edits)))
+
+(defun descent--wdired-collect-links ()
+  "Return the symlink re-targets of the buffer, as a list of edits."
+  (let ((edits nil)
+        (pos (point-min)))
+    (while (setq pos (next-single-property-change pos 'old-link))
+      (goto-char (1+ pos))
+      (let ((old (get-text-property pos 'old-link))
+            (new (wdired-get-previous-link)))
+        (when (and old (not (equal (wdired-normalize-filename old t) new)))
+          (push (descent--wdired-edit-create
+                 :kind 'retarget :old (wdired-get-filename nil t)
+                 :new (if (equal new "") (null-device) new)
+                 :pos (line-beginning-position))
+                edits)))
+      (setq pos (max (1+ pos) (line-end-position))))
+    edits))
+
+(defun descent--wdired-collect-perms ()
+  "Return the permission edits of the buffer, as a list of edits."
+  (let ((edits nil)
+        (wanted (if (eq wdired-allow-to-change-permissions 'advanced)
+                    'old-perm 'perm-changed))
+        (pos (point-min)))
+    (while (setq pos (next-single-property-change pos wanted))
+      (goto-char pos)
+      ;; `perm-changed' and `old-perm' sit on the same character, the
+      ;; first of the permissions.
+      (let* ((old (get-text-property pos 'old-perm))
+             (new (and (get-text-property pos wanted)
+                       (buffer-substring-no-properties
+                        pos (next-single-property-change pos 'end-perm nil
+                                                         (line-end-position))))))
+        (unless (or (null new) (equal old new))
+          (push (descent--wdired-edit-create
+                 :kind 'chmod :old (wdired-get-filename nil t) :pos (line-beginning-position)
+                 :mode (and (= (length new) 10) (wdired-perms-to-number new))
+                 :error (unless (= (length new) 10)
+                          (format "cannot parse the permissions %S" new)))
+                edits)))
+      (setq pos (max (1+ pos) (line-end-position))))
+    edits))
+
+;;;; The batch
+
+(defun descent--wdired-translate (edits)
+  "Spell every rename of EDITS in the final tree.
+A destination inside a directory the batch also renames uses the
+directory's new name, as descentd expects.  Costs nothing when no
+directory is renamed."
+  (let ((dirs (make-hash-table :test #'equal)))
+    (dolist (edit edits)
+      (when (and (eq (descent--wdired-edit-kind edit) 'rename)
+                 (descent--wdired-edit-directory-p edit))
+        (puthash (descent--wdired-edit-old edit) (descent--wdired-edit-new edit) dirs)))
+    (unless (zerop (hash-table-count dirs))
+      (dolist (edit edits)
+        (when (eq (descent--wdired-edit-kind edit) 'rename)
+          (let ((new (descent--wdired-edit-new edit))
+                (up (directory-file-name
+                     (file-name-directory (descent--wdired-edit-new edit)))))
+            ;; The deepest renamed ancestor decides.
+            (catch 'done
+              (while (not (member up '("/" "")))
+                (let ((renamed (gethash up dirs)))
+                  (when renamed
+                    (setf (descent--wdired-edit-new edit)
+                          (concat renamed (substring new (length up))))
+                    (throw 'done nil)))
+                (setq up (directory-file-name (file-name-directory up)))))))))
+    edits))
+
+(defun descent--wdired-check-parents (edits)
+  "Mark renames of EDITS into missing directories, if wdired may not make them.
+With `wdired-create-parent-directories' nil, a destination's parent must
+exist, or be made by the batch itself (a renamed directory)."
+  (unless wdired-create-parent-directories
+    (let ((made (make-hash-table :test #'equal))
+          (known (make-hash-table :test #'equal)))
+      (dolist (edit edits)
+        (when (and (eq (descent--wdired-edit-kind edit) 'rename)
+                   (descent--wdired-edit-directory-p edit))
+          (puthash (descent--wdired-edit-new edit) t made)))
+      (dolist (edit edits)
+        (when (eq (descent--wdired-edit-kind edit) 'rename)
+          (let ((parent (directory-file-name
+                         (file-name-directory (descent--wdired-edit-new edit)))))
+            (unless (or (gethash parent made)
+                        (eq t (or (gethash parent known)
+                                  (puthash parent (if (file-directory-p parent) t 'no)
+                                           known))))
+              (setf (descent--wdired-edit-error edit)
+                    (format "%s does not exist (wdired-create-parent-directories is nil)"
+                            parent))))))))
+  edits)
+
+(defun descent--wdired-ops (edits ids overwrite)
+  "The vector of operations for EDITS, with IDS from `descent--wdired-ids'.
+OVERWRITE is t to confirm every overwrite, or a hash table of the
+destinations (bytes) the user confirmed."
+  (let ((coding (descent--file-name-coding))
+        (ops nil))
+    (dolist (edit edits)
+      (let* ((old (encode-coding-string (descent--wdired-edit-old edit) coding))
+             (id (gethash old ids '(0 . 0))))
+        (pcase (descent--wdired-edit-kind edit)
+          ('rename
+           (let ((new (encode-coding-string (descent--wdired-edit-new edit) coding)))
+             (push (vector 'rename old new (car id) (cdr id)
+                           (if (hash-table-p overwrite) (gethash new overwrite) overwrite))
+                   ops)))
+          ('chmod
+           (push (vector 'chmod old (car id) (cdr id) (descent--wdired-edit-mode edit)) ops))
+          ('retarget
+           (push (vector 'retarget old (car id) (cdr id)
+                         (encode-coding-string (descent--wdired-edit-new edit) coding))
+                 ops)))))
+    (vconcat (nreverse ops))))
+
+(defun descent--wdired-identify-missing (edits)
+  "Make sure `descent--wdired-ids' knows every source of EDITS.
+Files the buffer did not list when editing began (a Dired buffer of
+a file list, say) are identified now, in one request."
+  (let ((coding (descent--file-name-coding))
+        (ids (or descent--wdired-ids (make-hash-table :test #'equal)))
+        (dirs nil))
+    (dolist (edit edits)
+      (unless (eq (descent--wdired-edit-kind edit) 'delete)
+        (let ((old (encode-coding-string (descent--wdired-edit-old edit) coding)))
+          (unless (gethash old ids)
+            (push (file-name-directory old) dirs)))))
+    (when dirs
+      (descent--wdired-fill-ids ids (delete-dups dirs)))
+    (setq descent--wdired-ids ids)))
+
+(defun descent--wdired-submit (ops)
+  "Submit OPS; return the outcome.
+A progress reporter shows once the batch has run for
+`descent--wdired-progress-delay' seconds."
+  (let* ((start (float-time))
+         (reporter nil)
+         (progress (lambda (done total)
+                     (when (or reporter
+                               (> (- (float-time) start) descent--wdired-progress-delay))
+                       (unless reporter
+                         (setq reporter (make-progress-reporter "Renaming..." 0 total)))
+                       (progress-reporter-update reporter done)))))
+    (prog1 (descent--with-daemon
+            (lambda (socket) (descent--mod-rename-submit socket ops progress)))
+      (when reporter (progress-reporter-done reporter)))))
+
+;;;; Problems
+
+(defun descent--wdired-clear-problems ()
+  "Remove the highlighting of refused lines."
+  (remove-overlays (point-min) (point-max) 'descent-wdired-refused t))
+
+(defun descent--wdired-show-problems (positions)
+  "Highlight the lines that start at POSITIONS."
+  (dolist (pos positions)
+    (save-excursion
+      (goto-char pos)
+      (let ((overlay (make-overlay pos (line-end-position))))
+        (overlay-put overlay 'descent-wdired-refused t)
+        (overlay-put overlay 'face 'descent-wdired-refused)))))
+
+(defun descent--wdired-lines-of (edits names)
+  "The line positions of EDITS whose old or new name is among NAMES (bytes)."
+  (let ((coding (descent--file-name-coding))
+        (wanted (make-hash-table :test #'equal))
+        (lines nil))
+    (dolist (name names) (puthash name t wanted))
+    (dolist (edit edits)
+      (when (or (gethash (encode-coding-string (descent--wdired-edit-old edit) coding) wanted)
+                (and (eq (descent--wdired-edit-kind edit) 'rename)
+                     (gethash (encode-coding-string (descent--wdired-edit-new edit) coding)
+                              wanted)))
+        (push (descent--wdired-edit-pos edit) lines)))
+    lines))
+
+(defun descent--wdired-confirm (problems)
+  "Ask about each occupied destination in PROBLEMS (descentd's details).
+Return a hash table of the confirmed destinations (bytes), or nil if
+some problem is not an occupied destination or the user said no to one."
+  (when (and (or wdired-confirm-overwrite wdired-use-interactive-rename)
+             (cl-every (lambda (problem) (plist-get problem :occupied)) problems))
+    (let ((confirmed (make-hash-table :test #'equal)))
+      (catch 'refused
+        (dolist (problem problems confirmed)
+          (let ((dest (plist-get problem :occupied)))
+            (if (yes-or-no-p (format "File %s already exists; rename to it anyway? "
+                                     (descent--path-text dest)))
+                (puthash dest t confirmed)
+              (throw 'refused nil))))))))
+
+(defun descent--wdired-ask-each (edits)
+  "With `wdired-use-interactive-rename', ask about each rename of EDITS.
+Return the edits the user accepted."
+  (if (not wdired-use-interactive-rename)
+      edits
+    (let ((all nil) (quit nil))
+      (cl-remove-if-not
+       (lambda (edit)
+         (or (not (eq (descent--wdired-edit-kind edit) 'rename))
+             all
+             (and (not quit)
+                  (pcase (read-char-choice
+                          (format "Rename %s to %s? (y, n, !, q) "
+                                  (descent--wdired-edit-old edit)
+                                  (descent--wdired-edit-new edit))
+                          '(?y ?n ?! ?q))
+                    (?y t)
+                    (?! (setq all t))
+                    (?q (setq quit t) nil)
+                    (_ nil)))))
+       edits))))
+
+;;;; After a commit
+
+(defvar descent--wdired-history nil
+  "Recent batches, newest first: (BATCH . RENAMES), RENAMES an alist (OLD . NEW).
+`descent-undo-rename' uses it to point buffers back at the old names.")
+
+(defun descent--wdired-mapper (renames)
+  "A function from a file name to its name after RENAMES, or nil.
+RENAMES is an alist (OLD . NEW); a name under a renamed directory
+follows the directory."
+  (let ((table (make-hash-table :test #'equal :size (length renames))))
+    (pcase-dolist (`(,old . ,new) renames)
+      (puthash (directory-file-name old) (directory-file-name new) table))
+    (lambda (file)
+      (let ((name (directory-file-name file))
+            (rest ""))
+        (catch 'found
+          (while (not (member name '("/" "")))
+            (let ((new (gethash name table)))
+              (when new
+                (throw 'found
+                       (concat new rest
+                               (if (and (string= rest "") (directory-name-p file)) "/" "")))))
+            (setq rest (concat "/" (file-name-nondirectory name) rest)
+                  name (directory-file-name (file-name-directory name))))
+          nil)))))
+
+(defun descent--wdired-rename-subdirs (map)
+  "Give this Dired buffer's directories their names after a batch.
+MAP is a function from a name to its new name or nil (see
+`descent--wdired-mapper').  Return non-nil if anything was renamed."
+  (let ((renamed nil))
+    ;; Deepest first: new names are spelled in the final tree, so a
+    ;; deeper directory is renamed before its parent's part of it changes.
+    (dolist (dir (sort (mapcar (lambda (entry) (file-name-as-directory (car entry)))
+                               dired-subdir-alist)
+                       (lambda (a b) (> (length a) (length b)))))
+      (let ((new (funcall map dir))
+            (was-directory-name (and (stringp dired-directory)
+                                     (directory-name-p dired-directory))))
+        (when new
+          (dired-rename-subdir-1 dir (file-name-as-directory new))
+          ;; It expands "" for the top directory, dropping the slash
+          ;; that makes a revert list the directory, not the file.
+          (when (and was-directory-name (stringp dired-directory))
+            (setq dired-directory (file-name-as-directory dired-directory)))
+          (setq renamed t))))
+    renamed))
+
+(defun descent--wdired-update-buffers (renames directories)
+  "Point every buffer at the new names after RENAMES, an alist (OLD . NEW).
+Return the function that maps a name to its new name (or nil).
+Buffers visiting a renamed file, or a file under a renamed directory,
+visit the new name without becoming modified; other Dired buffers
+showing one of DIRECTORIES or a renamed directory are reverted (not
+those in wdired).  One pass over the buffer list."
+  (let ((map (descent--wdired-mapper renames))
+        (shown (make-hash-table :test #'equal))
+        (current (current-buffer)))
+    (dolist (dir directories)
+      (puthash (file-name-as-directory dir) t shown))
+    (dolist (buffer (buffer-list))
+      (unless (eq buffer current)
+        (with-current-buffer buffer
+          (cond
+           ((eq major-mode 'wdired-mode))
+           ((derived-mode-p 'dired-mode)
+            (when (or (descent--wdired-rename-subdirs map)
+                      (cl-some (lambda (entry)
+                                 (gethash (file-name-as-directory (car entry)) shown))
+                               dired-subdir-alist))
+              (revert-buffer nil t)))
+           (buffer-file-name
+            (let ((new (funcall map buffer-file-name)))
+              (when new (set-visited-file-name new nil t))))))))
+    map))
+
+(defun descent--wdired-mark-new-names (mark-alist)
+  "Put MARK-ALIST, of (FILE . CHAR) pairs, back in the reverted buffer.
+One pass over the buffer's file lines, whatever the number of marks."
+  (when mark-alist
+    (let ((table (make-hash-table :test #'equal))
+          (inhibit-read-only t))
+      (pcase-dolist (`(,file . ,char) mark-alist) (puthash file char table))
+      (save-excursion
+        (goto-char (point-min))
+        (while (not (eobp))
+          (let* ((file (dired-get-filename nil t))
+                 (char (and file (gethash file table))))
+            (when char
+              (beginning-of-line)
+              (delete-char 1)
+              (insert char)))
+          (forward-line 1))))))
+
+(defun descent--wdired-finish (edits outcome)
+  "Leave wdired after EDITS were committed with OUTCOME, as wdired does."
+  (let* ((renames (cl-loop for edit in edits
+                           when (eq (descent--wdired-edit-kind edit) 'rename)
+                           collect (cons (descent--wdired-edit-old edit)
+                                         (descent--wdired-edit-new edit))))
+         (deleted (cl-loop for edit in edits
+                           when (eq (descent--wdired-edit-kind edit) 'delete)
+                           collect (descent--wdired-edit-old edit)))
+         (old-marks wdired--old-marks)
+         (marks (and wdired-keep-marker-rename
+                     (let ((remembered (and (not (integerp wdired-keep-marker-rename))
+                                            (let ((table (make-hash-table :test #'equal)))
+                                              (pcase-dolist (`(,f . ,c) old-marks)
+                                                (puthash f c table))
+                                              table))))
+                       (cl-loop for (old . new) in renames
+                                for mark = (if (integerp wdired-keep-marker-rename)
+                                               wdired-keep-marker-rename
+                                             (gethash old remembered))
+                                when mark collect (cons new mark)))))
+         (directories (mapcar #'descent--path-text
+                              (append (plist-get outcome :directories) nil))))
+    (descent--wdired-clear-problems)
+    (wdired-change-to-dired-mode)
+    (when (and (stringp dired-directory)
+               (not (file-directory-p dired-directory))
+               (= (length renames) 1)
+               (equal (car (car renames)) (expand-file-name dired-directory)))
+      (setq dired-directory (cdr (car renames))))
+    (when renames
+      (push (cons (plist-get outcome :batch) renames) descent--wdired-history)
+      (when (> (length descent--wdired-history) descent--wdired-history-max)
+        (setcdr (nthcdr (1- descent--wdired-history-max) descent--wdired-history) nil)))
+    (descent--wdired-rename-subdirs (descent--wdired-update-buffers renames directories))
+    (revert-buffer)
+    (descent--wdired-mark-new-names marks)
+    (when deleted
+      (let ((flag (make-hash-table :test #'equal)))
+        (dolist (file deleted) (puthash file t flag))
+        (save-excursion
+          (goto-char (point-min))
+          (while (not (eobp))
+            (if (gethash (dired-get-filename nil t) flag)
+                (dired-flag-file-deletion 1)
+              (forward-line 1))))))
+    (set-buffer-modified-p nil)
+    (setq buffer-undo-list nil)))
+
+;;;; Commands
+
+(defvar descent--wdired-builtin nil
+  "Non-nil while the built-in `wdired-finish-edit' runs on purpose.")
+
+(defun descent--wdired-builtin-finish ()
+  "Commit with the built-in `wdired-finish-edit'."
+  (let ((descent--wdired-builtin t))
+    (wdired-finish-edit)))
+
+(defun descent--wdired-finish-edit-advice (builtin &rest args)
+  "Send `wdired-finish-edit' (BUILTIN, with ARGS) through `descent-finish-edit'.
+Every way of committing, `wdired-exit' and code calling it by name
+included, then goes through descent while `descent-mode' is on."
+  (if (or descent--wdired-builtin (not descent-mode))
+      (apply builtin args)
+    (descent-finish-edit)))
+
+(defun descent--wdired-fail (edits err)
+  "Report ERR, a failed commit of EDITS, and stay in wdired."
+  (pcase err
+    (`(descent-daemon-error ,message "refused" ,details)
+     (let ((paths (mapcar (lambda (p) (plist-get p :path))
+                          (append (plist-get details :problems) nil))))
+       (descent--wdired-show-problems (descent--wdired-lines-of edits paths))
+       (signal 'descent-rename-refused (list message))))
+    (`(descent-daemon-error ,message . ,_)
+     (signal 'descent-rename-failed (list message)))
+    (`(descent-daemon-lost . ,_)
+     (signal 'descent-rename-failed
+             (list "descentd stopped during the batch; it rolls the batch back when it starts again")))
+    (_ (signal (car err) (cdr err)))))
+
+;;;###autoload
+(defun descent-finish-edit ()
+  "Commit the edits of this wdired buffer as one batch, through descentd.
+Renames, emptied names (flagged for deletion, not deleted), permission
+changes and symlink re-targets are applied completely or not at all:
+if anything is refused or fails, nothing on disk changed, the buffer
+stays in wdired with every edit, the offending lines are highlighted,
+and the error says which and why.  \\[keyboard-quit] cancels at any
+moment and the batch is rolled back.  `descent-undo-rename' takes a
+committed batch back.
+
+Names are taken literally: unlike the built-in `wdired-finish-edit',
+no `$VAR' is expanded and `~' is just a character.  A name starting
+with \"/\" is absolute; \"..\" and \".\" are resolved.  A name that
+exists outside the batch is overwritten only after a question, if
+`wdired-confirm-overwrite' is on (its old file goes to the trash, so
+undo brings it back).  wdired's other options are honoured.
+
+Without the module or the daemon, the built-in commit runs instead,
+after one warning."
+  (interactive)
+  (unless (eq major-mode 'wdired-mode)
+    (error "Not a Wdired buffer"))
+  (descent--wdired-clear-problems)
+  (let* ((edits (descent--wdired-check-parents
+                 (descent--wdired-translate (descent--wdired-collect))))
+         (bad (cl-remove-if-not #'descent--wdired-edit-error edits)))
+    (when bad
+      (descent--wdired-show-problems (mapcar #'descent--wdired-edit-pos bad))
+      (signal 'descent-rename-refused
+              (list (mapconcat (lambda (edit)
+                                 (format "%s: %s" (descent--wdired-edit-old edit)
+                                         (descent--wdired-edit-error edit)))
+                               bad "; "))))
+    (setq edits (descent--wdired-ask-each edits))
+    (let ((work (cl-remove-if (lambda (edit) (eq (descent--wdired-edit-kind edit) 'delete))
+                              edits)))
+      (if (null work)
+          (descent--wdired-finish edits nil)
+        (condition-case err
+            (progn
+              (descent--wdired-identify-missing work)
+              (let ((overwrite (not (or wdired-confirm-overwrite
+                                        wdired-use-interactive-rename))))
+                (descent--wdired-finish
+                 edits
+                 (condition-case err
+                     (descent--wdired-submit
+                      (descent--wdired-ops work descent--wdired-ids overwrite))
+                   (descent-daemon-error
+                    (let ((confirmed (and (equal (nth 2 err) "refused")
+                                          (descent--wdired-confirm
+                                           (append (plist-get (nth 3 err) :problems) nil)))))
+                      (if confirmed
+                          (descent--wdired-submit
+                           (descent--wdired-ops work descent--wdired-ids confirmed))
+                        (signal (car err) (cdr err)))))))))
+          ((descent-daemon-unavailable descent-module-unavailable descent-protocol-mismatch)
+           (descent--warn-once 'wdired "%s; committing with the built-in wdired instead"
+                               (descent--error-text err))
+           (descent--wdired-builtin-finish))
+          ((descent-daemon-error descent-daemon-lost)
+           (descent--wdired-fail work err)))))))
+
+;;;###autoload
+(defun descent-undo-rename ()
+  "Undo the most recent rename batch not undone yet.
+Called again, it undoes the one before (of the last 100).  Nothing
+changes if the files moved since; the error says so.  Buffers visiting
+the renamed files follow them back, and Dired buffers are refreshed."
+  (interactive)
+  (let* ((outcome (descent--call "rename.undo"))
+         (batch (plist-get outcome :batch))
+         (entry (assq batch descent--wdired-history))
+         (renames (mapcar (lambda (r) (cons (cdr r) (car r))) (cdr entry))))
+    (setq descent--wdired-history (delq entry descent--wdired-history))
+    (let ((map (descent--wdired-update-buffers
+                renames (mapcar #'descent--path-text
+                                 (append (plist-get outcome :directories) nil)))))
+      (when (and (derived-mode-p 'dired-mode) (not (eq major-mode 'wdired-mode)))
+        (descent--wdired-rename-subdirs map)
+        (revert-buffer)))
+    (message "Undid rename batch %s (%s operations)" batch (plist-get outcome :operations))
+    outcome))
+
+;;;; Search and replace
+
+(defun descent--wdired-before-replace (&rest args)
+  "Prepare every line a replace command will visit (ARGS of `perform-replace').
+wdired in Emacs 28 prepares a line only when it first changes, from a
+change hook whose regexp searches grow the match data, so the first
+replacement fails with \"Match data clobbered by buffer modification
+hooks\".  Preparing the lines first makes the hook a no-op."
+  (when (eq major-mode 'wdired-mode)
+    (let* ((start (nth 7 args))
+           (end (nth 8 args))
+           (backward (nth 9 args))
+           (beg (or start (if backward (point-min) (point))))
+           (fin (or end (if backward (point) (point-max)))))
+      (save-match-data
+        (wdired--before-change-fn (min beg fin) (max beg fin))))))
+
+(provide 'descent-wdired)
+;;; descent-wdired.el ends here

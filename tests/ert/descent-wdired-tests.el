@@ -1,0 +1,565 @@
+;;; descent-wdired-tests.el --- C-x C-q ... C-c C-c through descent -*- lexical-binding: t -*-
+
+;; Copyright (C) 2026 The descent authors
+;; SPDX-License-Identifier: GPL-3.0-or-later
+
+;;; Commentary:
+
+;; The real module and daemon commit real wdired buffers on real
+;; temporary trees.  A full snapshot of the tree (names, inodes,
+;; contents, link targets, modes) is the oracle: a refused or failed
+;; batch must leave it exactly as it was.
+
+;;; Code:
+
+(require 'descent-test-helper)
+(setenv "DESCENT_TEST_HOOKS" "1")
+;; Confirmed overwrites go to the trash under $XDG_DATA_HOME.
+(setenv "XDG_DATA_HOME" (expand-file-name "data" descent-test-root))
+(require 'descent)
+(require 'descent-wdired)
+(require 'wdired)
+(require 'ert)
+
+(defmacro descent-wdired-test--with-tree (files &rest body)
+  "Make FILES in a fresh directory, dired it, and run BODY there.
+The module and daemon must be there, else the test is skipped."
+  (declare (indent 1) (debug t))
+  `(progn
+     (skip-unless (descent-test-module-available-p))
+     (should (descent--module-usable-p))
+     (descent-test-with-directory
+       (apply #'descent-test-make-files ,files)
+       (let ((dired-listing-switches (or (bound-and-true-p descent-wdired-test-switches)
+                                         "-al")))
+         (dired descent-test-directory)
+         ,@body))))
+
+(defvar descent-wdired-test-switches nil
+  "The `dired-listing-switches' of the next test tree, when non-nil.")
+
+(defun descent-wdired-test--snapshot (&optional dir)
+  "Every name under DIR with its inode, type, mode and contents or target."
+  (let ((dir (or dir descent-test-directory))
+        (entries nil))
+    (dolist (file (directory-files-recursively dir "" t nil t))
+      (let ((attributes (file-attributes file 'integer)))
+        (push (list (file-relative-name file dir)
+                    (file-attribute-inode-number attributes)
+                    (file-attribute-modes attributes)
+                    (cond ((stringp (file-attribute-type attributes))
+                           (list 'link (file-attribute-type attributes)))
+                          ((file-attribute-type attributes) 'dir)
+                          (t (with-temp-buffer
+                               (set-buffer-multibyte nil)
+                               (insert-file-contents-literally file)
+                               (buffer-string)))))
+              entries)))
+    (sort entries (lambda (a b) (string< (car a) (car b))))))
+
+(defun descent-wdired-test--inode (name)
+  "The inode of NAME in the test directory."
+  (file-attribute-inode-number
+   (file-attributes (descent-test-file name) 'integer)))
+
+(defun descent-wdired-test--goto (name)
+  "Go to the wdired line of the file NAME had when editing began."
+  ;; Compared as bytes: Dired returns a name with raw bytes as a unibyte
+  ;; string, `decode-coding-string' as a multibyte one.
+  (let ((file (descent--path-bytes (expand-file-name name descent-test-directory)))
+        (found nil))
+    (goto-char (point-min))
+    (while (and (not found) (not (eobp)))
+      (let* ((start (dired-move-to-filename))
+             (here (and start (or (get-text-property (1- start) 'old-name)
+                                  (dired-get-filename nil t)))))
+        (if (and here (equal (descent--path-bytes here) file))
+            (setq found t)
+          (forward-line 1))))
+    (should found)))
+
+(defun descent-wdired-test--edit (from to)
+  "In the wdired buffer, change the name of FROM on its line to TO."
+  (descent-wdired-test--goto from)
+  (let ((beg (dired-move-to-filename))
+        (end (dired-move-to-end-of-filename)))
+    (goto-char beg)
+    (delete-region beg end)
+    (insert to)))
+
+(defun descent-wdired-test--names ()
+  "The file names the Dired buffer shows, in order, without . and .."
+  (let ((names nil))
+    (save-excursion
+      (goto-char (point-min))
+      (while (not (eobp))
+        (let ((file (dired-get-filename 'no-dir t)))
+          (when (and file (not (member file '("." ".."))))
+            (push file names)))
+        (forward-line 1)))
+    (nreverse names)))
+
+(defun descent-wdired-test--commit ()
+  "Press C-c C-c."
+  (call-interactively (key-binding (kbd "C-c C-c"))))
+
+(defun descent-wdired-test--settle ()
+  "Wait until the daemon has finished any batch (a rollback after C-g)."
+  (descent--call "rename.recent" [1]))
+
+;;;; The commit itself
+
+(ert-deftest descent-wdired-test-commits-through-descent ()
+  (descent-wdired-test--with-tree '("a" "b" "c" "d/x")
+    (let ((a (descent-wdired-test--inode "a"))
+          (b (descent-wdired-test--inode "b"))
+          (c (descent-wdired-test--inode "c")))
+      (wdired-change-to-wdired-mode)
+      (should (eq (key-binding (kbd "C-c C-c")) #'descent-finish-edit))
+      (should (eq (key-binding (kbd "C-x C-s")) #'descent-finish-edit))
+      ;; A swap, a move into a new directory, a chain.
+      (descent-wdired-test--edit "a" "b")
+      (descent-wdired-test--edit "b" "a")
+      (descent-wdired-test--edit "c" "new/deeper/c2")
+      (descent-wdired-test--commit)
+      (should (eq major-mode 'dired-mode))
+      (should-not (buffer-modified-p))
+      (should (= (descent-wdired-test--inode "b") a))
+      (should (= (descent-wdired-test--inode "a") b))
+      (should (= (descent-wdired-test--inode "new/deeper/c2") c))
+      (should-not (file-exists-p (descent-test-file "c")))
+      (should (equal (descent-wdired-test--names) '("a" "b" "d" "new"))))))
+
+(ert-deftest descent-wdired-test-every-way-of-committing ()
+  (descent-wdired-test--with-tree '("a" "b")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" "a2")
+    (cl-letf (((symbol-function 'y-or-n-p) (lambda (&rest _) t)))
+      (wdired-exit))
+    (should (eq major-mode 'dired-mode))
+    (should (file-exists-p (descent-test-file "a2")))
+    ;; The batch went through descent: it can be undone.
+    (descent-undo-rename)
+    (should (file-exists-p (descent-test-file "a")))
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "b" "b2")
+    (wdired-finish-edit)
+    (should (file-exists-p (descent-test-file "b2")))
+    (descent-undo-rename)
+    (should (file-exists-p (descent-test-file "b")))))
+
+(ert-deftest descent-wdired-test-mode-off-gives-wdired-back ()
+  (descent-wdired-test--with-tree '("a")
+    (unwind-protect
+        (progn
+          (descent-mode -1)
+          (wdired-change-to-wdired-mode)
+          (should (eq (key-binding (kbd "C-c C-c")) #'wdired-finish-edit))
+          (descent-wdired-test--edit "a" "b")
+          (wdired-finish-edit)
+          (should (file-exists-p (descent-test-file "b")))
+          ;; The built-in did it: descent has nothing to undo of it.
+          (should-error (descent-undo-rename) :type 'descent-error))
+      (descent-mode 1))))
+
+;;;; Refusals leave everything as it was
+
+(ert-deftest descent-wdired-test-refused-batch-changes-nothing ()
+  (descent-wdired-test--with-tree '("a" "b" "c")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" "x")
+    (descent-wdired-test--edit "b" "x")
+    (descent-wdired-test--edit "c" "c2")
+    (let ((before (descent-wdired-test--snapshot))
+          (text (buffer-string)))
+      (let ((err (should-error (descent-wdired-test--commit)
+                               :type 'descent-rename-refused)))
+        (should (string-match-p "two files would get this name" (cadr err))))
+      (should (equal (descent-wdired-test--snapshot) before))
+      (should (eq major-mode 'wdired-mode))
+      (should (equal (buffer-string) text))
+      ;; The offending lines are highlighted, the innocent one is not.
+      (let ((lines (mapcar (lambda (o) (progn (goto-char (overlay-start o))
+                                              (dired-get-filename 'no-dir t)))
+                           (seq-filter (lambda (o) (overlay-get o 'descent-wdired-refused))
+                                       (overlays-in (point-min) (point-max))))))
+        (should (member "x" lines))
+        (should-not (member "c2" lines)))
+      ;; Fixed, it goes through, and the highlighting is gone.
+      (descent-wdired-test--edit "b" "b")
+      (descent-wdired-test--commit)
+      (should (eq major-mode 'dired-mode))
+      (should (file-exists-p (descent-test-file "c2")))
+      (should-not (seq-some (lambda (o) (overlay-get o 'descent-wdired-refused))
+                            (overlays-in (point-min) (point-max)))))))
+
+(ert-deftest descent-wdired-test-file-changed-since-editing-began ()
+  (descent-wdired-test--with-tree '("a" "b")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" "a2")
+    (descent-wdired-test--edit "b" "b2")
+    ;; Someone replaces `a' while the user edits.
+    (delete-file (descent-test-file "a"))
+    (write-region "new" nil (descent-test-file "a") nil 'silent)
+    (let ((before (descent-wdired-test--snapshot)))
+      (let ((err (should-error (descent-wdired-test--commit)
+                               :type 'descent-rename-refused)))
+        (should (string-match-p "changed on disk since the edit began" (cadr err))))
+      (should (equal (descent-wdired-test--snapshot) before))
+      (should (eq major-mode 'wdired-mode)))))
+
+(ert-deftest descent-wdired-test-bad-names-are-refused ()
+  (descent-wdired-test--with-tree '("a" "b")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" (make-string 300 ?n))
+    (let ((before (descent-wdired-test--snapshot)))
+      (should-error (descent-wdired-test--commit) :type 'descent-rename-refused)
+      (should (equal (descent-wdired-test--snapshot) before))
+      (should (eq major-mode 'wdired-mode)))))
+
+;;;; Overwrites
+
+(ert-deftest descent-wdired-test-overwrite-asks-once-per-conflict ()
+  (descent-wdired-test--with-tree '("a" "b" "c" "taken1" "taken2")
+    (let ((wdired-confirm-overwrite t)
+          (questions nil)
+          (a (descent-wdired-test--inode "a")))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "a" "taken1")
+      (descent-wdired-test--edit "b" "taken2")
+      (descent-wdired-test--edit "c" "c2")
+      ;; Saying no to one: nothing changes, the edits stay.
+      (let ((before (descent-wdired-test--snapshot)))
+        (cl-letf (((symbol-function 'yes-or-no-p)
+                   (lambda (prompt) (push prompt questions) nil)))
+          (should-error (descent-wdired-test--commit) :type 'descent-rename-refused))
+        (should (equal (descent-wdired-test--snapshot) before))
+        (should (eq major-mode 'wdired-mode)))
+      (setq questions nil)
+      (cl-letf (((symbol-function 'yes-or-no-p)
+                 (lambda (prompt) (push prompt questions) t)))
+        (descent-wdired-test--commit))
+      (should (= (length questions) 2))
+      (should (eq major-mode 'dired-mode))
+      (should (= (descent-wdired-test--inode "taken1") a))
+      ;; The victims went to the trash, and undo brings them back.
+      (should (= 2 (length (directory-files
+                            (expand-file-name "Trash/files" (getenv "XDG_DATA_HOME"))
+                            nil "\\`taken"))))
+      (descent-undo-rename)
+      (should (equal (with-temp-buffer
+                       (insert-file-contents (descent-test-file "taken1"))
+                       (buffer-string))
+                     "taken1\n"))
+      (should (= (descent-wdired-test--inode "a") a)))))
+
+(ert-deftest descent-wdired-test-overwrite-without-asking ()
+  (descent-wdired-test--with-tree '("a" "taken")
+    (let ((wdired-confirm-overwrite nil))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "a" "taken")
+      (cl-letf (((symbol-function 'yes-or-no-p)
+                 (lambda (&rest _) (error "Asked a question"))))
+        (descent-wdired-test--commit))
+      (should (equal (with-temp-buffer
+                       (insert-file-contents (descent-test-file "taken"))
+                       (buffer-string))
+                     "a\n")))))
+
+;;;; After success
+
+(ert-deftest descent-wdired-test-emptied-names-are-flagged-not-deleted ()
+  (descent-wdired-test--with-tree '("a" "b")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" "")
+    (descent-wdired-test--edit "b" "b2")
+    (descent-wdired-test--commit)
+    (should (file-exists-p (descent-test-file "a")))
+    (should (file-exists-p (descent-test-file "b2")))
+    (dired-goto-file (descent-test-file "a"))
+    (should (eq (char-after (line-beginning-position)) dired-del-marker))))
+
+(ert-deftest descent-wdired-test-marks-are-kept ()
+  (descent-wdired-test--with-tree '("a" "b" "c")
+    (dired-goto-file (descent-test-file "a"))
+    (dired-mark 1)
+    (dired-goto-file (descent-test-file "c"))
+    (dired-mark 1)
+    (let ((wdired-keep-marker-rename t))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "a" "a2")
+      (descent-wdired-test--edit "b" "b2")
+      (descent-wdired-test--commit))
+    (should (equal (dired-get-marked-files 'no-dir nil nil t) '("a2" "c")))
+    (let ((wdired-keep-marker-rename ?R))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "b2" "b3")
+      (descent-wdired-test--commit))
+    (should (equal (let ((dired-marker-char ?R)) (dired-get-marked-files 'no-dir))
+                   '("b3")))))
+
+(ert-deftest descent-wdired-test-visiting-buffers-follow ()
+  (descent-wdired-test--with-tree '("a" "d/inner" "d/sub/deep")
+    (let ((file-buffer (find-file-noselect (descent-test-file "a")))
+          (inner-buffer (find-file-noselect (descent-test-file "d/sub/deep")))
+          (other-dired (dired-noselect (descent-test-file "d/sub/"))))
+      (switch-to-buffer (dired-noselect descent-test-directory))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "a" "a2")
+      (descent-wdired-test--edit "d" "e")
+      (descent-wdired-test--commit)
+      (should (equal (buffer-file-name file-buffer) (descent-test-file "a2")))
+      (should-not (buffer-modified-p file-buffer))
+      (should (equal (buffer-file-name inner-buffer) (descent-test-file "e/sub/deep")))
+      (should-not (buffer-modified-p inner-buffer))
+      (with-current-buffer other-dired
+        (should (equal default-directory (descent-test-file "e/sub/")))
+        (should (equal (descent-wdired-test--names) '("deep")))))))
+
+(ert-deftest descent-wdired-test-other-dired-buffers-are-updated ()
+  (descent-wdired-test--with-tree '("a" "d/")
+    (let ((target (dired-noselect (descent-test-file "d/"))))
+      (switch-to-buffer (dired-noselect descent-test-directory))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "a" "d/a")
+      (descent-wdired-test--commit)
+      (with-current-buffer target
+        (should (equal (descent-wdired-test--names) '("a")))))))
+
+(ert-deftest descent-wdired-test-directory-and-its-files-in-one-commit ()
+  (descent-wdired-test--with-tree '("d/x" "d/y" "z")
+    (let ((x (descent-wdired-test--inode "d/x")))
+      (dired-maybe-insert-subdir (descent-test-file "d/"))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "d" "e")
+      (descent-wdired-test--edit "d/x" "x2")
+      (descent-wdired-test--commit)
+      (should (= (descent-wdired-test--inode "e/x2") x))
+      (should (file-exists-p (descent-test-file "e/y")))
+      (should-not (file-exists-p (descent-test-file "d")))
+      ;; The inserted subdirectory follows its new name.
+      (should (assoc (descent-test-file "e/") dired-subdir-alist)))))
+
+;;;; Names are bytes, taken literally
+
+(ert-deftest descent-wdired-test-awkward-names-round-trip ()
+  (let* ((coding (descent--file-name-coding))
+         (raw (decode-coding-string (unibyte-string ?r #xff ?w) coding))
+         ;; The helper writes each name into its file.
+         (coding-system-for-write 'raw-text))
+    (descent-wdired-test--with-tree (list "with space" "-dash" "back\\slash" raw "q\"uote")
+      (let ((before (mapcar #'descent-wdired-test--inode
+                            (list "with space" "-dash" "back\\slash" raw "q\"uote"))))
+        (wdired-change-to-wdired-mode)
+        (descent-wdired-test--edit "with space" "with  two spaces")
+        (descent-wdired-test--edit "-dash" "--dash")
+        (descent-wdired-test--edit "back\\slash" "back\\\\slash")
+        (descent-wdired-test--edit raw (concat raw "2"))
+        (descent-wdired-test--edit "q\"uote" "q\"uote2")
+        (descent-wdired-test--commit)
+        (should (equal (mapcar #'descent-wdired-test--inode
+                               (list "with  two spaces" "--dash" "back\\slash"
+                                     (concat raw "2") "q\"uote2"))
+                       before))
+        (should (file-exists-p (descent-test-file (concat raw "2"))))))))
+
+(ert-deftest descent-wdired-test-b-escapes-round-trip ()
+  (let ((descent-wdired-test-switches "-alb"))
+    (descent-wdired-test--with-tree '("tab\there" "sp ace")
+      (let ((tab (descent-wdired-test--inode "tab\there"))
+            (space (descent-wdired-test--inode "sp ace")))
+        (wdired-change-to-wdired-mode)
+        (descent-wdired-test--edit "tab\there" "tab\\there2")
+        (descent-wdired-test--edit "sp ace" "sp\\ ace2")
+        (descent-wdired-test--commit)
+        (should (= (descent-wdired-test--inode "tab\there2") tab))
+        (should (= (descent-wdired-test--inode "sp ace2") space))))))
+
+(ert-deftest descent-wdired-test-names-are-literal ()
+  (descent-wdired-test--with-tree '("a" "b")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" "$HOME-x")
+    (descent-wdired-test--edit "b" "~b")
+    (descent-wdired-test--commit)
+    (should (file-exists-p (descent-test-file "$HOME-x")))
+    (should (file-exists-p (descent-test-file "~b")))))
+
+(ert-deftest descent-wdired-test-classify-indicators-do-not-leak ()
+  (let ((descent-wdired-test-switches "-alF"))
+    (descent-wdired-test--with-tree '("run" "d/" "plain")
+      (set-file-modes (descent-test-file "run") #o755)
+      (revert-buffer)
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "run" "run2")
+      (descent-wdired-test--edit "d" "d2")
+      (descent-wdired-test--commit)
+      (should (file-exists-p (descent-test-file "run2")))
+      (should (file-directory-p (descent-test-file "d2")))
+      (should-not (directory-files descent-test-directory nil "[*/]\\'")))))
+
+;;;; wdired's options
+
+(ert-deftest descent-wdired-test-create-parent-directories-off ()
+  (descent-wdired-test--with-tree '("a" "b")
+    (let ((wdired-create-parent-directories nil))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "a" "nowhere/a")
+      (descent-wdired-test--edit "b" "b2")
+      (let ((before (descent-wdired-test--snapshot)))
+        (let ((err (should-error (descent-wdired-test--commit)
+                                 :type 'descent-rename-refused)))
+          (should (string-match-p "wdired-create-parent-directories" (cadr err))))
+        (should (equal (descent-wdired-test--snapshot) before))
+        (should (eq major-mode 'wdired-mode))))))
+
+(ert-deftest descent-wdired-test-interactive-rename ()
+  (descent-wdired-test--with-tree '("a" "b" "c")
+    (let ((wdired-use-interactive-rename t)
+          (answers (list ?y ?n ?y)))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "a" "a2")
+      (descent-wdired-test--edit "b" "b2")
+      (descent-wdired-test--edit "c" "c2")
+      (cl-letf (((symbol-function 'read-char-choice) (lambda (&rest _) (pop answers))))
+        (descent-wdired-test--commit))
+      (should (equal (descent-wdired-test--names) '("a2" "b" "c2"))))))
+
+(ert-deftest descent-wdired-test-redirect-links ()
+  (descent-wdired-test--with-tree '("t1" "t2")
+    (make-symbolic-link "t1" (descent-test-file "link"))
+    (revert-buffer)
+    (let ((wdired-allow-to-redirect-links t))
+      (wdired-change-to-wdired-mode)
+      (goto-char (point-min))
+      (search-forward "-> t1")
+      (delete-char -2)
+      (insert "t2")
+      (descent-wdired-test--commit)
+      (should (equal (file-symlink-p (descent-test-file "link")) "t2"))
+      (descent-undo-rename)
+      (should (equal (file-symlink-p (descent-test-file "link")) "t1")))))
+
+(ert-deftest descent-wdired-test-change-permissions ()
+  (dolist (how '(t advanced))
+    (descent-wdired-test--with-tree '("f")
+      (set-file-modes (descent-test-file "f") #o644)
+      (revert-buffer)
+      (let ((wdired-allow-to-change-permissions how))
+        (wdired-change-to-wdired-mode)
+        (dired-goto-file (descent-test-file "f"))
+        (re-search-backward dired-re-perms (line-beginning-position))
+        ;; -rw-r--r-- -> -rwxr--r--: the user's x bit.
+        (forward-char 3)
+        (if (eq how 'advanced)
+            (progn (delete-char 1) (insert "x"))
+          (wdired-set-bit ?x))
+        (descent-wdired-test--commit)
+        (should (= (file-modes (descent-test-file "f")) #o744))
+        (descent-undo-rename)
+        (should (= (file-modes (descent-test-file "f")) #o644))))))
+
+(ert-deftest descent-wdired-test-unparsable-permissions-are-refused ()
+  (descent-wdired-test--with-tree '("f")
+    (let ((wdired-allow-to-change-permissions 'advanced))
+      (wdired-change-to-wdired-mode)
+      (dired-goto-file (descent-test-file "f"))
+      (re-search-backward dired-re-perms (line-beginning-position))
+      (forward-char 3)
+      (insert "xx")
+      (let ((before (descent-wdired-test--snapshot)))
+        (should-error (descent-wdired-test--commit) :type 'descent-rename-refused)
+        (should (equal (descent-wdired-test--snapshot) before))))))
+
+;;;; Search and replace
+
+(ert-deftest descent-wdired-test-replace-regexp-replaces-all-the-first-time ()
+  (descent-wdired-test--with-tree '("a1" "a2" "a3" "xa")
+    (wdired-change-to-wdired-mode)
+    (goto-char (point-min))
+    (with-no-warnings (replace-regexp "^a" "b"))
+    (goto-char (point-min))
+    (with-no-warnings (replace-regexp "a\\([0-9]\\)" "c\\1"))
+    (descent-wdired-test--commit)
+    (should (equal (descent-wdired-test--names) '("c1" "c2" "c3" "xa")))))
+
+;;;; Undo
+
+(ert-deftest descent-wdired-test-undo-goes-back-one-batch-at-a-time ()
+  (descent-wdired-test--with-tree '("a")
+    (let ((buffer (find-file-noselect (descent-test-file "a"))))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "a" "b")
+      (descent-wdired-test--commit)
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "b" "c")
+      (descent-wdired-test--commit)
+      (should (equal (buffer-file-name buffer) (descent-test-file "c")))
+      (descent-undo-rename)
+      (should (equal (descent-wdired-test--names) '("b")))
+      (should (equal (buffer-file-name buffer) (descent-test-file "b")))
+      (descent-undo-rename)
+      (should (equal (descent-wdired-test--names) '("a")))
+      (should (equal (buffer-file-name buffer) (descent-test-file "a"))))))
+
+(ert-deftest descent-wdired-test-undo-refuses-when-files-moved ()
+  (descent-wdired-test--with-tree '("a")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" "b")
+    (descent-wdired-test--commit)
+    (rename-file (descent-test-file "b") (descent-test-file "moved"))
+    (let ((before (descent-wdired-test--snapshot)))
+      (should-error (descent-undo-rename) :type 'descent-daemon-error)
+      (should (equal (descent-wdired-test--snapshot) before)))
+    ;; Put it back so the history is clean for the next test.
+    (rename-file (descent-test-file "moved") (descent-test-file "b"))
+    (descent-undo-rename)))
+
+;;;; Failures part-way and fallback
+
+(defmacro descent-wdired-test--with-failpoint (spec &rest body)
+  "Run BODY against a daemon started with DESCENT_FAILPOINT=SPEC."
+  (declare (indent 1) (debug t))
+  `(progn
+     (descent-test-stop-daemon)
+     (descent--mod-disconnect)
+     (setenv "DESCENT_FAILPOINT" ,spec)
+     (unwind-protect
+         (progn ,@body)
+       (setenv "DESCENT_FAILPOINT" nil)
+       (descent-test-stop-daemon)
+       (descent--mod-disconnect))))
+
+(ert-deftest descent-wdired-test-failure-part-way-changes-nothing ()
+  (dolist (action '("fail" "cancel"))
+    (descent-wdired-test--with-tree '("a" "b" "c" "d")
+      (descent-wdired-test--with-failpoint (format "rename-step:2:%s" action)
+        (wdired-change-to-wdired-mode)
+        (descent-wdired-test--edit "a" "a2")
+        (descent-wdired-test--edit "b" "b2")
+        (descent-wdired-test--edit "c" "c2")
+        (descent-wdired-test--edit "d" "d2")
+        (let ((before (descent-wdired-test--snapshot))
+              (text (buffer-string)))
+          (should-error (descent-wdired-test--commit) :type 'descent-rename-failed)
+          (descent-wdired-test--settle)
+          (should (equal (descent-wdired-test--snapshot) before))
+          (should (eq major-mode 'wdired-mode))
+          (should (equal (buffer-string) text)))))))
+
+(ert-deftest descent-wdired-test-falls-back-without-a-daemon ()
+  (descent-wdired-test--with-tree '("a")
+    (let ((descent-daemon-program "/nonexistent/descentd")
+          (descent-socket (expand-file-name "nobody-listens.sock" descent-test-directory))
+          (descent--warned nil)
+          (warnings nil))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "a" "b")
+      (cl-letf (((symbol-function 'display-warning)
+                 (lambda (_type message &rest _) (push message warnings))))
+        (descent-wdired-test--commit))
+      (should (eq major-mode 'dired-mode))
+      (should (file-exists-p (descent-test-file "b")))
+      (should (= (length warnings) 1)))))
+
+(provide 'descent-wdired-tests)
+;;; descent-wdired-tests.el ends here
