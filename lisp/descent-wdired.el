@@ -111,22 +111,32 @@ The name is taken literally: no `$VAR' expansion, no `~'.  A name
 that starts with \"/\" is absolute; \"..\" and \".\" are resolved."
   (expand-file-name text (if (string-prefix-p "/" text) "/" directory)))
 
-(defun descent--wdired-line-name ()
-  "The new name typed on the wdired line at point, unexpanded, or nil.
-The line has been preprocessed.  Symbolic links and -F indicators
-are left to `wdired-get-filename' itself."
-  (let* ((lep (line-end-position))
-         (beg (next-single-property-change (point) 'old-name nil lep)))
-    (when (< beg lep)
-      (if (< (next-single-property-change beg 'old-link nil lep) lep)
-          (wdired-get-filename t)
-        (let ((end (next-single-property-change beg 'end-name nil lep)))
-          (when (and (= end lep)
-                     (dired-check-switches dired-actual-switches "F" "classify")
-                     (memq (char-before end) '(?* ?/ ?@ ?| ?= ?>)))
-            (setq end (1- end)))
-          (wdired-normalize-filename
-           (buffer-substring-no-properties (1+ beg) end) t))))))
+(defun descent--wdired-line-name (beg classify)
+  "The new name typed on the wdired line whose `old-name' is at BEG, or nil.
+The name is unexpanded.  CLASSIFY is non-nil when the listing has -F
+indicators.  Symbolic links are left to `wdired-get-filename' itself;
+otherwise this is its reading, without a regexp search per line."
+  (let ((lep (line-end-position)))
+    (if (< (next-single-property-change beg 'old-link nil lep) lep)
+        (wdired-get-filename t)
+      (let ((end (next-single-property-change beg 'end-name nil lep)))
+        (when (and classify (= end lep) (memq (char-before end) '(?* ?/ ?@ ?| ?= ?>)))
+          (setq end (1- end)))
+        (let ((text (buffer-substring-no-properties (1+ beg) end)))
+          ;; Only quotes and backslashes need wdired's unquoting (a
+          ;; `read' per name); most names have neither.
+          (if (string-match-p "[\\\"]" text)
+              (wdired-normalize-filename text t)
+            text))))))
+
+(defun descent--wdired-same-name-p (a b)
+  "Non-nil if the file names A and B are the same bytes.
+Dired gives a name with raw bytes as a unibyte string, the buffer's
+text as a multibyte one; `equal' alone would see two names."
+  (or (equal a b)
+      (and (not (eq (multibyte-string-p a) (multibyte-string-p b)))
+           (equal (encode-coding-string a (descent--file-name-coding) t)
+                  (encode-coding-string b (descent--file-name-coding) t)))))
 
 (cl-defstruct (descent--wdired-edit (:constructor descent--wdired-edit-create)
                                     (:copier nil))
@@ -135,6 +145,7 @@ are left to `wdired-get-filename' itself."
   old         ; the file's name before the batch (what wdired recorded)
   new         ; rename: the new name (before translation); retarget: the target
   mode        ; chmod: the new mode
+  old-bytes   ; `old' as bytes, once computed
   pos         ; the line's beginning
   directory-p ; rename: the line shows a directory
   error)      ; a problem found before submitting, or nil
@@ -145,7 +156,12 @@ Names come from the `old-name' property wdired recorded when the
 line was first edited, never from the text, so decorations (-F
 indicators, icons) cannot leak into them."
   (let ((edits nil)
-        (pos (point-min)))
+        (pos (point-min))
+        (classify (dired-check-switches dired-actual-switches "F" "classify"))
+        ;; One directory unless subdirectories are inserted.
+        (only-directory (and (null (cdr dired-subdir-alist))
+                             (stringp dired-directory)
+                             (file-name-as-directory (caar dired-subdir-alist)))))
     (save-excursion
       ;; Renames and emptied names: only the lines wdired preprocessed
       ;; (the ones the user touched) carry `old-name'.
@@ -154,16 +170,19 @@ indicators, icons) cannot leak into them."
         (let ((old (get-text-property pos 'old-name))
               (bol (line-beginning-position)))
           (when old
-            (goto-char bol)
-            (let ((text (descent--wdired-line-name)))
+            (let ((text (descent--wdired-line-name pos classify)))
               (cond
                ((or (null text) (string= text ""))
                 (push (descent--wdired-edit-create :kind 'delete :old old :pos bol)
                       edits))
                (t
-                (let ((new (descent--wdired-new-name
-                            text (dired-current-directory))))
-                  (unless (equal new old)
+                (let ((new (if (and only-directory
+                                    (not (string-match-p "/\\|\\`\\.\\.?\\'" text)))
+                               (concat only-directory text)
+                             (goto-char bol)
+                             (descent--wdired-new-name text (dired-current-directory)))))
+                  (unless (descent--wdired-same-name-p new old)
+                    (goto-char bol)
                     (push (descent--wdired-edit-create
                            :kind 'rename :old old :new new :pos bol
                            :directory-p (looking-at-p dired-re-dir))
@@ -270,6 +289,13 @@ exist, or be made by the batch itself (a renamed directory)."
                             parent))))))))
   edits)
 
+(defun descent--wdired-old-bytes (edit)
+  "The bytes of EDIT's old name."
+  (or (descent--wdired-edit-old-bytes edit)
+      (setf (descent--wdired-edit-old-bytes edit)
+            (encode-coding-string (descent--wdired-edit-old edit)
+                                  (descent--file-name-coding) t))))
+
 (defun descent--wdired-ops (edits ids overwrite)
   "The vector of operations for EDITS, with IDS from `descent--wdired-ids'.
 OVERWRITE is t to confirm every overwrite, or a hash table of the
@@ -277,11 +303,11 @@ destinations (bytes) the user confirmed."
   (let ((coding (descent--file-name-coding))
         (ops nil))
     (dolist (edit edits)
-      (let* ((old (encode-coding-string (descent--wdired-edit-old edit) coding))
+      (let* ((old (descent--wdired-old-bytes edit))
              (id (gethash old ids '(0 . 0))))
         (pcase (descent--wdired-edit-kind edit)
           ('rename
-           (let ((new (encode-coding-string (descent--wdired-edit-new edit) coding)))
+           (let ((new (encode-coding-string (descent--wdired-edit-new edit) coding t)))
              (push (vector 'rename old new (car id) (cdr id)
                            (if (hash-table-p overwrite) (gethash new overwrite) overwrite))
                    ops)))
@@ -297,12 +323,11 @@ destinations (bytes) the user confirmed."
   "Make sure `descent--wdired-ids' knows every source of EDITS.
 Files the buffer did not list when editing began (a Dired buffer of
 a file list, say) are identified now, in one request."
-  (let ((coding (descent--file-name-coding))
-        (ids (or descent--wdired-ids (make-hash-table :test #'equal)))
+  (let ((ids (or descent--wdired-ids (make-hash-table :test #'equal)))
         (dirs nil))
     (dolist (edit edits)
       (unless (eq (descent--wdired-edit-kind edit) 'delete)
-        (let ((old (encode-coding-string (descent--wdired-edit-old edit) coding)))
+        (let ((old (descent--wdired-old-bytes edit)))
           (unless (gethash old ids)
             (push (file-name-directory old) dirs)))))
     (when dirs
@@ -401,10 +426,14 @@ Return the edits the user accepted."
   "A function from a file name to its name after RENAMES, or nil.
 RENAMES is an alist (OLD . NEW); a name under a renamed directory
 follows the directory."
-  (let ((table (make-hash-table :test #'equal :size (length renames))))
-    (pcase-dolist (`(,old . ,new) renames)
-      (puthash (directory-file-name old) (directory-file-name new) table))
+  (let ((table nil))
     (lambda (file)
+      ;; Built on first use: most commits have no buffer to map.
+      (unless table
+        (setq table (make-hash-table :test #'equal :size (length renames)))
+        (pcase-dolist (`(,old . ,new) renames)
+          ;; Dired's names never end in a slash; a typed one may.
+          (puthash old (if (directory-name-p new) (directory-file-name new) new) table)))
       (let ((name (directory-file-name file))
             (rest ""))
         (catch 'found
@@ -510,7 +539,11 @@ One pass over the buffer's file lines, whatever the number of marks."
          (directories (mapcar #'descent--path-text
                               (append (plist-get outcome :directories) nil))))
     (descent--wdired-clear-problems)
-    (wdired-change-to-dired-mode)
+    ;; The revert below replaces the text: narrowed to nothing, wdired
+    ;; spares itself removing its properties from every line first.
+    (save-restriction
+      (narrow-to-region (point-min) (point-min))
+      (wdired-change-to-dired-mode))
     (when (and (stringp dired-directory)
                (not (file-directory-p dired-directory))
                (= (length renames) 1)
@@ -520,7 +553,9 @@ One pass over the buffer's file lines, whatever the number of marks."
       (push (cons (plist-get outcome :batch) renames) descent--wdired-history)
       (when (> (length descent--wdired-history) descent--wdired-history-max)
         (setcdr (nthcdr (1- descent--wdired-history-max) descent--wdired-history) nil)))
-    (descent--wdired-rename-subdirs (descent--wdired-update-buffers renames directories))
+    (let ((map (descent--wdired-update-buffers renames directories)))
+      (when (cl-some #'descent--wdired-edit-directory-p edits)
+        (descent--wdired-rename-subdirs map)))
     (revert-buffer)
     (descent--wdired-mark-new-names marks)
     (when deleted
@@ -592,7 +627,11 @@ after one warning."
   (unless (eq major-mode 'wdired-mode)
     (error "Not a Wdired buffer"))
   (descent--wdired-clear-problems)
-  (let* ((edits (descent--wdired-check-parents
+  ;; A commit allocates in proportion to the batch, all of it garbage
+  ;; within a second: collecting it once, afterwards, is much cheaper
+  ;; than a dozen times over a 100k-line buffer's intervals.
+  (let* ((gc-cons-threshold (max gc-cons-threshold (* 128 1024 1024)))
+         (edits (descent--wdired-check-parents
                  (descent--wdired-translate (descent--wdired-collect))))
          (bad (cl-remove-if-not #'descent--wdired-edit-error edits)))
     (when bad
