@@ -289,25 +289,36 @@ exist, or be made by the batch itself (a renamed directory)."
                             parent))))))))
   edits)
 
+(defun descent--wdired-wire (name)
+  "Return NAME for descentd: a string whose bytes are the file's name.
+An ASCII name goes as it is (the module copies its text, which is its
+bytes); any other is encoded, and crosses as bytes."
+  (let ((coding (descent--file-name-coding)))
+    (if (and (multibyte-string-p name)
+             (eq (coding-system-base coding) 'utf-8)
+             (not (string-match-p "[^[:ascii:]]" name)))
+        name
+      (encode-coding-string name coding t))))
+
 (defun descent--wdired-old-bytes (edit)
-  "The bytes of EDIT's old name."
+  "Return EDIT's old name for descentd (see `descent--wdired-wire')."
   (or (descent--wdired-edit-old-bytes edit)
       (setf (descent--wdired-edit-old-bytes edit)
-            (encode-coding-string (descent--wdired-edit-old edit)
-                                  (descent--file-name-coding) t))))
+            (descent--wdired-wire (descent--wdired-edit-old edit)))))
 
 (defun descent--wdired-ops (edits ids overwrite)
   "The vector of operations for EDITS, with IDS from `descent--wdired-ids'.
 OVERWRITE is t to confirm every overwrite, or a hash table of the
 destinations (bytes) the user confirmed."
-  (let ((coding (descent--file-name-coding))
-        (ops nil))
+  (let ((ops nil))
     (dolist (edit edits)
+      ;; ASCII keys find their unibyte twins: `equal' and `sxhash-equal'
+      ;; see the same characters.
       (let* ((old (descent--wdired-old-bytes edit))
              (id (gethash old ids '(0 . 0))))
         (pcase (descent--wdired-edit-kind edit)
           ('rename
-           (let ((new (encode-coding-string (descent--wdired-edit-new edit) coding t)))
+           (let ((new (descent--wdired-wire (descent--wdired-edit-new edit))))
              (push (vector 'rename old new (car id) (cdr id)
                            (if (hash-table-p overwrite) (gethash new overwrite) overwrite))
                    ops)))
@@ -315,7 +326,7 @@ destinations (bytes) the user confirmed."
            (push (vector 'chmod old (car id) (cdr id) (descent--wdired-edit-mode edit)) ops))
           ('retarget
            (push (vector 'retarget old (car id) (cdr id)
-                         (encode-coding-string (descent--wdired-edit-new edit) coding))
+                         (descent--wdired-wire (descent--wdired-edit-new edit)))
                  ops)))))
     (vconcat (nreverse ops))))
 
@@ -669,7 +680,10 @@ after one warning."
                                (descent--error-text err))
            (descent--wdired-builtin-finish))
           ((descent-daemon-error descent-daemon-lost)
-           (descent--wdired-fail work err)))))))
+           (descent--wdired-fail work err))
+          (quit
+           (message "Renaming cancelled: descentd rolls the batch back; your edits are still here")
+           (signal 'quit nil)))))))
 
 ;;;###autoload
 (defun descent-undo-rename ()

@@ -89,9 +89,12 @@ bool Client::wait_fd(short events, const Wait& wait, Clock::time_point deadline)
     const auto slice = std::min(wait.slice, left);
     pollfd p{fd_, events, 0};
     const int n = ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(slice.count(), 1)));
-    if (n > 0) return true;
     if (n < 0 && errno != EINTR) broken("waiting", errno);
+    // Asked every time, not only when the slice ran out: a large request
+    // going out, or a reply coming in, keeps the socket ready for long
+    // stretches, and C-g must still be seen within a slice.
     if (wait.keep_going && !wait.keep_going()) throw Cancelled();
+    if (n > 0) return true;
   }
 }
 
