@@ -633,10 +633,17 @@ exists outside the batch is overwritten only after a question, if
 undo brings it back).  wdired's other options are honoured.
 
 Without the module or the daemon, the built-in commit runs instead,
-after one warning."
+after one warning; in remote directories it runs without one."
   (interactive)
   (unless (eq major-mode 'wdired-mode)
     (error "Not a Wdired buffer"))
+  (if (file-remote-p default-directory)
+      ;; descentd works on this machine's files only.
+      (descent--wdired-builtin-finish)
+    (descent--wdired-commit)))
+
+(defun descent--wdired-commit ()
+  "Commit the current wdired buffer through descentd (`descent-finish-edit')."
   (descent--wdired-clear-problems)
   ;; A commit allocates in proportion to the batch, all of it garbage
   ;; within a second: collecting it once, afterwards, is much cheaper
