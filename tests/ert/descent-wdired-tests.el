@@ -205,9 +205,10 @@ this call changes nothing, so it is simply made again."
     (wdired-change-to-wdired-mode)
     (descent-wdired-test--edit "a" "a2")
     (descent-wdired-test--edit "b" "b2")
-    ;; Someone replaces `a' while the user edits.
-    (delete-file (descent-test-file "a"))
-    (write-region "new" nil (descent-test-file "a") nil 'silent)
+    ;; Someone replaces `a' while the user edits (made before the old
+    ;; one goes, so that it cannot get the old inode back).
+    (write-region "new" nil (descent-test-file "a.new") nil 'silent)
+    (rename-file (descent-test-file "a.new") (descent-test-file "a") t)
     (let ((before (descent-wdired-test--snapshot)))
       (let ((err (should-error (descent-wdired-test--commit)
                                :type 'descent-rename-refused)))
