@@ -124,7 +124,7 @@ it has finished the built-in commands are used."
   :type 'boolean)
 
 ;; Off until it has been measured and verified on more systems.
-(defcustom descent-native-listing nil
+(defcustom descent-native-listing t
   "Non-nil means local Dired listings come from descentd instead of ls.
 The daemon prints what GNU ls prints, byte for byte, for the
 switches and locales it supports (see the README); wildcards,
