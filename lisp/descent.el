@@ -954,6 +954,17 @@ In this order, so that the intervals come out as Dired's do.")
   "(BEG . END) markers around the last listing the module propertized.
 `descent--insert-set-properties' skips Dired's own loop over it.")
 
+(defvar-local descent--listing-headerless nil
+  "(BEG . END) markers around the last whole directory the module listed.
+When no line of it ends in a colon, none can be a subdirectory
+header, and `descent--build-subdir-alist' does not search it.")
+
+(defun descent--forget-listing (markers)
+  "Make MARKERS, nil or (BEG . END), point nowhere."
+  (when markers
+    (set-marker (car markers) nil)
+    (set-marker (cdr markers) nil)))
+
 (defun descent--listing-request (file full-directory-p dired arguments)
   "What to ask of the module when listing FILE with ARGUMENTS.
 FULL-DIRECTORY-P and DIRED are as `descent--listing-insert' has them.
@@ -1027,6 +1038,9 @@ when ls must run."
                                        'invisible
                                        'dired-hide-details-information))
                   (setq descent--listing-propertized
+                        (cons (copy-marker beg t) (copy-marker end)))
+                  (descent--forget-listing descent--listing-headerless)
+                  (setq descent--listing-headerless
                         (cons (copy-marker beg t) (copy-marker end))))
                 (when found
                   (setq descent--listing-found (copy-marker found)))
@@ -1086,6 +1100,32 @@ false hits.  A name that ls quotes or Dired escapes is not searched."
               (goto-char to))))))
     found))
 
+(defun descent--build-subdir-alist (build-subdir-alist &rest args)
+  "Call BUILD-SUBDIR-ALIST with ARGS, not searching a listing without headers.
+An `:around' advice of `dired-build-subdir-alist', whose regexp search
+for subdirectory headers backtracks over every line with a colon (the
+time column of every file): a quarter of a second at 100k entries.
+When the buffer ends with the listing `descent--listing-headerless'
+marks, after a line of its own, and no line of that listing ends in a
+colon, the search stops where the listing starts: no line of it could
+match.  The condition is checked now, so edits since do not matter."
+  (let ((listing descent--listing-headerless))
+    (setq descent--listing-headerless nil)
+    (unwind-protect
+        (if (and listing
+                 (eq (marker-buffer (car listing)) (current-buffer))
+                 (= (point-min) 1)
+                 (= (cdr listing) (point-max))
+                 (eq (char-before (car listing)) ?\n)
+                 (not (save-excursion
+                        (goto-char (car listing))
+                        (search-forward ":\n" nil t))))
+            (save-restriction
+              (narrow-to-region (point-min) (car listing))
+              (apply build-subdir-alist args))
+          (apply build-subdir-alist args))
+      (descent--forget-listing listing))))
+
 (defun descent--insert-set-properties (insert-set-properties beg end)
   "Call INSERT-SET-PROPERTIES on BEG and END unless the module did it.
 An `:around' advice of `dired-insert-set-properties': a listing that
@@ -1097,9 +1137,7 @@ An `:around' advice of `dired-insert-set-properties': a listing that
                  (= beg (car done))
                  (= end (cdr done)))
       (funcall insert-set-properties beg end))
-    (when done
-      (set-marker (car done) nil)
-      (set-marker (cdr done) nil))))
+    (descent--forget-listing done)))
 
 (defun descent--listing-total-line (beg file)
   "Say how much is used and available on the total line after BEG.
@@ -1278,7 +1316,8 @@ the buffer *descent-status*."
 
 (defvar descent--advice
   '((insert-directory :around descent--insert-directory)
-    (dired-insert-set-properties :around descent--insert-set-properties))
+    (dired-insert-set-properties :around descent--insert-set-properties)
+    (dired-build-subdir-alist :around descent--build-subdir-alist))
   "Advice that `descent-mode' installs: a list of (SYMBOL HOW FUNCTION).")
 
 (defconst descent--hooks

@@ -282,7 +282,29 @@ chmod 755 exec.sh
                 (when coding
                   (should (car descent-listing-test--propertized)))
                 (descent-listing-test--same on off coding locale switches)
-                (should (> (length (cadr on)) 10))))))))))
+                (should (> (length (cadr on)) 10)))))))
+      ;; The subdirectory alist, which the advice builds without
+      ;; searching the listing, is Dired's, with or without a name that
+      ;; ends in a colon (which Dired takes for a header with -i).
+      (dolist (colon '(nil t))
+        (when colon (write-region "" nil "ends-in-colon:"))
+        (dolist (switches '("-al" "-ali"))
+          (let (alists)
+            (dolist (native '(t nil))
+              (let ((descent-native-listing native)
+                    (file-name-coding-system 'utf-8)
+                    (descent-listing-test--propertized nil))
+                (with-current-buffer (dired-noselect descent-test-directory
+                                                     switches)
+                  (should (eq (car descent-listing-test--propertized) native))
+                  (push (mapcar (lambda (entry)
+                                  (cons (car entry) (marker-position (cdr entry))))
+                                dired-subdir-alist)
+                        alists)
+                  (push (buffer-string) alists)
+                  (kill-buffer))))
+            (should (equal (nth 0 alists) (nth 2 alists)))
+            (should (equal (nth 1 alists) (nth 3 alists)))))))))
 
 (ert-deftest descent-listing-test-jump-finds-the-name-in-the-listing ()
   ;; Point goes where the listing found the name, not to the first
