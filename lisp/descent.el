@@ -54,7 +54,8 @@
 (declare-function descent--mod-notify "descent-module" (socket method params))
 (declare-function descent--mod-disconnect "descent-module" ())
 (declare-function descent--mod-insert-listing "descent-module"
-                  (socket params &optional timeout))
+                  (socket params &optional timeout decoding
+                          name-properties wanted))
 (declare-function insert-directory-clean "files" (beg switches))
 (defvar ls-lisp-use-insert-directory-program)
 
@@ -123,7 +124,7 @@ it has finished the built-in commands are used."
   :type 'boolean)
 
 ;; Off until it has been measured and verified on more systems.
-(defcustom descent-native-listing nil
+(defcustom descent-native-listing t
   "Non-nil means local Dired listings come from descentd instead of ls.
 The daemon prints what GNU ls prints, byte for byte, for the
 switches and locales it supports (see the README); wildcards,
@@ -682,7 +683,8 @@ match for them.  Without the module or the daemon, read a file name."
 When the line is missing, refresh FILE's directory listing, then turn
 `dired-omit-mode' off if it hides FILE.  A file that does not exist
 has no line to find, so nothing is refreshed for it."
-  (or (dired-goto-file file)
+  (or (descent--listing-goto-found file)
+      (dired-goto-file file)
       (and (or (file-exists-p file) (file-symlink-p file))
            (or (progn
                  (dired-insert-subdir
@@ -704,13 +706,19 @@ OTHER-WINDOW non-nil means show the parent in another window."
       (dired-up-directory other-window)
       (descent--goto-file (directory-file-name dir)))))
 
+(defvar descent--listing-wanted nil
+  "The absolute name of a file whose position the next listing finds.
+Bound by `descent-jump' around the Dired call that lists its
+directory, so that point goes to the file without a text search.")
+
 (defun descent--jump-into (file-name other-window)
   "Dired the directory of FILE-NAME, or of this buffer, with point on the file.
 OTHER-WINDOW non-nil means in another window."
   (let* ((file (if file-name (expand-file-name file-name) buffer-file-name))
          (dir (descent--existing-directory
                (if file (file-name-directory file) default-directory))))
-    (if other-window (dired-other-window dir) (dired dir))
+    (let ((descent--listing-wanted (and file (directory-file-name file))))
+      (if other-window (dired-other-window dir) (dired dir)))
     (when (and file (not (directory-name-p file)))
       (descent--goto-file file))))
 
@@ -763,9 +771,11 @@ every `dired-filename' property: such listings take its own path."
                      arg)))
               arguments)))
 
-(defun descent--listing-fetch (file arguments)
+(defun descent--listing-fetch (file arguments &optional decoding
+                                     name-properties wanted)
   "Insert at point descentd's raw listing of FILE for ARGUMENTS.
-Return the quoting style, or nil when ls must run instead: the
+Return what `descent--mod-insert-listing' returns for DECODING,
+NAME-PROPERTIES and WANTED, or nil when ls must run instead: the
 daemon does not reproduce this listing, or it cannot be reached (then
 warn once).  Start the daemon when it is not running."
   (let* ((coding (descent--file-name-coding))
@@ -774,13 +784,19 @@ warn once).  Start the daemon when it is not running."
                                             (encode-coding-string arg coding))
                                           arguments))
                          (descent--listing-environment)))
-         (socket (descent--socket-path)))
+         (socket (descent--socket-path))
+         ;; A 100k-entry listing makes some 400k intervals: collecting
+         ;; the whole heap every 800 kB of them would cost more than
+         ;; making them.  The debt is paid once, by the next collection.
+         (gc-cons-threshold (max gc-cons-threshold (* 64 1024 1024))))
     (condition-case err
-        (cadr (condition-case nil
-                  (descent--mod-insert-listing socket params)
-                (descent-daemon-unavailable
-                 (descent--call "status" nil 10)
-                 (descent--mod-insert-listing socket params))))
+        (condition-case nil
+            (descent--mod-insert-listing socket params nil decoding
+                                         name-properties wanted)
+          (descent-daemon-unavailable
+           (descent--call "status" nil 10)
+           (descent--mod-insert-listing socket params nil decoding
+                                        name-properties wanted)))
       (descent-daemon-error
        (unless (equal (nth 2 err) "unsupported")
          (descent--warn-once 'listing-error "Listing %s failed: %s; using ls"
@@ -843,13 +859,27 @@ changing nothing, when a line does not start with them."
         (delete-region start (+ start 2)))
       t)))
 
+(defun descent--listing-coding ()
+  "The coding system `insert-directory' decodes a listing with."
+  (or coding-system-for-read
+      file-name-coding-system
+      default-file-name-coding-system
+      'undecided))
+
+(defun descent--listing-decoding ()
+  "What decoding a listing would do, as `descent--mod-insert-listing' takes it.
+`utf-8' when it decodes UTF-8, `ascii' when ASCII decodes to itself,
+nil when the module must leave decoding to `descent--listing-decode'."
+  (let ((coding (descent--listing-coding)))
+    (cond ((not enable-multibyte-characters) nil)
+          ((memq (coding-system-base coding) '(raw-text no-conversion)) 'ascii)
+          ((eq (coding-system-base coding) 'utf-8) 'utf-8)
+          ((coding-system-get coding :ascii-compatible-p) 'ascii))))
+
 (defun descent--listing-decode (beg end)
   "Decode the listing between BEG and END as `insert-directory' does.
 Name by name, so that the names keep their `dired-filename' property."
-  (let ((coding (or coding-system-for-read
-                    file-name-coding-system
-                    default-file-name-coding-system
-                    'undecided))
+  (let ((coding (descent--listing-coding))
         coding-no-eol val pos ascii-compatible)
     (when (and enable-multibyte-characters
                (not (memq (coding-system-base coding)
@@ -919,6 +949,49 @@ Return nil, changing nothing, when the name does not start as expected."
           (delete-region (car name) (+ (car name) shown-from))
           t))))
 
+(defconst descent--listing-name-properties
+  '(dired-filename t mouse-face highlight
+    help-echo "mouse-2: visit this file in other window")
+  "What `dired-insert-set-properties' puts on a name in Emacs 28.
+In this order, so that the intervals come out as Dired's do.")
+
+(defvar-local descent--listing-found nil
+  "A marker on the name of `descent--listing-wanted' in this buffer.")
+
+(defvar-local descent--listing-propertized nil
+  "(BEG . END) markers around the last listing the module propertized.
+`descent--insert-set-properties' skips Dired's own loop over it.")
+
+(defvar-local descent--listing-headerless nil
+  "(BEG . END) markers around the last whole directory the module listed.
+When no line of it ends in a colon, none can be a subdirectory
+header, and `descent--build-subdir-alist' does not search it.")
+
+(defun descent--forget-listing (markers)
+  "Make MARKERS, nil or (BEG . END), point nowhere."
+  (when markers
+    (set-marker (car markers) nil)
+    (set-marker (cdr markers) nil)))
+
+(defun descent--listing-request (file full-directory-p dired arguments)
+  "What to ask of the module when listing FILE with ARGUMENTS.
+FULL-DIRECTORY-P and DIRED are as `descent--listing-insert' has them.
+Return (DECODING NAME-PROPERTIES WANTED) for `descent--listing-fetch':
+Dired's properties only for a whole directory, whose lines Dired
+leaves as they are before `dired-insert-set-properties', in the
+Emacs whose properties `descent--listing-name-properties' are."
+  (let ((whole (and dired full-directory-p
+                    (not (descent--listing-indicators-p arguments)))))
+    (list (descent--listing-decoding)
+          (and whole (< emacs-major-version 29)
+               descent--listing-name-properties)
+          (and whole descent--listing-wanted
+               (equal (file-name-directory descent--listing-wanted)
+                      (file-name-as-directory (expand-file-name file)))
+               (encode-coding-string
+                (file-name-nondirectory descent--listing-wanted)
+                (descent--file-name-coding))))))
+
 (defun descent--listing-insert (file switches full-directory-p)
   "Insert the listing of FILE like `insert-directory' does.
 SWITCHES and FULL-DIRECTORY-P are as for `insert-directory'.
@@ -944,11 +1017,15 @@ when ls must run."
             (end (copy-marker (point) t))
             (done nil))
         (unwind-protect
-            (let ((quoting-style (descent--listing-fetch target arguments)))
+            (pcase-let* ((`(,_ ,quoting-style ,decoded ,propertized ,found)
+                          (apply #'descent--listing-fetch target arguments
+                                 (descent--listing-request
+                                  file full-directory-p dired arguments))))
               (when (and quoting-style
                          (descent--listing-show-name beg end shown-from)
                          (cond ((not dired)
                                 (descent--listing-without-dired beg end))
+                               (propertized t)
                                ((or (descent--listing-indicators-p arguments)
                                     (save-excursion
                                       (goto-char beg)
@@ -957,9 +1034,24 @@ when ls must run."
                                  beg end switches quoting-style)
                                 t)
                                (t t)))
-                (descent--listing-decode beg end)
+                (unless decoded
+                  (descent--listing-decode beg end))
                 (when full-directory-p
                   (descent--listing-total-line beg file))
+                (when propertized
+                  ;; The total line, as Dired hides it: after its edit.
+                  (save-excursion
+                    (goto-char beg)
+                    (put-text-property (point) (min end (1+ (line-end-position)))
+                                       'invisible
+                                       'dired-hide-details-information))
+                  (setq descent--listing-propertized
+                        (cons (copy-marker beg t) (copy-marker end)))
+                  (descent--forget-listing descent--listing-headerless)
+                  (setq descent--listing-headerless
+                        (cons (copy-marker beg t) (copy-marker end))))
+                (when found
+                  (setq descent--listing-found (copy-marker found)))
                 (goto-char end)
                 (setq done t)))
           ;; A quit or an error leaves no half-inserted listing.
@@ -968,6 +1060,92 @@ when ls must run."
             (goto-char beg))
           (set-marker end nil))
         done))))
+
+(defun descent--listing-goto-found (file)
+  "Move point to FILE's name, found by its position rather than its text.
+Where the last listing found FILE, or else where FILE's name ends a
+line as a `dired-filename' run.  Return point, or nil when neither
+finds it.  The built-in `dired-goto-file' searches the text for the
+name: in a large directory, every owner column that says the name is
+a false hit that costs a `dired-get-filename'."
+  (let ((found descent--listing-found)
+        (file (directory-file-name (expand-file-name file))))
+    (setq descent--listing-found nil)
+    (let ((position (and found (eq (marker-buffer found) (current-buffer))
+                         (marker-position found))))
+      (when found (set-marker found nil))
+      (let ((at (or (and position
+                         (save-excursion
+                           (goto-char position)
+                           (and (equal (dired-get-filename nil t) file)
+                                (dired-move-to-filename))))
+                    (descent--listing-find-name file))))
+        (and at (goto-char at))))))
+
+(defun descent--listing-find-name (file)
+  "Return the position of FILE's name where it is a whole `dired-filename' run.
+Only names that end their line (or go on with \" -> \", a link's
+target) are candidates, so the columns before the names are never
+false hits.  A name that ls quotes or Dired escapes is not searched."
+  (let ((name (file-name-nondirectory file))
+        (case-fold-search nil)
+        found)
+    (unless (or (string-empty-p name) (string-match-p "[\\\n\r]" name))
+      (save-excursion
+        (dolist (after '("\n" " -> "))
+          (goto-char (point-min))
+          (while (and (not found) (search-forward (concat " " name after) nil t))
+            (let ((from (1+ (match-beginning 0)))
+                  (to (- (match-end 0) (length after))))
+              (when (and (get-text-property from 'dired-filename)
+                         (not (get-text-property (1- from) 'dired-filename))
+                         (eql (next-single-property-change from 'dired-filename
+                                                           nil to)
+                              to)
+                         (progn (goto-char from)
+                                (equal (dired-get-filename nil t) file)))
+                (setq found from))
+              (goto-char to))))))
+    found))
+
+(defun descent--build-subdir-alist (build-subdir-alist &rest args)
+  "Call BUILD-SUBDIR-ALIST with ARGS, not searching a listing without headers.
+An `:around' advice of `dired-build-subdir-alist', whose regexp search
+for subdirectory headers backtracks over every line with a colon (the
+time column of every file): a quarter of a second at 100k entries.
+When the buffer ends with the listing `descent--listing-headerless'
+marks, after a line of its own, and no line of that listing ends in a
+colon, the search stops where the listing starts: no line of it could
+match.  The condition is checked now, so edits since do not matter."
+  (let ((listing descent--listing-headerless))
+    (setq descent--listing-headerless nil)
+    (unwind-protect
+        (if (and listing
+                 (eq (marker-buffer (car listing)) (current-buffer))
+                 (= (point-min) 1)
+                 (= (cdr listing) (point-max))
+                 (eq (char-before (car listing)) ?\n)
+                 (not (save-excursion
+                        (goto-char (car listing))
+                        (search-forward ":\n" nil t))))
+            (save-restriction
+              (narrow-to-region (point-min) (car listing))
+              (apply build-subdir-alist args))
+          (apply build-subdir-alist args))
+      (descent--forget-listing listing))))
+
+(defun descent--insert-set-properties (insert-set-properties beg end)
+  "Call INSERT-SET-PROPERTIES on BEG and END unless the module did it.
+An `:around' advice of `dired-insert-set-properties': a listing that
+`descent--mod-insert-listing' propertized as it does is left alone."
+  (let ((done descent--listing-propertized))
+    (setq descent--listing-propertized nil)
+    (unless (and done
+                 (eq (marker-buffer (car done)) (current-buffer))
+                 (= beg (car done))
+                 (= end (cdr done)))
+      (funcall insert-set-properties beg end))
+    (descent--forget-listing done)))
 
 (defun descent--listing-total-line (beg file)
   "Say how much is used and available on the total line after BEG.
@@ -1157,6 +1335,8 @@ the buffer *descent-status*."
 
 (defvar descent--advice
   '((insert-directory :around descent--insert-directory)
+    (dired-insert-set-properties :around descent--insert-set-properties)
+    (dired-build-subdir-alist :around descent--build-subdir-alist)
     ;; Every other way of committing wdired (`wdired-exit', code calling
     ;; it by name) goes through descent too; :around rather than
     ;; :override, so that the fallback without a daemon can reach it.

@@ -10,6 +10,7 @@
 #include <new>
 #include <poll.h>
 #include <string>
+#include <vector>
 
 #include <emacs-module.h>
 
@@ -265,18 +266,102 @@ emacs_value mod_call(const Env& env, ptrdiff_t nargs, emacs_value* args) {
   return make_value(env, *reply.result);
 }
 
-// The daemon's `list` reply, inserted at point as ls's raw bytes with the
-// `dired-filename' property on every name, as `insert-directory' leaves
-// them before decoding; the caller decodes the region. Doing it here spares
-// Lisp a loop over every offset of a 100k-entry listing.
+// ---------------------------------------------------------------- listings
+
+// Symbols only the listing uses, interned once in init().
+struct ListingSymbols {
+  emacs_value add_text_properties, invisible, detail, link, utf_8, ascii;
+};
+ListingSymbols listing_symbols;
+
+// What a listing's bytes are, found in one pass: whether they are final
+// text as they are (ASCII without CR), and whether every line starts with
+// a space (a name with a newline starts a line without one).
+struct ListingShape {
+  bool ascii_without_cr = true;
+  bool lines_start_with_space = true;
+};
+
+ListingShape shape_of(std::string_view text) {
+  ListingShape shape;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x80 || c == '\r') shape.ascii_without_cr = false;
+    if (c == '\n' && i + 1 < text.size() && text[i + 1] != ' ') shape.lines_start_with_space = false;
+  }
+  return shape;
+}
+
+// Strict UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF): exactly what Emacs's utf-8 decodes to the same characters as
+// the module API's make_string, and without CR, which decoding would touch.
+bool plain_utf8(std::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* end = p + text.size();
+  while (p < end) {
+    const unsigned char c = *p;
+    if (c < 0x80) {
+      if (c == '\r') return false;
+      ++p;
+      continue;
+    }
+    std::size_t n;
+    std::uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) n = 1, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef) n = 2, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4) n = 3, cp = c & 0x07;
+    else return false;
+    if (static_cast<std::size_t>(end - p) <= n) return false;
+    for (std::size_t k = 1; k <= n; ++k) {
+      if ((p[k] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (p[k] & 0x3f);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    p += n + 1;
+  }
+  return true;
+}
+
+// Byte offsets into a listing as buffer positions from `begin`: one
+// character per byte for raw bytes, per UTF-8 sequence for decoded text.
+// Offsets mostly come in increasing order, so counting goes on from the
+// last one instead of from the start.
+class Positions {
+ public:
+  Positions(std::string_view text, std::int64_t begin, bool utf8) : text_(text), begin_(begin), utf8_(utf8) {}
+  std::int64_t at(std::uint32_t offset) {
+    if (!utf8_) return begin_ + offset;
+    if (offset < byte_) byte_ = 0, chars_ = 0;
+    for (; byte_ < offset; ++byte_)
+      if ((static_cast<unsigned char>(text_[byte_]) & 0xc0) != 0x80) ++chars_;
+    return begin_ + static_cast<std::int64_t>(chars_);
+  }
+
+ private:
+  std::string_view text_;
+  std::int64_t begin_;
+  bool utf8_;
+  std::size_t byte_ = 0, chars_ = 0;
+};
+
+// The daemon's `list` reply, inserted at point with the `dired-filename'
+// property on every name; see the docstring in init() for the arguments.
+// Doing it here spares Lisp a loop over every name of a 100k-entry
+// listing, and Dired its own loop over every line.
 emacs_value mod_insert_listing(const Env& env, ptrdiff_t nargs, emacs_value* args) {
+  auto arg = [&](ptrdiff_t i) { return nargs > i ? args[i] : symbols.nil; };
   const std::string socket = env.text(args[0]);
   msgpack::sbuffer params;
   Packer packer(params);
   pack_value(env, packer, args[1], 0);
   std::optional<std::chrono::milliseconds> timeout;
-  if (nargs > 2 && !env.is_nil(args[2]))
-    timeout = std::chrono::milliseconds(static_cast<std::int64_t>(env.number(env.funcall(symbols.float_, {args[2]})) * 1000));
+  if (!env.is_nil(arg(2)))
+    timeout = std::chrono::milliseconds(static_cast<std::int64_t>(env.number(env.funcall(symbols.float_, {arg(2)})) * 1000));
+  const emacs_value decoding = arg(3);
+  const bool dired_properties = !env.is_nil(arg(4));
+  const std::string wanted = env.is_nil(arg(5)) ? std::string() : bytes_of_unibyte(env, arg(5));
+  const emacs_value name_properties = dired_properties ? arg(4) : symbols.nil;
 
   auto& client = connection(env, socket);
   auto reply = client.call("list", [&](Packer& p) { protocol::pack_packed(p, params); }, wait_for(env, timeout));
@@ -286,24 +371,75 @@ emacs_value mod_insert_listing(const Env& env, ptrdiff_t nargs, emacs_value* arg
   const auto offset_bytes = offsets ? protocol::as_bytes(*offsets) : std::nullopt;
   if (!text_bytes || !offset_bytes || offset_bytes->size() % 8 != 0)
     throw DescentError("descent: descentd's listing reply is malformed");
-
-  const std::int64_t begin = env.integer(env.funcall(symbols.point, {}));
-  env.funcall(symbols.insert, {env.make_bytes(*text_bytes)});
+  const std::string_view listing = *text_bytes;
   auto read_u32 = [&](std::size_t at) {
     const auto* b = reinterpret_cast<const unsigned char*>(offset_bytes->data() + at);
     return std::uint32_t{b[0]} | (std::uint32_t{b[1]} << 8) | (std::uint32_t{b[2]} << 16) | (std::uint32_t{b[3]} << 24);
   };
+  for (std::size_t at = 0; at < offset_bytes->size(); at += 8)
+    if (read_u32(at) > read_u32(at + 4) || read_u32(at + 4) > listing.size())
+      throw DescentError("descent: descentd's listing offsets are out of range");
+
+  // Decoded here when that gives what `insert-directory' would: ASCII
+  // without CR decodes to itself in any ASCII-compatible coding system, and
+  // plain UTF-8 in utf-8 is what make_string makes of it.
+  const ListingShape shape = shape_of(listing);
+  const bool utf8 = !shape.ascii_without_cr && env.eq(decoding, listing_symbols.utf_8) && plain_utf8(listing);
+  const bool decoded =
+      utf8 || (shape.ascii_without_cr && (env.eq(decoding, listing_symbols.utf_8) || env.eq(decoding, listing_symbols.ascii)));
+  const bool propertize = dired_properties && decoded && shape.lines_start_with_space;
+
+  const std::int64_t begin = env.integer(env.funcall(symbols.point, {}));
+  env.funcall(symbols.insert, {utf8 ? env.make_text(listing) : env.make_bytes(listing)});
+  // Positions are counted forwards; the properties are put backwards,
+  // which Emacs's interval tree takes several times faster (each split
+  // then happens at the tree's unpropertized start, not at a leaf).
+  struct Line {
+    std::int64_t bol, from, to, eol;
+  };
+  std::vector<Line> lines;
+  lines.reserve(offset_bytes->size() / 8);
+  Positions position(listing, begin, utf8);
+  emacs_value wanted_position = symbols.nil;
   for (std::size_t at = 0; at < offset_bytes->size(); at += 8) {
     const std::uint32_t name_begin = read_u32(at), name_end = read_u32(at + 4);
-    if (name_begin > name_end || name_end > text_bytes->size())
-      throw DescentError("descent: descentd's listing offsets are out of range");
-    // Before decoding, every byte is one character: offsets are positions.
-    env.funcall(symbols.put_text_property, {env.make_integer(begin + name_begin), env.make_integer(begin + name_end),
-                                            symbols.dired_filename, symbols.t});
+    if (!wanted.empty() && env.is_nil(wanted_position) && listing.substr(name_begin, name_end - name_begin) == wanted)
+      wanted_position = env.make_integer(position.at(name_begin));
+    Line line{};
+    if (propertize) {
+      const std::size_t before = name_begin == 0 ? std::string_view::npos : listing.rfind('\n', name_begin - 1);
+      line.bol = position.at(before == std::string_view::npos ? 0 : static_cast<std::uint32_t>(before + 1));
+    }
+    line.from = position.at(name_begin);
+    line.to = position.at(name_end);
+    if (propertize) {
+      const std::size_t after = listing.find('\n', name_end);
+      line.eol = position.at(static_cast<std::uint32_t>(after == std::string_view::npos ? listing.size() : after));
+    }
+    lines.push_back(line);
+  }
+  for (auto line = lines.rbegin(); line != lines.rend(); ++line) {
+    if (!propertize) {
+      env.funcall(symbols.put_text_property,
+                  {env.make_integer(line->from), env.make_integer(line->to), symbols.dired_filename, symbols.t});
+      continue;
+    }
+    // What `dired-insert-set-properties' puts on a file's line, in the
+    // same order, so that each interval's properties are the same: the
+    // details `dired-hide-details-mode' hides, the name, a link's target.
+    if (line->bol + 1 < line->from - 1)
+      env.funcall(symbols.put_text_property, {env.make_integer(line->bol + 1), env.make_integer(line->from - 1),
+                                              listing_symbols.invisible, listing_symbols.detail});
+    env.funcall(listing_symbols.add_text_properties,
+                {env.make_integer(line->from), env.make_integer(line->to), name_properties});
+    if (line->to + 4 < line->eol)
+      env.funcall(symbols.put_text_property, {env.make_integer(line->to + 4), env.make_integer(line->eol),
+                                              listing_symbols.invisible, listing_symbols.link});
   }
   const auto* style = protocol::map_find(*reply.result, "quoting-style");
-  return env.funcall(symbols.list, {env.make_integer(begin + static_cast<std::int64_t>(text_bytes->size())),
-                                    style ? make_value(env, *style) : symbols.nil});
+  const emacs_value end = env.make_integer(position.at(static_cast<std::uint32_t>(listing.size())));
+  return env.funcall(symbols.list, {end, style ? make_value(env, *style) : symbols.nil, decoded ? symbols.t : symbols.nil,
+                                    propertize ? symbols.t : symbols.nil, wanted_position});
 }
 
 // A string as the bytes of a file name: a unibyte string's bytes, a
@@ -484,6 +620,8 @@ void init(const Env& env) {
       g("dired-filename"),
       g("descent-error"), g("descent-daemon-unavailable"), g("descent-protocol-mismatch"),
       g("descent-daemon-error"), g("descent-timeout"), g("quit"), g("descent-daemon-lost")};
+  listing_symbols = ListingSymbols{g("add-text-properties"), g("invisible"), g("dired-hide-details-detail"),
+                                   g("dired-hide-details-link"), g("utf-8"), g("ascii")};
 
   // The same hierarchy descent.el defines, so the module is usable alone.
   define_error(env, symbols.descent_error, "descent error", env.intern("error"));
@@ -501,13 +639,18 @@ void init(const Env& env) {
                   "Unibyte strings travel as bytes, multibyte strings as text; maps come back\n"
                   "as plists with keyword keys, arrays as vectors.\n\n"
                   "(fn SOCKET METHOD PARAMS &optional TIMEOUT)");
-  define_function(env, "descent--mod-insert-listing", 2, 3, trampoline<mod_insert_listing>,
+  define_function(env, "descent--mod-insert-listing", 2, 6, trampoline<mod_insert_listing>,
                   "Insert at point descentd's listing for PARAMS, [DIR SWITCHES ENV].\n"
-                  "The text is inserted as ls's raw bytes, every file name carrying the\n"
-                  "`dired-filename' property, as `insert-directory' has them before it\n"
-                  "decodes; decode the region afterwards.  Wait at most TIMEOUT seconds;\n"
-                  "\\[keyboard-quit] cancels.  Return (END QUOTING-STYLE).\n\n"
-                  "(fn SOCKET PARAMS &optional TIMEOUT)");
+                  "Every file name gets the `dired-filename' property, as `insert-directory'\n"
+                  "leaves them.  Wait at most TIMEOUT seconds; \\[keyboard-quit] cancels.\n"
+                  "DECODING says what decoding the listing would do: `utf-8' (plain UTF-8\n"
+                  "and ASCII are inserted decoded), `ascii' (ASCII without CR decodes to\n"
+                  "itself), nil (insert the raw bytes).  NAME-PROPERTIES non-nil, when the\n"
+                  "text is inserted decoded and every line starts with a space, puts what\n"
+                  "`dired-insert-set-properties' puts on each file's line, NAME-PROPERTIES\n"
+                  "on its name.  WANTED, a unibyte string, is a name to find.\n"
+                  "Return (END QUOTING-STYLE DECODED PROPERTIZED WANTED-POSITION).\n\n"
+                  "(fn SOCKET PARAMS &optional TIMEOUT DECODING NAME-PROPERTIES WANTED)");
   define_function(env, "descent--mod-rename-submit", 2, 3, trampoline<mod_rename_submit>,
                   "Submit OPS to descentd at SOCKET as one rename batch; return its outcome.\n"
                   "OPS is a vector of [rename FROM TO DEV INO OVERWRITE], [chmod PATH DEV INO\n"

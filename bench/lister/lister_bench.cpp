@@ -9,6 +9,7 @@
 // Usage: lister_bench [--runs N] [--sizes 1000,10000,100000] [--keep DIR]
 // Also:  lister_bench list DIR [SWITCHES...]   prints what the engine prints
 //        lister_bench floor DIR                 runs the bare loop once
+//        lister_bench floor-ms DIR RUNS         prints the bare loop's median wall ms
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -216,6 +217,11 @@ int main(int argc, char** argv) {
       std::printf("%llu\n", static_cast<unsigned long long>(bare_loop(args[1])));
       return 0;
     }
+    if (!args.empty() && args[0] == "floor-ms" && args.size() == 3) {
+      const Times floor = median_ms(std::max(1, std::atoi(args[2].c_str())), [&] { (void)bare_loop(args[1]); });
+      std::printf("%.2f\n", floor.wall_ms);
+      return 0;
+    }
     int runs = 5;
     std::vector<int> sizes{1000, 10000, 100000};
     std::string keep;
@@ -231,7 +237,7 @@ int main(int argc, char** argv) {
           ++p;
         }
       } else {
-        std::fprintf(stderr, "usage: lister_bench [--runs N] [--sizes A,B,C] [--keep DIR] | list DIR SWITCHES... | floor DIR\n");
+        std::fprintf(stderr, "usage: lister_bench [--runs N] [--sizes A,B,C] [--keep DIR] | list DIR SWITCHES... | floor DIR | floor-ms DIR RUNS\n");
         return 2;
       }
     }

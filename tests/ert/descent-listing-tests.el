@@ -98,10 +98,14 @@ fi
 (defvar descent-listing-test--fetches nil
   "What `descent--listing-fetch' returned, newest first, while recording.")
 
+(defvar descent-listing-test--propertized nil
+  "Whether the module put Dired's properties, per fetch, newest first.")
+
 (defun descent-listing-test--record-fetch (fetch &rest args)
-  "Call FETCH with ARGS and record what it returned."
+  "Call FETCH with ARGS and record the quoting style it returned."
   (let ((result (apply fetch args)))
-    (push result descent-listing-test--fetches)
+    (push (nth 1 result) descent-listing-test--fetches)
+    (push (nth 3 result) descent-listing-test--propertized)
     result))
 
 (defmacro descent-listing-test--with-daemon (&rest body)
@@ -121,12 +125,38 @@ fi
                       #'descent-listing-test--record-fetch))))
 
 (defun descent-listing-test--snapshot (start end)
-  "The text between START and END and where its names are.
-Return (TEXT . RUNS), RUNS the (BEGIN . END) of every run of the
-`dired-filename' property, relative to START."
+  "The text between START and END, where its names are, and its properties.
+Return (TEXT RUNS . INTERVALS), RUNS the (BEGIN . END) of every run of
+the `dired-filename' property, relative to START, and INTERVALS every
+text property as `object-intervals' gives them (the module puts Dired's
+properties itself)."
   (cons (buffer-substring-no-properties start end)
-        (mapcar (lambda (run) (cons (- (car run) start) (- (cdr run) start)))
-                (descent--listing-names start end))))
+        (cons (mapcar (lambda (run)
+                        (cons (- (car run) start) (- (cdr run) start)))
+                      (descent--listing-names start end))
+              (descent-listing-test--intervals
+               (object-intervals (buffer-substring start end))))))
+
+(defun descent-listing-test--intervals (intervals)
+  "INTERVALS without those with no property, neighbours with equal ones merged.
+How Emacs splits text with the same properties into intervals depends
+on how it was inserted, not on what a user sees; nor does a property
+whose value is nil differ from one that is absent (ls's own offsets
+can make `insert-directory-clean' put `dired-filename' nil)."
+  (let (merged)
+    (dolist (interval intervals)
+      (let ((plist nil))
+        (cl-loop for (property value) on (nth 2 interval) by #'cddr
+                 when value do (setq plist (nconc plist (list property value))))
+        (setq interval (list (nth 0 interval) (nth 1 interval) plist)))
+      (when (nth 2 interval)
+        (if (and merged
+                 (= (nth 1 (car merged)) (car interval))
+                 (equal (nth 2 (car merged)) (nth 2 interval)))
+            (setcar merged (list (car (car merged)) (nth 1 interval)
+                                 (nth 2 interval)))
+          (push interval merged))))
+    (nreverse merged)))
 
 (defun descent-listing-test--dired (dir switches native)
   "The snapshot of a Dired buffer on DIR with SWITCHES.
@@ -202,20 +232,129 @@ inserted between two lines of text, as Dired inserts a single file."
                 ;; Names do have properties (except where ls's own
                 ;; offsets make Dired drop them).
                 (unless (descent-listing-test--has "F" switches)
-                  (should (> (length (cdr on)) 40)))))))))))
+                  (should (> (length (cadr on)) 40)))))))))))
+
+(defconst descent-listing-test-plain-tree-script
+  "set -e
+cd \"$1\"
+: > plain
+: > 'with space'
+: > -dash
+: > 'café-utf8'
+: > '日本語のファイル'
+: > \"$(printf 'e\\314\\201-combining')\"
+: > \"it's\"
+mkdir dir 'dir with space'
+ln -s plain link-good
+ln -s nowhere link-broken
+ln -s 'café-utf8' link-to-utf8
+printf '#!/bin/sh\\n' > exec.sh
+chmod 755 exec.sh
+: > ancient; touch -d '1990-06-15 08:30:00' ancient
+"
+  "A shell script that fills $1 with names that are plain UTF-8.")
+
+(ert-deftest descent-listing-test-module-puts-dired-properties ()
+  ;; ASCII and plain UTF-8 listings are decoded and given Dired's
+  ;; properties by the module: the same text and intervals as Dired's.
+  (descent-listing-test--with-daemon
+    (descent-test-with-directory
+      (let ((status (call-process "sh" nil nil nil "-c"
+                                  descent-listing-test-plain-tree-script
+                                  "sh" descent-test-directory)))
+        (should (eq status 0)))
+      (dolist (coding '(utf-8 nil))
+        (dolist (locale descent-listing-test-locales)
+          (let ((process-environment
+                 (cons (concat "LC_ALL=" locale) process-environment))
+                (file-name-coding-system coding))
+            (dolist (switches '("-al" "-alh" "-alt" "-alb" "-aln"
+                                "--time-style=long-iso -al"))
+              (setq descent-listing-test--fetches nil
+                    descent-listing-test--propertized nil)
+              (let ((on (descent-listing-test--dired
+                         descent-test-directory switches t))
+                    (off (descent-listing-test--dired
+                          descent-test-directory switches nil)))
+                (should (car descent-listing-test--fetches))
+                ;; In utf-8 every listing here is inserted decoded;
+                ;; otherwise only ASCII ones (-b escapes the rest).
+                (when coding
+                  (should (car descent-listing-test--propertized)))
+                (descent-listing-test--same on off coding locale switches)
+                (should (> (length (cadr on)) 10)))))))
+      ;; The subdirectory alist, which the advice builds without
+      ;; searching the listing, is Dired's, with or without a name that
+      ;; ends in a colon (which Dired takes for a header with -i).
+      (dolist (colon '(nil t))
+        (when colon (write-region "" nil "ends-in-colon:"))
+        (dolist (switches '("-al" "-ali"))
+          (let (alists)
+            (dolist (native '(t nil))
+              (let ((descent-native-listing native)
+                    (file-name-coding-system 'utf-8)
+                    (descent-listing-test--propertized nil))
+                (with-current-buffer (dired-noselect descent-test-directory
+                                                     switches)
+                  (should (eq (car descent-listing-test--propertized) native))
+                  (push (mapcar (lambda (entry)
+                                  (cons (car entry) (marker-position (cdr entry))))
+                                dired-subdir-alist)
+                        alists)
+                  (push (buffer-string) alists)
+                  (kill-buffer))))
+            (should (equal (nth 0 alists) (nth 2 alists)))
+            (should (equal (nth 1 alists) (nth 3 alists)))))))))
+
+(ert-deftest descent-listing-test-jump-finds-the-name-in-the-listing ()
+  ;; Point goes where the listing found the name, not to the first
+  ;; text that looks like it (here, every owner column).
+  (descent-listing-test--with-daemon
+    (descent-test-with-directory
+      (let* ((owner (user-login-name))
+             (file (expand-file-name owner descent-test-directory))
+             (descent-native-listing t))
+        (dotimes (i 30) (write-region "" nil (format "A%02d" i)))
+        (write-region "" nil file)
+        (with-current-buffer (find-file-noselect file)
+          (unwind-protect
+              (progn
+                (setq descent-listing-test--propertized nil)
+                (cl-letf (((symbol-function 'dired-goto-file)
+                           (lambda (&rest _) (error "Searched the text"))))
+                  (descent-jump))
+                (should (car descent-listing-test--propertized))
+                (should (derived-mode-p 'dired-mode))
+                (should (equal (dired-get-filename nil t) file))
+                (should (eq (point) (save-excursion
+                                      (dired-move-to-filename))))
+                ;; Into the Dired buffer that exists: no listing, the
+                ;; name is found as a name, still without a search.
+                (let ((dired-buffer (current-buffer)))
+                  (goto-char (point-min))
+                  (with-current-buffer (get-file-buffer file)
+                    (cl-letf (((symbol-function 'dired-goto-file)
+                               (lambda (&rest _) (error "Searched the text"))))
+                      (descent-jump))
+                    (should (eq (current-buffer) dired-buffer))
+                    (should (equal (dired-get-filename nil t) file)))
+                  (kill-buffer dired-buffer)))
+            (kill-buffer (get-file-buffer file))))))))
 
 (ert-deftest descent-listing-test-subdirectory-insertion ()
   (descent-listing-test--with-daemon
     (descent-test-with-directory
       (let ((dir (descent-listing-test--make-tree descent-test-directory)))
         (dolist (native '(t nil))
-          (let ((descent-native-listing native))
-            (with-current-buffer (dired-noselect dir "-al")
-              (dired-insert-subdir (expand-file-name "dir with space/" dir))
-              (dired-insert-subdir (expand-file-name "dir/" dir))
-              (push (descent-listing-test--snapshot (point-min) (point-max))
-                    descent-listing-test--fetches)
-              (kill-buffer))))
+          (cl-letf (((symbol-function 'get-free-disk-space)
+                     (lambda (_dir) "4242")))
+            (let ((descent-native-listing native))
+              (with-current-buffer (dired-noselect dir "-al")
+                (dired-insert-subdir (expand-file-name "dir with space/" dir))
+                (dired-insert-subdir (expand-file-name "dir/" dir))
+                (push (descent-listing-test--snapshot (point-min) (point-max))
+                      descent-listing-test--fetches)
+                (kill-buffer)))))
         (let ((off (pop descent-listing-test--fetches))
               (on (pop descent-listing-test--fetches)))
           (descent-listing-test--same
@@ -304,7 +443,7 @@ inserted between two lines of text, as Dired inserts a single file."
           (let ((on (descent-listing-test--insert dir switches t t))
                 (off (descent-listing-test--insert dir switches t nil)))
             (should (car descent-listing-test--fetches))
-            (should (null (cdr on)))
+            (should (equal (cdr on) '(nil)))
             (descent-listing-test--same on off switches)))))))
 
 (ert-deftest descent-listing-test-falls-through ()
@@ -428,7 +567,7 @@ inserted between two lines of text, as Dired inserts a single file."
   (descent-listing-test--with-daemon
     (descent-test-with-directory
       (descent-test-make-files "a" "b")
-      (cl-letf (((symbol-function 'descent--listing-decode)
+      (cl-letf (((symbol-function 'descent--listing-total-line)
                  (lambda (&rest _) (signal 'quit nil))))
         (with-temp-buffer
           (insert "before\n")
