@@ -106,7 +106,9 @@ struct Object {
   std::string_view original;    // before the batch
   std::string_view current;     // in the simulated tree
   std::string_view final_path;  // after the batch
-  std::string owned;
+  // A path made up by the planner (a temporary name, a path under a moved
+  // directory): rare, so out of line.
+  std::unique_ptr<std::string> owned;
   // Only what planning needs of the lstat: 100k objects must stay small.
   struct {
     mode_t st_mode = 0;
@@ -128,6 +130,108 @@ struct Object {
   std::string_view link_old() const { return link ? std::string_view(link->old_target) : std::string_view(); }
   std::string_view link_new() const { return link ? std::string_view(link->new_target) : std::string_view(); }
   std::optional<std::uint32_t> new_mode;
+};
+
+// Object indices by one of their paths (`Key`): open addressing with the
+// hash kept beside the index, 8 bytes a slot instead of a 40-byte node (and
+// an allocation) per entry. The key is read from the object, so an object's
+// path must not change while the index holds the object under it.
+template <std::string_view Object::*Key>
+class PathIndex {
+ public:
+  explicit PathIndex(const std::vector<Object>& objects) : objects_(objects) {}
+
+  void reserve(std::size_t n) {
+    std::size_t capacity = 16;
+    while (capacity < 2 * n) capacity *= 2;
+    if (capacity > slots_.size()) rehash(capacity);
+  }
+  // The object held under `key`, if any.
+  std::optional<std::size_t> find(std::string_view key) const {
+    if (slots_.empty()) return std::nullopt;
+    const std::uint32_t h = hash(key);
+    for (std::size_t i = h & mask();; i = (i + 1) & mask()) {
+      const Slot& slot = slots_[i];
+      if (slot.index == empty) return std::nullopt;
+      if (slot.index != erased && slot.hash == h && objects_[slot.index].*Key == key) return slot.index;
+    }
+  }
+  bool count(std::string_view key) const { return find(key).has_value(); }
+  // Holds object `o` under its path unless another object is held there;
+  // returns the object held there now.
+  std::size_t emplace(std::size_t o) { return put(o, false); }
+  // Holds object `o` under its path, in place of any other.
+  void assign(std::size_t o) { put(o, true); }
+  void erase(std::string_view key) {
+    if (slots_.empty()) return;
+    const std::uint32_t h = hash(key);
+    for (std::size_t i = h & mask();; i = (i + 1) & mask()) {
+      Slot& slot = slots_[i];
+      if (slot.index == empty) return;
+      if (slot.index != erased && slot.hash == h && objects_[slot.index].*Key == key) {
+        slot.index = erased;
+        --size_;
+        return;
+      }
+    }
+  }
+
+ private:
+  static constexpr std::uint32_t empty = UINT32_MAX, erased = UINT32_MAX - 1;
+  struct Slot {
+    std::uint32_t index = empty;
+    std::uint32_t hash = 0;
+  };
+  static std::uint32_t hash(std::string_view key) {
+    const std::size_t h = std::hash<std::string_view>{}(key);
+    return static_cast<std::uint32_t>(h ^ (h >> 32));
+  }
+  std::size_t mask() const { return slots_.size() - 1; }
+  std::size_t put(std::size_t o, bool replace) {
+    if (2 * (used_ + 1) > slots_.size())  // grow, or just sweep out erased slots
+      rehash(std::max<std::size_t>(16, 4 * (size_ + 1) > slots_.size() ? 2 * slots_.size() : slots_.size()));
+    const std::string_view key = objects_[o].*Key;
+    const std::uint32_t h = hash(key);
+    Slot* free = nullptr;
+    for (std::size_t i = h & mask();; i = (i + 1) & mask()) {
+      Slot& slot = slots_[i];
+      if (slot.index == empty) {
+        if (!free) {
+          free = &slot;
+          ++used_;
+        }
+        break;
+      }
+      if (slot.index == erased) {
+        if (!free) free = &slot;
+        continue;
+      }
+      if (slot.hash == h && objects_[slot.index].*Key == key) {
+        if (replace) slot.index = static_cast<std::uint32_t>(o);
+        return slot.index;
+      }
+    }
+    free->index = static_cast<std::uint32_t>(o);
+    free->hash = h;
+    ++size_;
+    return o;
+  }
+  void rehash(std::size_t capacity) {
+    std::vector<Slot> old(capacity);
+    old.swap(slots_);
+    used_ = size_;
+    for (const Slot& slot : old) {
+      if (slot.index == empty || slot.index == erased) continue;
+      std::size_t i = slot.hash & mask();
+      while (slots_[i].index != empty) i = (i + 1) & mask();
+      slots_[i] = slot;
+    }
+  }
+
+  const std::vector<Object>& objects_;
+  std::vector<Slot> slots_;
+  std::size_t size_ = 0;  // objects held
+  std::size_t used_ = 0;  // slots not empty: objects held and erased slots
 };
 
 class Planner {
@@ -186,7 +290,9 @@ class Planner {
   std::vector<Object> objects_;
   std::vector<Step> steps_;
   // Keyed by views of the objects' paths (objects_ never reallocates).
-  std::unordered_map<std::string_view, std::size_t> by_original_, occupant_, arriving_;
+  PathIndex<&Object::original> by_original_{objects_};
+  PathIndex<&Object::current> occupant_{objects_};
+  PathIndex<&Object::final_path> arriving_{objects_};
   PathMap<dev_t> created_;
   PathSet trashed_, trash_names_;
   PathMap<std::optional<struct stat>> disk_cache_;
@@ -310,17 +416,17 @@ Planner::Place Planner::resolve_uncached(std::string_view path) {
   Place place;
   std::string_view q = path;
   for (;;) {
-    if (auto it = occupant_.find(q); it != occupant_.end()) {
+    if (const auto there = occupant_.find(q)) {
       if (q.size() == path.size()) {
         place.kind = Place::Kind::object;
-        place.object = it->second;
-        place.st.st_mode = objects_[it->second].st.st_mode;
-        place.st.st_dev = objects_[it->second].st.st_dev;
-        place.st.st_ino = objects_[it->second].st.st_ino;
+        place.object = *there;
+        place.st.st_mode = objects_[*there].st.st_mode;
+        place.st.st_dev = objects_[*there].st.st_dev;
+        place.st.st_ino = objects_[*there].st.st_ino;
         return place;
       }
       // Inside an object that is a directory: look at its original contents.
-      const std::string original = std::string(objects_[it->second].original).append(path.substr(q.size()));
+      const std::string original = std::string(objects_[*there].original).append(path.substr(q.size()));
       if (by_original_.count(original) || trashed_.count(original)) return place;  // moved away
       if (auto st = disk(original)) {
         place.kind = Place::Kind::disk;
@@ -348,9 +454,9 @@ Planner::Place Planner::resolve_uncached(std::string_view path) {
 }
 
 std::size_t Planner::object_at(std::string_view original, const OperationView& op) {
-  if (auto it = by_original_.find(original); it != by_original_.end()) {
-    if (!(objects_[it->second].id == op.id)) problem(original, "appears twice with different inodes");
-    return it->second;
+  if (const auto known = by_original_.find(original)) {
+    if (!(objects_[*known].id == op.id)) problem(original, "appears twice with different inodes");
+    return *known;
   }
   Object object;
   object.original = object.current = object.final_path = original;
@@ -372,8 +478,8 @@ std::size_t Planner::object_at(std::string_view original, const OperationView& o
     object.refused = true;
   }
   objects_.push_back(std::move(object));
-  by_original_.emplace(original, index);
-  occupant_.emplace(original, index);
+  by_original_.emplace(index);
+  occupant_.emplace(index);
   return index;
 }
 
@@ -459,10 +565,10 @@ RenamePlan Planner::make(std::span<const OperationView> operations) {
   // 2. The batch as a whole: one destination per source.
   for (std::size_t o = 0; o < objects_.size(); ++o) {
     if (!objects_[o].moving) continue;
-    auto [it, fresh] = arriving_.emplace(objects_[o].final_path, o);
-    if (!fresh) {
+    const std::size_t first = arriving_.emplace(o);
+    if (first != o) {
       objects_[o].refused = true;
-      problem(objects_[o].final_path, "two files would get this name: " + printable(objects_[it->second].original) +
+      problem(objects_[o].final_path, "two files would get this name: " + printable(objects_[first].original) +
                                           " and " + printable(objects_[o].original));
     }
   }
@@ -488,18 +594,18 @@ Planner::Blocker Planner::blocker(std::size_t o) {
   const std::string_view dest = object.final_path;
   Blocker b;
   for (std::string_view a = split(dest).first;; a = split(a).first) {
-    if (auto it = arriving_.find(a); it != arriving_.end() && it->second != o && !objects_[it->second].done) {
+    if (const auto coming = arriving_.find(a); coming && *coming != o && !objects_[*coming].done) {
       b.kind = Blocker::Kind::edge;
       b.edge = Edge::arrive;
-      b.object = it->second;
+      b.object = *coming;
       return b;
     }
-    if (auto it = occupant_.find(a); it != occupant_.end()) {
-      const Object& there = objects_[it->second];
+    if (const auto at = occupant_.find(a)) {
+      const Object& there = objects_[*at];
       if (there.moving && !there.done) {
         b.kind = Blocker::Kind::edge;
         b.edge = Edge::occupy_ancestor;
-        b.object = it->second;
+        b.object = *at;
         return b;
       }
     }
@@ -516,12 +622,12 @@ Planner::Blocker Planner::blocker(std::size_t o) {
     b.reason = "cannot go to " + printable(dest) + ": " + printable(parent) + " is not a directory";
     return b;
   }
-  if (auto it = occupant_.find(dest); it != occupant_.end()) {
-    const Object& there = objects_[it->second];
+  if (const auto at = occupant_.find(dest)) {
+    const Object& there = objects_[*at];
     if (there.moving && !there.done) {
       b.kind = Blocker::Kind::edge;
       b.edge = Edge::occupy;
-      b.object = it->second;
+      b.object = *at;
       return b;
     }
     b.kind = Blocker::Kind::problem;
@@ -584,13 +690,12 @@ void Planner::rewrite(const std::string& from, const std::string& to) {
     Object& object = objects_[i];
     if (object.current == from || object.current.starts_with(prefix)) {
       occupant_.erase(object.current);
-      std::string now = to + std::string(object.current.substr(from.size()));
-      object.owned = std::move(now);
-      object.current = object.owned;
+      object.owned = std::make_unique<std::string>(to + std::string(object.current.substr(from.size())));
+      object.current = *object.owned;
       moved_objects.push_back(i);
     }
   }
-  for (const std::size_t i : moved_objects) occupant_[objects_[i].current] = i;
+  for (const std::size_t i : moved_objects) occupant_.assign(i);
   std::vector<std::pair<std::string, dev_t>> moved;
   for (auto it = created_.begin(); it != created_.end();) {
     if (it->first.starts_with(prefix)) {
@@ -607,21 +712,14 @@ void Planner::rewrite(const std::string& from, const std::string& to) {
 // `stable` when `path` is the object's own final path (a view into the Batch).
 void Planner::relocate(std::size_t o, std::string_view path, bool stable) {
   Object& object = objects_[o];
-  // The map's node is re-keyed, not freed and allocated again.
-  auto node = occupant_.extract(object.current);
+  occupant_.erase(object.current);
   if (stable) {
     object.current = path;
   } else {
-    object.owned = std::string(path);
-    object.current = object.owned;
+    object.owned = std::make_unique<std::string>(path);
+    object.current = *object.owned;
   }
-  if (node.empty()) {
-    occupant_[object.current] = o;
-  } else {
-    node.key() = object.current;
-    node.mapped() = o;
-    if (auto inserted = occupant_.insert(std::move(node)); !inserted.inserted) inserted.position->second = o;
-  }
+  occupant_.assign(o);
 }
 
 void Planner::move(std::size_t o, std::string_view to, bool temporary) {
