@@ -728,8 +728,10 @@ void Planner::move(std::size_t o, std::string_view to, bool temporary) {
   step.from = std::string(object.current);
   step.to = std::string(to);
   step.id = object.id;
-  step.link_old = object.link_old();
-  step.link_new = object.link_new();
+  if (object.link) {
+    step.link_old() = object.link_old();
+    step.link_new() = object.link_new();
+  }
   const Place parent = resolve(split(to).first);
   if (parent.st.st_dev != object.st.st_dev) {
     if (S_ISDIR(object.st.st_mode) || !(S_ISREG(object.st.st_mode) || S_ISLNK(object.st.st_mode))) {
@@ -743,7 +745,7 @@ void Planner::move(std::size_t o, std::string_view to, bool temporary) {
       return;
     }
     step.kind = Step::Kind::copy_move;
-    step.scratch = scratch_in(split(to).first);
+    step.scratch() = scratch_in(split(to).first);
   }
   if (S_ISDIR(object.st.st_mode)) {
     rewrite(step.from, step.to);
@@ -767,8 +769,10 @@ void Planner::exchange(std::size_t a, std::size_t b) {
   step.other = objects_[b].id;
   // One step may involve two re-targeted symlinks; matching by inode covers
   // the common case, the contents only the first of them.
-  step.link_old = !objects_[a].link_new().empty() ? objects_[a].link_old() : objects_[b].link_old();
-  step.link_new = !objects_[a].link_new().empty() ? objects_[a].link_new() : objects_[b].link_new();
+  if (objects_[a].link || objects_[b].link) {
+    step.link_old() = !objects_[a].link_new().empty() ? objects_[a].link_old() : objects_[b].link_old();
+    step.link_new() = !objects_[a].link_new().empty() ? objects_[a].link_new() : objects_[b].link_new();
+  }
   const std::string pa = step.from, pb = step.to;
   const std::string parking(1, '\0');  // no real path contains NUL
   rewrite(pa, parking);
@@ -811,8 +815,8 @@ void Planner::trash(std::size_t o, const struct stat& victim) {
   step.kind = Step::Kind::trash;
   step.from = dest;
   step.to = files + "/" + name;
-  step.scratch = info + "/" + name + ".trashinfo";
-  step.info = "[Trash Info]\nPath=" + trash_url(dest) + "\nDeletionDate=" + trash_date() + "\n";
+  step.scratch() = info + "/" + name + ".trashinfo";
+  step.info() = "[Trash Info]\nPath=" + trash_url(dest) + "\nDeletionDate=" + trash_date() + "\n";
   step.id = {static_cast<std::uint64_t>(victim.st_dev), static_cast<std::uint64_t>(victim.st_ino)};
   steps_.push_back(std::move(step));
   trashed_.insert(dest);
@@ -913,9 +917,9 @@ void Planner::order() {
     step.kind = Step::Kind::retarget;
     step.from = std::string(object.current);
     step.id = object.id;
-    step.link_old = object.link_old();
-    step.link_new = object.link_new();
-    step.scratch = scratch_in(split(object.current).first);
+    step.link_old() = object.link_old();
+    step.link_new() = object.link_new();
+    step.scratch() = scratch_in(split(object.current).first);
     steps_.push_back(std::move(step));
   }
   for (const auto& object : objects_) {
@@ -1022,10 +1026,10 @@ std::string encode_steps(const std::vector<Step>& steps) {
     put_varint(out, s.id.ino);
     put_varint(out, s.other.dev);
     put_varint(out, s.other.ino);
-    put(out, s.link_old);
-    put(out, s.link_new);
-    put(out, s.scratch);
-    put(out, s.info);
+    put(out, s.link_old());
+    put(out, s.link_new());
+    put(out, s.scratch());
+    put(out, s.info());
     put_varint(out, s.old_mode);
     put_varint(out, s.new_mode);
   }
@@ -1052,10 +1056,12 @@ std::vector<Step> decode_steps(std::string_view blob) {
     s.id.ino = r.varint();
     s.other.dev = r.varint();
     s.other.ino = r.varint();
-    s.link_old = r.s();
-    s.link_new = r.s();
-    s.scratch = r.s();
-    s.info = r.s();
+    // Only what is set, so that a plain move stays small.
+    using Field = std::string& (Step::*)();
+    for (const Field field : std::initializer_list<Field>{&Step::link_old, &Step::link_new, &Step::scratch, &Step::info}) {
+      std::string value = r.s();
+      if (!value.empty()) (s.*field)() = std::move(value);
+    }
     s.old_mode = static_cast<std::uint32_t>(r.varint());
     s.new_mode = static_cast<std::uint32_t>(r.varint());
     steps.push_back(std::move(s));

@@ -61,7 +61,7 @@ std::vector<std::string> directories_of(const std::vector<Step>& steps, std::siz
     const Step& step = steps[i];
     add(step.from.empty() ? step.to : step.from);
     if (!step.to.empty()) add(step.to);
-    if (step.kind == Step::Kind::trash) add(step.scratch);
+    if (step.kind == Step::Kind::trash) add(step.scratch());
   }
   return {seen.begin(), seen.end()};
 }
