@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <memory>
 #include <random>
 #include <unordered_map>
@@ -101,14 +102,11 @@ using PathMap = std::unordered_map<std::string, T, PathHash, std::equal_to<>>;
 using PathSet = std::unordered_set<std::string, PathHash, std::equal_to<>>;
 
 // 100k of these for a big batch: paths are views into the Batch (which
-// outlives the plan) until a move makes one up (then `owned` holds it).
+// outlives the plan), or into the planner's made-up paths.
 struct Object {
   std::string_view original;    // before the batch
   std::string_view current;     // in the simulated tree
   std::string_view final_path;  // after the batch
-  // A path made up by the planner (a temporary name, a path under a moved
-  // directory): rare, so out of line.
-  std::unique_ptr<std::string> owned;
   // Only what planning needs of the lstat: 100k objects must stay small.
   struct {
     mode_t st_mode = 0;
@@ -162,6 +160,10 @@ class PathIndex {
   std::size_t emplace(std::size_t o) { return put(o, false); }
   // Holds object `o` under its path, in place of any other.
   void assign(std::size_t o) { put(o, true); }
+  void clear() {
+    std::vector<Slot>().swap(slots_);
+    size_ = used_ = 0;
+  }
   void erase(std::string_view key) {
     if (slots_.empty()) return;
     const std::uint32_t h = hash(key);
@@ -289,6 +291,20 @@ class Planner {
   std::vector<Problem> problems_;
   std::vector<Object> objects_;
   std::vector<Step> steps_;
+  // Moves and exchanges get their paths only once planning is done and its
+  // objects and indexes are freed (for 100k renames, the peak of the daemon
+  // was the request, the simulation and 100k steps' copies of the paths at
+  // once): until then, views of their paths, parallel to steps_.
+  std::vector<std::pair<std::string_view, std::string_view>> drafts_;
+  // Paths the planner makes up (temporary names, paths under a moved
+  // directory): never freed while planning, so that drafts can view them.
+  std::deque<std::string> made_up_;
+  std::string_view make_up(std::string path) { return made_up_.emplace_back(std::move(path)); }
+  void add_step(Step step, std::string_view from = {}, std::string_view to = {}) {
+    steps_.push_back(std::move(step));
+    drafts_.emplace_back(from, to);
+  }
+  void finish_steps();
   // Keyed by views of the objects' paths (objects_ never reallocates).
   PathIndex<&Object::original> by_original_{objects_};
   PathIndex<&Object::current> occupant_{objects_};
@@ -490,6 +506,7 @@ RenamePlan Planner::make(std::span<const OperationView> operations) {
   occupant_.reserve(operations.size());
   arriving_.reserve(operations.size());
   steps_.reserve(operations.size() + 16);
+  drafts_.reserve(operations.size() + 16);
   // 1. Every operation on its own.
   for (std::size_t i = 0; i < operations.size(); ++i) {
     if ((i & 1023) == 0) check_cancel();
@@ -578,10 +595,29 @@ RenamePlan Planner::make(std::span<const OperationView> operations) {
     if (object.refused) object.moving = false;
   order();
   if (!problems_.empty()) throw BatchRefused(std::move(problems_));
+  finish_steps();
   RenamePlan plan;
   plan.steps = std::move(steps_);
   plan.operations = operations.size();
   return plan;
+}
+
+// Frees the simulation, then gives the drafted steps their paths.
+void Planner::finish_steps() {
+  by_original_.clear();
+  occupant_.clear();
+  arriving_.clear();
+  std::vector<Object>().swap(objects_);
+  listings_.clear();
+  disk_cache_.clear();
+  for (std::size_t i = 0; i < steps_.size(); ++i) {
+    const auto& [from, to] = drafts_[i];
+    if (to.data() == nullptr) continue;  // the step has its own
+    steps_[i].from = from;
+    steps_[i].to = to;
+  }
+  std::vector<std::pair<std::string_view, std::string_view>>().swap(drafts_);
+  std::deque<std::string>().swap(made_up_);
 }
 
 // What stops object `o` from moving to its final path now. Edges (the object
@@ -669,7 +705,7 @@ bool Planner::ensure_directory(const std::string& path, std::string_view why_pat
         Step step;
         step.kind = Step::Kind::make_directory;
         step.to = *it;
-        steps_.push_back(std::move(step));
+        add_step(std::move(step));
         created_.emplace(*it, place.st.st_dev);
         ++generation_;
       }
@@ -690,8 +726,7 @@ void Planner::rewrite(const std::string& from, const std::string& to) {
     Object& object = objects_[i];
     if (object.current == from || object.current.starts_with(prefix)) {
       occupant_.erase(object.current);
-      object.owned = std::make_unique<std::string>(to + std::string(object.current.substr(from.size())));
-      object.current = *object.owned;
+      object.current = make_up(to + std::string(object.current.substr(from.size())));
       moved_objects.push_back(i);
     }
   }
@@ -716,17 +751,15 @@ void Planner::relocate(std::size_t o, std::string_view path, bool stable) {
   if (stable) {
     object.current = path;
   } else {
-    object.owned = std::make_unique<std::string>(path);
-    object.current = *object.owned;
+    object.current = make_up(std::string(path));
   }
   occupant_.assign(o);
 }
 
 void Planner::move(std::size_t o, std::string_view to, bool temporary) {
   Object& object = objects_[o];
+  const std::string_view from = object.current;
   Step step;
-  step.from = std::string(object.current);
-  step.to = std::string(to);
   step.id = object.id;
   if (object.link) {
     step.link_old() = object.link_old();
@@ -748,7 +781,7 @@ void Planner::move(std::size_t o, std::string_view to, bool temporary) {
     step.scratch() = scratch_in(split(to).first);
   }
   if (S_ISDIR(object.st.st_mode)) {
-    rewrite(step.from, step.to);
+    rewrite(std::string(from), std::string(to));
   } else {
     relocate(o, to, !temporary && to.data() == object.final_path.data());
   }
@@ -757,14 +790,13 @@ void Planner::move(std::size_t o, std::string_view to, bool temporary) {
   } else {
     object.done = true;
   }
-  steps_.push_back(std::move(step));
+  add_step(std::move(step), from, object.current);  // where `to` is kept now
 }
 
 void Planner::exchange(std::size_t a, std::size_t b) {
   Step step;
   step.kind = Step::Kind::exchange;
-  step.from = std::string(objects_[a].current);
-  step.to = std::string(objects_[b].current);
+  const std::string_view from = objects_[a].current, to = objects_[b].current;
   step.id = objects_[a].id;
   step.other = objects_[b].id;
   // One step may involve two re-targeted symlinks; matching by inode covers
@@ -773,13 +805,13 @@ void Planner::exchange(std::size_t a, std::size_t b) {
     step.link_old() = !objects_[a].link_new().empty() ? objects_[a].link_old() : objects_[b].link_old();
     step.link_new() = !objects_[a].link_new().empty() ? objects_[a].link_new() : objects_[b].link_new();
   }
-  const std::string pa = step.from, pb = step.to;
+  const std::string pa(from), pb(to);
   const std::string parking(1, '\0');  // no real path contains NUL
   rewrite(pa, parking);
   rewrite(pb, pa);
   rewrite(parking, pb);
   objects_[a].done = objects_[b].done = true;
-  steps_.push_back(std::move(step));
+  add_step(std::move(step), from, to);
 }
 
 void Planner::trash(std::size_t o, const struct stat& victim) {
@@ -818,7 +850,7 @@ void Planner::trash(std::size_t o, const struct stat& victim) {
   step.scratch() = info + "/" + name + ".trashinfo";
   step.info() = "[Trash Info]\nPath=" + trash_url(dest) + "\nDeletionDate=" + trash_date() + "\n";
   step.id = {static_cast<std::uint64_t>(victim.st_dev), static_cast<std::uint64_t>(victim.st_ino)};
-  steps_.push_back(std::move(step));
+  add_step(std::move(step));
   trashed_.insert(dest);
   ++generation_;
 }
@@ -920,7 +952,7 @@ void Planner::order() {
     step.link_old() = object.link_old();
     step.link_new() = object.link_new();
     step.scratch() = scratch_in(split(object.current).first);
-    steps_.push_back(std::move(step));
+    add_step(std::move(step));
   }
   for (const auto& object : objects_) {
     if (!object.new_mode) continue;
@@ -930,7 +962,7 @@ void Planner::order() {
     step.id = object.id;
     step.old_mode = object.st.st_mode & 07777;
     step.new_mode = *object.new_mode;
-    steps_.push_back(std::move(step));
+    add_step(std::move(step));
   }
 }
 
