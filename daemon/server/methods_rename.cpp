@@ -223,11 +223,11 @@ RenameArea::RenameArea(const DaemonInfo& info)
 void add_rename_methods(MethodTable& methods, const DaemonInfo&, RenameArea& area) {
   methods.add("rename.submit", {[&area](Call& call) {
                                   msgpack::object_handle unpacked;
-                                  const auto operations = operations_of(call, unpacked);
+                                  auto operations = operations_of(call, unpacked);
                                   translating("rename.submit", [&] {
                                     std::lock_guard lock(area.mutex);
-                                    pack_outcome(call.result, area.renamer.submit(operations, call.cancelled,
-                                                                                  progress_of(call)));
+                                    pack_outcome(call.result, area.renamer.submit(std::move(operations),
+                                                                                  call.cancelled, progress_of(call)));
                                   });
                                 },
                                 Execution::worker, /*packed_params=*/true});

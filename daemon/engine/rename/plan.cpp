@@ -241,7 +241,8 @@ class Planner {
   Planner(const std::filesystem::path& trash_dir, const std::atomic<bool>* cancelled)
       : trash_dir_(trash_dir.string()), cancelled_(cancelled), token_(temporary_token()), runner_(dirs_) {}
 
-  RenamePlan make(std::span<const OperationView> operations);
+  // `owner`, if given, holds `operations` and is emptied once they are read.
+  RenamePlan make(std::span<const OperationView> operations, std::vector<OperationView>* owner = nullptr);
 
  private:
   enum class Edge { none, arrive, occupy_ancestor, occupy };  // (b), (c), (a) in the notes below
@@ -499,7 +500,8 @@ std::size_t Planner::object_at(std::string_view original, const OperationView& o
   return index;
 }
 
-RenamePlan Planner::make(std::span<const OperationView> operations) {
+RenamePlan Planner::make(std::span<const OperationView> operations, std::vector<OperationView>* owner) {
+  const std::size_t count = operations.size();
   list_busy_directories(operations);
   objects_.reserve(operations.size());
   by_original_.reserve(operations.size());
@@ -579,6 +581,11 @@ RenamePlan Planner::make(std::span<const OperationView> operations) {
         break;
     }
   }
+  // Only the paths they view are needed from here on.
+  if (owner) {
+    operations = {};
+    std::vector<OperationView>().swap(*owner);
+  }
   // 2. The batch as a whole: one destination per source.
   for (std::size_t o = 0; o < objects_.size(); ++o) {
     if (!objects_[o].moving) continue;
@@ -598,7 +605,7 @@ RenamePlan Planner::make(std::span<const OperationView> operations) {
   finish_steps();
   RenamePlan plan;
   plan.steps = std::move(steps_);
-  plan.operations = operations.size();
+  plan.operations = count;
   return plan;
 }
 
@@ -1029,6 +1036,12 @@ RenamePlan RenamePlan::make(std::span<const OperationView> operations, const std
                             const std::atomic<bool>* cancelled) {
   Planner planner(trash_dir, cancelled);
   return planner.make(operations);
+}
+
+RenamePlan RenamePlan::make(std::vector<OperationView>&& operations, const std::filesystem::path& trash_dir,
+                            const std::atomic<bool>* cancelled) {
+  Planner planner(trash_dir, cancelled);
+  return planner.make(operations, &operations);
 }
 
 RenamePlan RenamePlan::make(const Batch& batch, const std::filesystem::path& trash_dir,

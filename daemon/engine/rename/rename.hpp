@@ -179,6 +179,10 @@ struct RenamePlan {
                          const std::atomic<bool>* cancelled = nullptr);
   static RenamePlan make(std::span<const OperationView> operations, const std::filesystem::path& trash_dir,
                          const std::atomic<bool>* cancelled = nullptr);
+  // The same, freeing `operations` once read (a 100k batch: 7 MB less at
+  // the peak); the paths they view must still live.
+  static RenamePlan make(std::vector<OperationView>&& operations, const std::filesystem::path& trash_dir,
+                         const std::atomic<bool>* cancelled = nullptr);
 
   std::vector<Step> steps;
   std::size_t operations = 0;
@@ -260,6 +264,9 @@ class Renamer {
   Outcome submit(const Batch& batch, const std::atomic<bool>& cancelled, const Progress& progress = {});
   Outcome submit(std::span<const OperationView> operations, const std::atomic<bool>& cancelled,
                  const Progress& progress = {});
+  // The same, freeing `operations` as soon as the planner has read them.
+  Outcome submit(std::vector<OperationView>&& operations, const std::atomic<bool>& cancelled,
+                 const Progress& progress = {});
 
   // Reverts the most recent committed batch not undone yet. Throws
   // UndoRefused if there is none or if its files moved since (nothing
@@ -275,6 +282,7 @@ class Renamer {
 
  private:
   enum class Direction { forward, backward };
+  Outcome execute(const RenamePlan& plan, const std::atomic<bool>& cancelled, const Progress& progress);
   void run(std::int64_t batch, const std::vector<Step>& steps, Direction direction,
            const std::atomic<bool>& cancelled, const Progress& progress);
 
