@@ -291,19 +291,37 @@ class Planner {
   detail::StepRunner runner_;
   std::vector<Problem> problems_;
   std::vector<Object> objects_;
+  // The plan, once finish_steps() has made it from the drafts.
   std::vector<Step> steps_;
-  // Moves and exchanges get their paths only once planning is done and its
-  // objects and indexes are freed (for 100k renames, the peak of the daemon
-  // was the request, the simulation and 100k steps' copies of the paths at
-  // once): until then, views of their paths, parallel to steps_.
-  std::vector<std::pair<std::string_view, std::string_view>> drafts_;
+  // Until planning is done, steps are drafts: the plain moves and exchanges
+  // that make up nearly all of a big batch as kind, ids and views of their
+  // paths (into the request, or into made-up paths kept until then); any
+  // other step whole, in `whole_`. Steps with their own copies of the paths
+  // are made only after the simulation is freed: for 100k renames the peak
+  // was the request, the simulation and 100k complete steps at once.
+  struct Draft {
+    std::string_view from, to;  // null: the step has its own paths
+    FileId id, other;
+    Step::Kind kind = Step::Kind::move;
+    std::uint32_t whole = UINT32_MAX;  // its index in whole_, if any
+  };
+  std::vector<Draft> drafts_;
+  std::vector<Step> whole_;
   // Paths the planner makes up (temporary names, paths under a moved
   // directory): never freed while planning, so that drafts can view them.
   std::deque<std::string> made_up_;
   std::string_view make_up(std::string path) { return made_up_.emplace_back(std::move(path)); }
   void add_step(Step step, std::string_view from = {}, std::string_view to = {}) {
-    steps_.push_back(std::move(step));
-    drafts_.emplace_back(from, to);
+    Draft draft{from, to, step.id, step.other, step.kind};
+    const Step& read = step;  // const: reading the rare fields makes nothing
+    const bool plain = to.data() != nullptr && read.link_old().empty() && read.link_new().empty() &&
+                       read.scratch().empty() && read.info().empty() && step.old_mode == 0 && step.new_mode == 0 &&
+                       step.from.empty() && step.to.empty();
+    if (!plain) {
+      draft.whole = static_cast<std::uint32_t>(whole_.size());
+      whole_.push_back(std::move(step));
+    }
+    drafts_.push_back(draft);
   }
   void finish_steps();
   // Keyed by views of the objects' paths (objects_ never reallocates).
@@ -506,9 +524,6 @@ RenamePlan Planner::make(std::span<const OperationView> operations, std::vector<
   objects_.reserve(operations.size());
   by_original_.reserve(operations.size());
   occupant_.reserve(operations.size());
-  arriving_.reserve(operations.size());
-  steps_.reserve(operations.size() + 16);
-  drafts_.reserve(operations.size() + 16);
   // 1. Every operation on its own.
   for (std::size_t i = 0; i < operations.size(); ++i) {
     if ((i & 1023) == 0) check_cancel();
@@ -586,6 +601,9 @@ RenamePlan Planner::make(std::span<const OperationView> operations, std::vector<
     operations = {};
     std::vector<OperationView>().swap(*owner);
   }
+  // Made now, these may take the place the views had.
+  arriving_.reserve(objects_.size());
+  drafts_.reserve(objects_.size() + 16);
   // 2. The batch as a whole: one destination per source.
   for (std::size_t o = 0; o < objects_.size(); ++o) {
     if (!objects_[o].moving) continue;
@@ -609,7 +627,7 @@ RenamePlan Planner::make(std::span<const OperationView> operations, std::vector<
   return plan;
 }
 
-// Frees the simulation, then gives the drafted steps their paths.
+// Frees the simulation, then makes the steps from the drafts.
 void Planner::finish_steps() {
   by_original_.clear();
   occupant_.clear();
@@ -617,13 +635,24 @@ void Planner::finish_steps() {
   std::vector<Object>().swap(objects_);
   listings_.clear();
   disk_cache_.clear();
-  for (std::size_t i = 0; i < steps_.size(); ++i) {
-    const auto& [from, to] = drafts_[i];
-    if (to.data() == nullptr) continue;  // the step has its own
-    steps_[i].from = from;
-    steps_[i].to = to;
+  steps_.reserve(drafts_.size());
+  for (const Draft& draft : drafts_) {
+    Step step;
+    if (draft.whole != UINT32_MAX) {
+      step = std::move(whole_[draft.whole]);
+    } else {
+      step.kind = draft.kind;
+      step.id = draft.id;
+      step.other = draft.other;
+    }
+    if (draft.to.data() != nullptr) {
+      step.from = draft.from;
+      step.to = draft.to;
+    }
+    steps_.push_back(std::move(step));
   }
-  std::vector<std::pair<std::string_view, std::string_view>>().swap(drafts_);
+  std::vector<Draft>().swap(drafts_);
+  std::vector<Step>().swap(whole_);
   std::deque<std::string>().swap(made_up_);
 }
 
@@ -879,7 +908,7 @@ void Planner::order() {
       stack.push_back({start, Edge::none});
       on_stack[start] = 1;
       while (!stack.empty()) {
-        if ((steps_.size() & 1023) == 0) check_cancel();
+        if ((drafts_.size() & 1023) == 0) check_cancel();
         if (budget-- == 0) {
           problem(objects_[start].original, "internal error: the rename order did not converge");
           return;
