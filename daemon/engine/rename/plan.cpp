@@ -146,7 +146,8 @@ class PathIndex {
   }
   // The object held under `key`, if any.
   std::optional<std::size_t> find(std::string_view key) const {
-    if (slots_.empty()) return std::nullopt;
+    // Most lookups are of ancestors, shorter than any path held: no hashing.
+    if (slots_.empty() || lengths_[length_class(key)] == 0) return std::nullopt;
     const std::uint32_t h = hash(key);
     for (std::size_t i = h & mask();; i = (i + 1) & mask()) {
       const Slot& slot = slots_[i];
@@ -162,10 +163,11 @@ class PathIndex {
   void assign(std::size_t o) { put(o, true); }
   void clear() {
     std::vector<Slot>().swap(slots_);
+    std::vector<std::uint32_t>().swap(lengths_);
     size_ = used_ = 0;
   }
   void erase(std::string_view key) {
-    if (slots_.empty()) return;
+    if (slots_.empty() || lengths_[length_class(key)] == 0) return;
     const std::uint32_t h = hash(key);
     for (std::size_t i = h & mask();; i = (i + 1) & mask()) {
       Slot& slot = slots_[i];
@@ -173,6 +175,7 @@ class PathIndex {
       if (slot.index != erased && slot.hash == h && objects_[slot.index].*Key == key) {
         slot.index = erased;
         --size_;
+        --lengths_[length_class(key)];
         return;
       }
     }
@@ -189,6 +192,7 @@ class PathIndex {
     return static_cast<std::uint32_t>(h ^ (h >> 32));
   }
   std::size_t mask() const { return slots_.size() - 1; }
+  static std::size_t length_class(std::string_view key) { return std::min<std::size_t>(key.size(), PATH_MAX); }
   std::size_t put(std::size_t o, bool replace) {
     if (2 * (used_ + 1) > slots_.size())  // grow, or just sweep out erased slots
       rehash(std::max<std::size_t>(16, 4 * (size_ + 1) > slots_.size() ? 2 * slots_.size() : slots_.size()));
@@ -216,9 +220,11 @@ class PathIndex {
     free->index = static_cast<std::uint32_t>(o);
     free->hash = h;
     ++size_;
+    ++lengths_[length_class(key)];
     return o;
   }
   void rehash(std::size_t capacity) {
+    lengths_.resize(PATH_MAX + 1);
     std::vector<Slot> old(capacity);
     old.swap(slots_);
     used_ = size_;
@@ -232,6 +238,7 @@ class PathIndex {
 
   const std::vector<Object>& objects_;
   std::vector<Slot> slots_;
+  std::vector<std::uint32_t> lengths_;  // how many keys of each length (PATH_MAX: that or longer)
   std::size_t size_ = 0;  // objects held
   std::size_t used_ = 0;  // slots not empty: objects held and erased slots
 };
@@ -330,6 +337,7 @@ class Planner {
   PathIndex<&Object::final_path> arriving_{objects_};
   PathMap<dev_t> created_;
   PathSet trashed_, trash_names_;
+  bool moved_to_trash(std::string_view path) const { return !trashed_.empty() && trashed_.count(path); }
   PathMap<std::optional<struct stat>> disk_cache_;
   // The last directory resolve() found on disk or created: every entry of a
   // big directory asks about the same parent. Any change to directories in
@@ -462,14 +470,15 @@ Planner::Place Planner::resolve_uncached(std::string_view path) {
       }
       // Inside an object that is a directory: look at its original contents.
       const std::string original = std::string(objects_[*there].original).append(path.substr(q.size()));
-      if (by_original_.count(original) || trashed_.count(original)) return place;  // moved away
+      if (by_original_.count(original) || moved_to_trash(original)) return place;  // moved away
       if (auto st = disk(original)) {
         place.kind = Place::Kind::disk;
         place.st = *st;
       }
       return place;
     }
-    if (auto it = created_.find(q); it != created_.end()) {
+    // (A heterogeneous find hashes even in an empty map: these are mostly empty.)
+    if (auto it = created_.empty() ? created_.end() : created_.find(q); it != created_.end()) {
       if (q.size() == path.size()) {
         place.kind = Place::Kind::created;
         place.st.st_mode = S_IFDIR | 0755;
@@ -477,7 +486,7 @@ Planner::Place Planner::resolve_uncached(std::string_view path) {
       }
       return place;
     }
-    if (by_original_.count(q) || trashed_.count(q)) return place;  // moved away or trashed
+    if (by_original_.count(q) || moved_to_trash(q)) return place;  // moved away or trashed
     if (q == "/") break;
     q = split(q).first;
   }
