@@ -65,7 +65,7 @@ class ClaimChecker : public msgpack::null_visitor {
 
 }  // namespace
 
-msgpack::object_handle decode_payload(const char* data, std::size_t size) {
+void check_payload(const char* data, std::size_t size) {
   if (size == 0) throw ProtocolError("empty message");
   std::size_t offset = 0;
   ClaimChecker checker(size);
@@ -81,7 +81,10 @@ msgpack::object_handle decode_payload(const char* data, std::size_t size) {
   if (offset != size)
     throw ProtocolError("trailing bytes after the MessagePack value (" + std::to_string(size - offset) +
                         " bytes)");
+}
 
+msgpack::object_handle decode_payload(const char* data, std::size_t size) {
+  check_payload(data, size);
   const msgpack::unpack_limit limits(size, size, size, size, size, max_depth + 1);
   try {
     return msgpack::unpack(data, size, nullptr, nullptr, limits);

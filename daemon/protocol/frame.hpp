@@ -39,5 +39,8 @@ std::string make_frame(const msgpack::sbuffer& payload);
 // can claim four billion elements), then msgpack-cxx unpacks with limits
 // sized to the payload as a second line of defence.
 msgpack::object_handle decode_payload(const char* data, std::size_t size);
+// decode_payload's checks alone (one value, well formed, every claim within
+// the bytes), allocating nothing; throws ProtocolError.
+void check_payload(const char* data, std::size_t size);
 
 }  // namespace descent::protocol

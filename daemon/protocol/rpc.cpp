@@ -51,6 +51,45 @@ Message parse_message(const msgpack::object& payload) {
   throw ProtocolError("unknown message type");
 }
 
+std::optional<std::uint32_t> read_array_header(std::string_view packed, std::size_t& offset) {
+  if (offset >= packed.size()) return std::nullopt;
+  const auto first = static_cast<unsigned char>(packed[offset]);
+  if ((first & 0xf0) == 0x90) {
+    ++offset;
+    return first & 0x0f;
+  }
+  const std::size_t width = first == 0xdc ? 2 : first == 0xdd ? 4 : 0;
+  if (width == 0 || packed.size() - offset - 1 < width) return std::nullopt;
+  std::uint32_t count = 0;
+  for (std::size_t k = 1; k <= width; ++k) count = (count << 8) | static_cast<unsigned char>(packed[offset + k]);
+  offset += 1 + width;
+  return count;
+}
+
+std::optional<PackedRequest> peek_request(std::string_view payload) {
+  std::size_t offset = 0;
+  if (read_array_header(payload, offset) != 4u) return std::nullopt;
+  // Type, id and method are small scalars; anything bigger is not a request we peek at.
+  const msgpack::unpack_limit scalars(0, 0, 1024, 1024, 0, 1);
+  try {
+    const auto type = msgpack::unpack(payload.data(), payload.size(), offset, nullptr, nullptr, scalars);
+    if (type->type != msgpack::type::POSITIVE_INTEGER || type->via.u64 != 0) return std::nullopt;
+    const auto id = msgpack::unpack(payload.data(), payload.size(), offset, nullptr, nullptr, scalars);
+    if (id->type != msgpack::type::POSITIVE_INTEGER || id->via.u64 > UINT32_MAX) return std::nullopt;
+    const auto method = msgpack::unpack(payload.data(), payload.size(), offset, nullptr, nullptr, scalars);
+    const auto name = as_bytes(method.get());
+    if (!name || name->empty()) return std::nullopt;
+    PackedRequest request;
+    request.id = static_cast<std::uint32_t>(id->via.u64);
+    request.method = std::string(*name);
+    request.params_offset = offset;
+    if (!read_array_header(payload, offset)) return std::nullopt;  // parse_message refuses it
+    return request;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 std::string request_frame(std::uint32_t id, std::string_view method, const Writer& params) {
   return frame_of([&](Packer& p) {
     p.pack_array(4);

@@ -45,6 +45,22 @@ using Message = std::variant<Request, Response, Notification>;
 // Interprets a decoded payload; throws ProtocolError saying what is wrong.
 Message parse_message(const msgpack::object& payload);
 
+// A request [0, id, method, params] read without unpacking its params, for
+// methods that decode them straight from the bytes (a rename batch of 100k
+// entries as an object tree costs twice the payload again).
+struct PackedRequest {
+  std::uint32_t id = 0;
+  std::string method;
+  std::size_t params_offset = 0;  // where the packed params array begins
+};
+// nullopt for anything else, and for anything unusual, which parse_message
+// is left to judge. Checks only the envelope: check_payload checks the rest.
+std::optional<PackedRequest> peek_request(std::string_view payload);
+
+// The element count of the array whose header is at `offset`, moving `offset`
+// past the header; nullopt (and `offset` unchanged) if no array starts there.
+std::optional<std::uint32_t> read_array_header(std::string_view packed, std::size_t& offset);
+
 std::string request_frame(std::uint32_t id, std::string_view method, const Writer& params);
 std::string notification_frame(std::string_view method, const Writer& params);
 std::string result_frame(std::uint32_t id, const msgpack::sbuffer& packed_result);

@@ -75,6 +75,10 @@ struct Call {
   // for progress of long requests). `write` packs the params array.
   std::function<void(std::string_view method, const std::function<void(Packer&)>& write)> notify;
   std::uint32_t request_id;
+  // For a method registered with `packed_params`, called as a request: its
+  // params array still packed (a view into the request, valid during the
+  // call), and `params` empty. Empty otherwise.
+  std::string_view packed_params = {};
 };
 
 enum class Execution {
@@ -85,6 +89,10 @@ enum class Execution {
 struct Method {
   std::function<void(Call&)> run;
   Execution execution = Execution::inline_;
+  // The handler decodes its params from Call::packed_params itself (and
+  // copes with Call::params when that is empty): for requests whose object
+  // tree would cost several times their bytes.
+  bool packed_params = false;
 };
 
 class MethodTable {

@@ -78,9 +78,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   awaitable<void> write_loop();
   bool peer_allowed();
-  void handle(const std::string& payload);
-  void run(const Method& method, std::string name, std::optional<std::uint32_t> id,
-           std::shared_ptr<msgpack::object_handle> handle, const msgpack::object* params);
+  void handle(std::string payload);
+  bool handle_packed(std::string& payload);
+  // `keep` holds what `params` and `packed` point into until the call is done.
+  void run(const Method& method, std::string name, std::optional<std::uint32_t> id, std::shared_ptr<const void> keep,
+           const msgpack::object* params, std::string_view packed = {});
   void hello(std::uint32_t id, const msgpack::object& params);
   void cancel(const msgpack::object& params);
   void close_when_idle() {
@@ -149,7 +151,7 @@ awaitable<void> Connection::serve() {
         payload.append(chunk, got);
       }
       if (ec) break;
-      handle(payload);
+      handle(std::move(payload));
     }
   }
   if (!in_flight_.empty())
@@ -182,7 +184,35 @@ awaitable<void> Connection::write_loop() {
   close_when_idle();
 }
 
-void Connection::handle(const std::string& payload) {
+// A request for a method that reads its params packed: checked as any
+// payload is, then run without an object tree. False if it is not one.
+bool Connection::handle_packed(std::string& payload) {
+  if (!said_hello_) return false;
+  const auto request = protocol::peek_request(payload);
+  if (!request) return false;
+  const Method* method = server_.methods().find(request->method);
+  if (!method || !method->packed_params) return false;
+  try {
+    protocol::check_payload(payload.data(), payload.size());
+  } catch (const protocol::ProtocolError& e) {
+    send(protocol::error_frame(std::nullopt, "bad-request", e.what()));
+    return true;
+  }
+  static const msgpack::object no_params = [] {
+    msgpack::object empty;
+    empty.type = msgpack::type::ARRAY;
+    empty.via.array.size = 0;
+    empty.via.array.ptr = nullptr;
+    return empty;
+  }();
+  auto kept = std::make_shared<const std::string>(std::move(payload));
+  const std::string_view packed = std::string_view(*kept).substr(request->params_offset);
+  run(*method, request->method, request->id, std::move(kept), &no_params, packed);
+  return true;
+}
+
+void Connection::handle(std::string payload) {
+  if (handle_packed(payload)) return;
   auto handle = std::make_shared<msgpack::object_handle>();
   try {
     *handle = protocol::decode_payload(payload.data(), payload.size());
@@ -273,12 +303,12 @@ void Connection::cancel(const msgpack::object& params) {
 }
 
 void Connection::run(const Method& method, std::string name, std::optional<std::uint32_t> id,
-                     std::shared_ptr<msgpack::object_handle> handle, const msgpack::object* params) {
+                     std::shared_ptr<const void> keep, const msgpack::object* params, std::string_view packed) {
   auto cancelled = std::make_shared<std::atomic<bool>>(server_.stopping());
   if (id) in_flight_[*id] = cancelled;
   auto executor = socket_.get_executor();
   auto self = shared_from_this();
-  auto task = [self, executor, &method, name = std::move(name), id, handle, params, cancelled] {
+  auto task = [self, executor, &method, name = std::move(name), id, keep = std::move(keep), params, packed, cancelled] {
     msgpack::sbuffer buffer;
     protocol::Packer packer(buffer);
     std::string frame;
@@ -288,7 +318,7 @@ void Connection::run(const Method& method, std::string name, std::optional<std::
       });
     };
     try {
-      Call call{Params(name, *params), packer, *cancelled, notify, id.value_or(0)};
+      Call call{Params(name, *params), packer, *cancelled, notify, id.value_or(0), packed};
       method.run(call);
       if (id) frame = protocol::result_frame(*id, buffer);
     } catch (const MethodError& e) {

@@ -110,10 +110,10 @@ bool StepRunner::holds(std::string_view path, const FileId& id, const Step& step
   const auto st = lstat(path);
   if (!st) return false;
   if (st->st_dev == id.dev && st->st_ino == id.ino) return true;
-  if (S_ISLNK(st->st_mode) && !step.link_new.empty()) {
+  if (S_ISLNK(st->st_mode) && !step.link_new().empty()) {
     auto [parent, name] = split(path);
     const auto target = read_link(dirs_.open(parent), name);
-    return target && (*target == step.link_old || *target == step.link_new);
+    return target && (*target == step.link_old() || *target == step.link_new());
   }
   return false;
 }
@@ -267,7 +267,7 @@ std::optional<std::string> StepRunner::link_at(std::string_view path) {
 
 void StepRunner::finish(const Step& step) {
   // The old link kept for a rollback (see relink).
-  if (step.kind == Step::Kind::retarget && link_at(step.scratch)) remove_if_present(step.scratch, false);
+  if (step.kind == Step::Kind::retarget && link_at(step.scratch())) remove_if_present(step.scratch(), false);
 }
 
 // mkdir -p with 0700 (the trash spec's mode); directories that exist are fine.
@@ -295,29 +295,29 @@ void StepRunner::apply(const Step& step) {
       return;
     }
     case Step::Kind::copy_move:
-      copy(step.from, step.scratch, step.to);
+      copy(step.from, step.scratch(), step.to);
       return;
     case Step::Kind::trash: {
       // The info file first (O_EXCL reserves the name, as the spec asks), then the move.
-      auto [info_dir, info_name] = split(step.scratch);
+      auto [info_dir, info_name] = split(step.scratch());
       make_directories(info_dir);
       make_directories(split(step.to).first);
       {
         Fd info(::openat(dirs_.open(info_dir), z(info_name).c_str(),
                          O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-        if (info.fd < 0) throw OsError("creating " + printable(step.scratch), step.scratch, errno);
-        const std::string& text = step.info;  // planned ahead, so the journal holds it
+        if (info.fd < 0) throw OsError("creating " + printable(step.scratch()), step.scratch(), errno);
+        const std::string& text = step.info();  // planned ahead, so the journal holds it
         if (::write(info.fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
             ::fsync(info.fd) != 0) {
           const int error = errno ? errno : EIO;
-          remove_if_present(step.scratch, false);
-          throw OsError("writing " + printable(step.scratch), step.scratch, error);
+          remove_if_present(step.scratch(), false);
+          throw OsError("writing " + printable(step.scratch()), step.scratch(), error);
         }
       }
       try {
         rename(step.from, step.to, RENAME_NOREPLACE);
       } catch (...) {
-        remove_if_present(step.scratch, false);
+        remove_if_present(step.scratch(), false);
         throw;
       }
       return;
@@ -332,7 +332,7 @@ void StepRunner::apply(const Step& step) {
       return;
     }
     case Step::Kind::retarget:
-      relink(step.from, step.scratch, step.link_new, true);
+      relink(step.from, step.scratch(), step.link_new(), true);
       return;
   }
 }
@@ -354,12 +354,12 @@ void StepRunner::revert(const Step& step) {
     }
     case Step::Kind::copy_move: {
       // The copy back gets its scratch name in the original's directory.
-      copy(step.to, std::string(split(step.from).first) + "/" + std::string(split(step.scratch).second), step.from);
+      copy(step.to, std::string(split(step.from).first) + "/" + std::string(split(step.scratch()).second), step.from);
       return;
     }
     case Step::Kind::trash:
       rename(step.to, step.from, RENAME_NOREPLACE);
-      remove_if_present(step.scratch, false);
+      remove_if_present(step.scratch(), false);
       return;
     case Step::Kind::chmod: {
       auto [parent, name] = split(step.from);
@@ -368,11 +368,11 @@ void StepRunner::revert(const Step& step) {
       return;
     }
     case Step::Kind::retarget:
-      if (link_at(step.scratch) == step.link_old) {
-        rename(step.scratch, step.from, RENAME_EXCHANGE);  // the original inode returns
-        remove_if_present(step.scratch, false);
+      if (link_at(step.scratch()) == step.link_old()) {
+        rename(step.scratch(), step.from, RENAME_EXCHANGE);  // the original inode returns
+        remove_if_present(step.scratch(), false);
       } else {
-        relink(step.from, step.scratch, step.link_old, false);
+        relink(step.from, step.scratch(), step.link_old(), false);
       }
       return;
   }
@@ -394,8 +394,8 @@ Status StepRunner::settle(const Step& step) {
     }
     case Step::Kind::copy_move: {
       // Half-done copies, in either direction.
-      remove_if_present(step.scratch, false);
-      remove_if_present(std::string(split(step.from).first) + "/" + std::string(split(step.scratch).second), false);
+      remove_if_present(step.scratch(), false);
+      remove_if_present(std::string(split(step.from).first) + "/" + std::string(split(step.scratch()).second), false);
       const bool source = holds(step.from, step.id, step);
       const bool copied = lstat(step.to).has_value();
       if (source && copied) {
@@ -408,7 +408,7 @@ Status StepRunner::settle(const Step& step) {
     }
     case Step::Kind::trash:
       if (holds(step.to, step.id, step)) return Status::applied;
-      remove_if_present(step.scratch, false);
+      remove_if_present(step.scratch(), false);
       return holds(step.from, step.id, step) ? Status::not_applied : Status::unknown;
     case Step::Kind::chmod: {
       const auto st = lstat(step.from);
@@ -418,10 +418,10 @@ Status StepRunner::settle(const Step& step) {
     case Step::Kind::retarget: {
       const auto target = link_at(step.from);
       if (!target) return Status::unknown;
-      if (*target == step.link_new) return Status::applied;  // revert uses the old link at scratch
+      if (*target == step.link_new()) return Status::applied;  // revert uses the old link at scratch
       // Stopped before the exchange: the new link at scratch goes.
-      if (link_at(step.scratch) == step.link_new) remove_if_present(step.scratch, false);
-      return *target == step.link_old ? Status::not_applied : Status::unknown;
+      if (link_at(step.scratch()) == step.link_new()) remove_if_present(step.scratch(), false);
+      return *target == step.link_old() ? Status::not_applied : Status::unknown;
     }
   }
   return Status::unknown;
@@ -453,7 +453,7 @@ bool StepRunner::shows_done(const Step& step) {
         return false;
       }
       const auto target = read_link(dfd, name);
-      return target && *target == step.link_new;
+      return target && *target == step.link_new();
     }
   }
   return false;

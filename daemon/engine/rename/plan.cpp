@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <memory>
 #include <random>
 #include <unordered_map>
@@ -101,12 +102,11 @@ using PathMap = std::unordered_map<std::string, T, PathHash, std::equal_to<>>;
 using PathSet = std::unordered_set<std::string, PathHash, std::equal_to<>>;
 
 // 100k of these for a big batch: paths are views into the Batch (which
-// outlives the plan) until a move makes one up (then `owned` holds it).
+// outlives the plan), or into the planner's made-up paths.
 struct Object {
   std::string_view original;    // before the batch
   std::string_view current;     // in the simulated tree
   std::string_view final_path;  // after the batch
-  std::string owned;
   // Only what planning needs of the lstat: 100k objects must stay small.
   struct {
     mode_t st_mode = 0;
@@ -130,12 +130,126 @@ struct Object {
   std::optional<std::uint32_t> new_mode;
 };
 
+// Object indices by one of their paths (`Key`): open addressing with the
+// hash kept beside the index, 8 bytes a slot instead of a 40-byte node (and
+// an allocation) per entry. The key is read from the object, so an object's
+// path must not change while the index holds the object under it.
+template <std::string_view Object::*Key>
+class PathIndex {
+ public:
+  explicit PathIndex(const std::vector<Object>& objects) : objects_(objects) {}
+
+  void reserve(std::size_t n) {
+    std::size_t capacity = 16;
+    while (capacity < 2 * n) capacity *= 2;
+    if (capacity > slots_.size()) rehash(capacity);
+  }
+  // The object held under `key`, if any.
+  std::optional<std::size_t> find(std::string_view key) const {
+    // Most lookups are of ancestors, shorter than any path held: no hashing.
+    if (slots_.empty() || lengths_[length_class(key)] == 0) return std::nullopt;
+    const std::uint32_t h = hash(key);
+    for (std::size_t i = h & mask();; i = (i + 1) & mask()) {
+      const Slot& slot = slots_[i];
+      if (slot.index == empty) return std::nullopt;
+      if (slot.index != erased && slot.hash == h && objects_[slot.index].*Key == key) return slot.index;
+    }
+  }
+  bool count(std::string_view key) const { return find(key).has_value(); }
+  // Holds object `o` under its path unless another object is held there;
+  // returns the object held there now.
+  std::size_t emplace(std::size_t o) { return put(o, false); }
+  // Holds object `o` under its path, in place of any other.
+  void assign(std::size_t o) { put(o, true); }
+  void clear() {
+    std::vector<Slot>().swap(slots_);
+    std::vector<std::uint32_t>().swap(lengths_);
+    size_ = used_ = 0;
+  }
+  void erase(std::string_view key) {
+    if (slots_.empty() || lengths_[length_class(key)] == 0) return;
+    const std::uint32_t h = hash(key);
+    for (std::size_t i = h & mask();; i = (i + 1) & mask()) {
+      Slot& slot = slots_[i];
+      if (slot.index == empty) return;
+      if (slot.index != erased && slot.hash == h && objects_[slot.index].*Key == key) {
+        slot.index = erased;
+        --size_;
+        --lengths_[length_class(key)];
+        return;
+      }
+    }
+  }
+
+ private:
+  static constexpr std::uint32_t empty = UINT32_MAX, erased = UINT32_MAX - 1;
+  struct Slot {
+    std::uint32_t index = empty;
+    std::uint32_t hash = 0;
+  };
+  static std::uint32_t hash(std::string_view key) {
+    const std::size_t h = std::hash<std::string_view>{}(key);
+    return static_cast<std::uint32_t>(h ^ (h >> 32));
+  }
+  std::size_t mask() const { return slots_.size() - 1; }
+  static std::size_t length_class(std::string_view key) { return std::min<std::size_t>(key.size(), PATH_MAX); }
+  std::size_t put(std::size_t o, bool replace) {
+    if (2 * (used_ + 1) > slots_.size())  // grow, or just sweep out erased slots
+      rehash(std::max<std::size_t>(16, 4 * (size_ + 1) > slots_.size() ? 2 * slots_.size() : slots_.size()));
+    const std::string_view key = objects_[o].*Key;
+    const std::uint32_t h = hash(key);
+    Slot* free = nullptr;
+    for (std::size_t i = h & mask();; i = (i + 1) & mask()) {
+      Slot& slot = slots_[i];
+      if (slot.index == empty) {
+        if (!free) {
+          free = &slot;
+          ++used_;
+        }
+        break;
+      }
+      if (slot.index == erased) {
+        if (!free) free = &slot;
+        continue;
+      }
+      if (slot.hash == h && objects_[slot.index].*Key == key) {
+        if (replace) slot.index = static_cast<std::uint32_t>(o);
+        return slot.index;
+      }
+    }
+    free->index = static_cast<std::uint32_t>(o);
+    free->hash = h;
+    ++size_;
+    ++lengths_[length_class(key)];
+    return o;
+  }
+  void rehash(std::size_t capacity) {
+    lengths_.resize(PATH_MAX + 1);
+    std::vector<Slot> old(capacity);
+    old.swap(slots_);
+    used_ = size_;
+    for (const Slot& slot : old) {
+      if (slot.index == empty || slot.index == erased) continue;
+      std::size_t i = slot.hash & mask();
+      while (slots_[i].index != empty) i = (i + 1) & mask();
+      slots_[i] = slot;
+    }
+  }
+
+  const std::vector<Object>& objects_;
+  std::vector<Slot> slots_;
+  std::vector<std::uint32_t> lengths_;  // how many keys of each length (PATH_MAX: that or longer)
+  std::size_t size_ = 0;  // objects held
+  std::size_t used_ = 0;  // slots not empty: objects held and erased slots
+};
+
 class Planner {
  public:
   Planner(const std::filesystem::path& trash_dir, const std::atomic<bool>* cancelled)
       : trash_dir_(trash_dir.string()), cancelled_(cancelled), token_(temporary_token()), runner_(dirs_) {}
 
-  RenamePlan make(std::span<const OperationView> operations);
+  // `owner`, if given, holds `operations` and is emptied once they are read.
+  RenamePlan make(std::span<const OperationView> operations, std::vector<OperationView>* owner = nullptr);
 
  private:
   enum class Edge { none, arrive, occupy_ancestor, occupy };  // (b), (c), (a) in the notes below
@@ -184,11 +298,46 @@ class Planner {
   detail::StepRunner runner_;
   std::vector<Problem> problems_;
   std::vector<Object> objects_;
+  // The plan, once finish_steps() has made it from the drafts.
   std::vector<Step> steps_;
+  // Until planning is done, steps are drafts: the plain moves and exchanges
+  // that make up nearly all of a big batch as kind, ids and views of their
+  // paths (into the request, or into made-up paths kept until then); any
+  // other step whole, in `whole_`. Steps with their own copies of the paths
+  // are made only after the simulation is freed: for 100k renames the peak
+  // was the request, the simulation and 100k complete steps at once.
+  struct Draft {
+    std::string_view from, to;  // null: the step has its own paths
+    FileId id, other;
+    Step::Kind kind = Step::Kind::move;
+    std::uint32_t whole = UINT32_MAX;  // its index in whole_, if any
+  };
+  std::vector<Draft> drafts_;
+  std::vector<Step> whole_;
+  // Paths the planner makes up (temporary names, paths under a moved
+  // directory): never freed while planning, so that drafts can view them.
+  std::deque<std::string> made_up_;
+  std::string_view make_up(std::string path) { return made_up_.emplace_back(std::move(path)); }
+  void add_step(Step step, std::string_view from = {}, std::string_view to = {}) {
+    Draft draft{from, to, step.id, step.other, step.kind};
+    const Step& read = step;  // const: reading the rare fields makes nothing
+    const bool plain = to.data() != nullptr && read.link_old().empty() && read.link_new().empty() &&
+                       read.scratch().empty() && read.info().empty() && step.old_mode == 0 && step.new_mode == 0 &&
+                       step.from.empty() && step.to.empty();
+    if (!plain) {
+      draft.whole = static_cast<std::uint32_t>(whole_.size());
+      whole_.push_back(std::move(step));
+    }
+    drafts_.push_back(draft);
+  }
+  void finish_steps();
   // Keyed by views of the objects' paths (objects_ never reallocates).
-  std::unordered_map<std::string_view, std::size_t> by_original_, occupant_, arriving_;
+  PathIndex<&Object::original> by_original_{objects_};
+  PathIndex<&Object::current> occupant_{objects_};
+  PathIndex<&Object::final_path> arriving_{objects_};
   PathMap<dev_t> created_;
   PathSet trashed_, trash_names_;
+  bool moved_to_trash(std::string_view path) const { return !trashed_.empty() && trashed_.count(path); }
   PathMap<std::optional<struct stat>> disk_cache_;
   // The last directory resolve() found on disk or created: every entry of a
   // big directory asks about the same parent. Any change to directories in
@@ -310,25 +459,26 @@ Planner::Place Planner::resolve_uncached(std::string_view path) {
   Place place;
   std::string_view q = path;
   for (;;) {
-    if (auto it = occupant_.find(q); it != occupant_.end()) {
+    if (const auto there = occupant_.find(q)) {
       if (q.size() == path.size()) {
         place.kind = Place::Kind::object;
-        place.object = it->second;
-        place.st.st_mode = objects_[it->second].st.st_mode;
-        place.st.st_dev = objects_[it->second].st.st_dev;
-        place.st.st_ino = objects_[it->second].st.st_ino;
+        place.object = *there;
+        place.st.st_mode = objects_[*there].st.st_mode;
+        place.st.st_dev = objects_[*there].st.st_dev;
+        place.st.st_ino = objects_[*there].st.st_ino;
         return place;
       }
       // Inside an object that is a directory: look at its original contents.
-      const std::string original = std::string(objects_[it->second].original).append(path.substr(q.size()));
-      if (by_original_.count(original) || trashed_.count(original)) return place;  // moved away
+      const std::string original = std::string(objects_[*there].original).append(path.substr(q.size()));
+      if (by_original_.count(original) || moved_to_trash(original)) return place;  // moved away
       if (auto st = disk(original)) {
         place.kind = Place::Kind::disk;
         place.st = *st;
       }
       return place;
     }
-    if (auto it = created_.find(q); it != created_.end()) {
+    // (A heterogeneous find hashes even in an empty map: these are mostly empty.)
+    if (auto it = created_.empty() ? created_.end() : created_.find(q); it != created_.end()) {
       if (q.size() == path.size()) {
         place.kind = Place::Kind::created;
         place.st.st_mode = S_IFDIR | 0755;
@@ -336,7 +486,7 @@ Planner::Place Planner::resolve_uncached(std::string_view path) {
       }
       return place;
     }
-    if (by_original_.count(q) || trashed_.count(q)) return place;  // moved away or trashed
+    if (by_original_.count(q) || moved_to_trash(q)) return place;  // moved away or trashed
     if (q == "/") break;
     q = split(q).first;
   }
@@ -348,9 +498,9 @@ Planner::Place Planner::resolve_uncached(std::string_view path) {
 }
 
 std::size_t Planner::object_at(std::string_view original, const OperationView& op) {
-  if (auto it = by_original_.find(original); it != by_original_.end()) {
-    if (!(objects_[it->second].id == op.id)) problem(original, "appears twice with different inodes");
-    return it->second;
+  if (const auto known = by_original_.find(original)) {
+    if (!(objects_[*known].id == op.id)) problem(original, "appears twice with different inodes");
+    return *known;
   }
   Object object;
   object.original = object.current = object.final_path = original;
@@ -372,18 +522,17 @@ std::size_t Planner::object_at(std::string_view original, const OperationView& o
     object.refused = true;
   }
   objects_.push_back(std::move(object));
-  by_original_.emplace(original, index);
-  occupant_.emplace(original, index);
+  by_original_.emplace(index);
+  occupant_.emplace(index);
   return index;
 }
 
-RenamePlan Planner::make(std::span<const OperationView> operations) {
+RenamePlan Planner::make(std::span<const OperationView> operations, std::vector<OperationView>* owner) {
+  const std::size_t count = operations.size();
   list_busy_directories(operations);
   objects_.reserve(operations.size());
   by_original_.reserve(operations.size());
   occupant_.reserve(operations.size());
-  arriving_.reserve(operations.size());
-  steps_.reserve(operations.size() + 16);
   // 1. Every operation on its own.
   for (std::size_t i = 0; i < operations.size(); ++i) {
     if ((i & 1023) == 0) check_cancel();
@@ -456,13 +605,21 @@ RenamePlan Planner::make(std::span<const OperationView> operations) {
         break;
     }
   }
+  // Only the paths they view are needed from here on.
+  if (owner) {
+    operations = {};
+    std::vector<OperationView>().swap(*owner);
+  }
+  // Made now, these may take the place the views had.
+  arriving_.reserve(objects_.size());
+  drafts_.reserve(objects_.size() + 16);
   // 2. The batch as a whole: one destination per source.
   for (std::size_t o = 0; o < objects_.size(); ++o) {
     if (!objects_[o].moving) continue;
-    auto [it, fresh] = arriving_.emplace(objects_[o].final_path, o);
-    if (!fresh) {
+    const std::size_t first = arriving_.emplace(o);
+    if (first != o) {
       objects_[o].refused = true;
-      problem(objects_[o].final_path, "two files would get this name: " + printable(objects_[it->second].original) +
+      problem(objects_[o].final_path, "two files would get this name: " + printable(objects_[first].original) +
                                           " and " + printable(objects_[o].original));
     }
   }
@@ -472,10 +629,40 @@ RenamePlan Planner::make(std::span<const OperationView> operations) {
     if (object.refused) object.moving = false;
   order();
   if (!problems_.empty()) throw BatchRefused(std::move(problems_));
+  finish_steps();
   RenamePlan plan;
   plan.steps = std::move(steps_);
-  plan.operations = operations.size();
+  plan.operations = count;
   return plan;
+}
+
+// Frees the simulation, then makes the steps from the drafts.
+void Planner::finish_steps() {
+  by_original_.clear();
+  occupant_.clear();
+  arriving_.clear();
+  std::vector<Object>().swap(objects_);
+  listings_.clear();
+  disk_cache_.clear();
+  steps_.reserve(drafts_.size());
+  for (const Draft& draft : drafts_) {
+    Step step;
+    if (draft.whole != UINT32_MAX) {
+      step = std::move(whole_[draft.whole]);
+    } else {
+      step.kind = draft.kind;
+      step.id = draft.id;
+      step.other = draft.other;
+    }
+    if (draft.to.data() != nullptr) {
+      step.from = draft.from;
+      step.to = draft.to;
+    }
+    steps_.push_back(std::move(step));
+  }
+  std::vector<Draft>().swap(drafts_);
+  std::vector<Step>().swap(whole_);
+  std::deque<std::string>().swap(made_up_);
 }
 
 // What stops object `o` from moving to its final path now. Edges (the object
@@ -488,18 +675,18 @@ Planner::Blocker Planner::blocker(std::size_t o) {
   const std::string_view dest = object.final_path;
   Blocker b;
   for (std::string_view a = split(dest).first;; a = split(a).first) {
-    if (auto it = arriving_.find(a); it != arriving_.end() && it->second != o && !objects_[it->second].done) {
+    if (const auto coming = arriving_.find(a); coming && *coming != o && !objects_[*coming].done) {
       b.kind = Blocker::Kind::edge;
       b.edge = Edge::arrive;
-      b.object = it->second;
+      b.object = *coming;
       return b;
     }
-    if (auto it = occupant_.find(a); it != occupant_.end()) {
-      const Object& there = objects_[it->second];
+    if (const auto at = occupant_.find(a)) {
+      const Object& there = objects_[*at];
       if (there.moving && !there.done) {
         b.kind = Blocker::Kind::edge;
         b.edge = Edge::occupy_ancestor;
-        b.object = it->second;
+        b.object = *at;
         return b;
       }
     }
@@ -516,12 +703,12 @@ Planner::Blocker Planner::blocker(std::size_t o) {
     b.reason = "cannot go to " + printable(dest) + ": " + printable(parent) + " is not a directory";
     return b;
   }
-  if (auto it = occupant_.find(dest); it != occupant_.end()) {
-    const Object& there = objects_[it->second];
+  if (const auto at = occupant_.find(dest)) {
+    const Object& there = objects_[*at];
     if (there.moving && !there.done) {
       b.kind = Blocker::Kind::edge;
       b.edge = Edge::occupy;
-      b.object = it->second;
+      b.object = *at;
       return b;
     }
     b.kind = Blocker::Kind::problem;
@@ -563,7 +750,7 @@ bool Planner::ensure_directory(const std::string& path, std::string_view why_pat
         Step step;
         step.kind = Step::Kind::make_directory;
         step.to = *it;
-        steps_.push_back(std::move(step));
+        add_step(std::move(step));
         created_.emplace(*it, place.st.st_dev);
         ++generation_;
       }
@@ -584,13 +771,11 @@ void Planner::rewrite(const std::string& from, const std::string& to) {
     Object& object = objects_[i];
     if (object.current == from || object.current.starts_with(prefix)) {
       occupant_.erase(object.current);
-      std::string now = to + std::string(object.current.substr(from.size()));
-      object.owned = std::move(now);
-      object.current = object.owned;
+      object.current = make_up(to + std::string(object.current.substr(from.size())));
       moved_objects.push_back(i);
     }
   }
-  for (const std::size_t i : moved_objects) occupant_[objects_[i].current] = i;
+  for (const std::size_t i : moved_objects) occupant_.assign(i);
   std::vector<std::pair<std::string, dev_t>> moved;
   for (auto it = created_.begin(); it != created_.end();) {
     if (it->first.starts_with(prefix)) {
@@ -607,31 +792,24 @@ void Planner::rewrite(const std::string& from, const std::string& to) {
 // `stable` when `path` is the object's own final path (a view into the Batch).
 void Planner::relocate(std::size_t o, std::string_view path, bool stable) {
   Object& object = objects_[o];
-  // The map's node is re-keyed, not freed and allocated again.
-  auto node = occupant_.extract(object.current);
+  occupant_.erase(object.current);
   if (stable) {
     object.current = path;
   } else {
-    object.owned = std::string(path);
-    object.current = object.owned;
+    object.current = make_up(std::string(path));
   }
-  if (node.empty()) {
-    occupant_[object.current] = o;
-  } else {
-    node.key() = object.current;
-    node.mapped() = o;
-    if (auto inserted = occupant_.insert(std::move(node)); !inserted.inserted) inserted.position->second = o;
-  }
+  occupant_.assign(o);
 }
 
 void Planner::move(std::size_t o, std::string_view to, bool temporary) {
   Object& object = objects_[o];
+  const std::string_view from = object.current;
   Step step;
-  step.from = std::string(object.current);
-  step.to = std::string(to);
   step.id = object.id;
-  step.link_old = object.link_old();
-  step.link_new = object.link_new();
+  if (object.link) {
+    step.link_old() = object.link_old();
+    step.link_new() = object.link_new();
+  }
   const Place parent = resolve(split(to).first);
   if (parent.st.st_dev != object.st.st_dev) {
     if (S_ISDIR(object.st.st_mode) || !(S_ISREG(object.st.st_mode) || S_ISLNK(object.st.st_mode))) {
@@ -645,10 +823,10 @@ void Planner::move(std::size_t o, std::string_view to, bool temporary) {
       return;
     }
     step.kind = Step::Kind::copy_move;
-    step.scratch = scratch_in(split(to).first);
+    step.scratch() = scratch_in(split(to).first);
   }
   if (S_ISDIR(object.st.st_mode)) {
-    rewrite(step.from, step.to);
+    rewrite(std::string(from), std::string(to));
   } else {
     relocate(o, to, !temporary && to.data() == object.final_path.data());
   }
@@ -657,27 +835,28 @@ void Planner::move(std::size_t o, std::string_view to, bool temporary) {
   } else {
     object.done = true;
   }
-  steps_.push_back(std::move(step));
+  add_step(std::move(step), from, object.current);  // where `to` is kept now
 }
 
 void Planner::exchange(std::size_t a, std::size_t b) {
   Step step;
   step.kind = Step::Kind::exchange;
-  step.from = std::string(objects_[a].current);
-  step.to = std::string(objects_[b].current);
+  const std::string_view from = objects_[a].current, to = objects_[b].current;
   step.id = objects_[a].id;
   step.other = objects_[b].id;
   // One step may involve two re-targeted symlinks; matching by inode covers
   // the common case, the contents only the first of them.
-  step.link_old = !objects_[a].link_new().empty() ? objects_[a].link_old() : objects_[b].link_old();
-  step.link_new = !objects_[a].link_new().empty() ? objects_[a].link_new() : objects_[b].link_new();
-  const std::string pa = step.from, pb = step.to;
+  if (objects_[a].link || objects_[b].link) {
+    step.link_old() = !objects_[a].link_new().empty() ? objects_[a].link_old() : objects_[b].link_old();
+    step.link_new() = !objects_[a].link_new().empty() ? objects_[a].link_new() : objects_[b].link_new();
+  }
+  const std::string pa(from), pb(to);
   const std::string parking(1, '\0');  // no real path contains NUL
   rewrite(pa, parking);
   rewrite(pb, pa);
   rewrite(parking, pb);
   objects_[a].done = objects_[b].done = true;
-  steps_.push_back(std::move(step));
+  add_step(std::move(step), from, to);
 }
 
 void Planner::trash(std::size_t o, const struct stat& victim) {
@@ -713,10 +892,10 @@ void Planner::trash(std::size_t o, const struct stat& victim) {
   step.kind = Step::Kind::trash;
   step.from = dest;
   step.to = files + "/" + name;
-  step.scratch = info + "/" + name + ".trashinfo";
-  step.info = "[Trash Info]\nPath=" + trash_url(dest) + "\nDeletionDate=" + trash_date() + "\n";
+  step.scratch() = info + "/" + name + ".trashinfo";
+  step.info() = "[Trash Info]\nPath=" + trash_url(dest) + "\nDeletionDate=" + trash_date() + "\n";
   step.id = {static_cast<std::uint64_t>(victim.st_dev), static_cast<std::uint64_t>(victim.st_ino)};
-  steps_.push_back(std::move(step));
+  add_step(std::move(step));
   trashed_.insert(dest);
   ++generation_;
 }
@@ -738,7 +917,7 @@ void Planner::order() {
       stack.push_back({start, Edge::none});
       on_stack[start] = 1;
       while (!stack.empty()) {
-        if ((steps_.size() & 1023) == 0) check_cancel();
+        if ((drafts_.size() & 1023) == 0) check_cancel();
         if (budget-- == 0) {
           problem(objects_[start].original, "internal error: the rename order did not converge");
           return;
@@ -815,10 +994,10 @@ void Planner::order() {
     step.kind = Step::Kind::retarget;
     step.from = std::string(object.current);
     step.id = object.id;
-    step.link_old = object.link_old();
-    step.link_new = object.link_new();
-    step.scratch = scratch_in(split(object.current).first);
-    steps_.push_back(std::move(step));
+    step.link_old() = object.link_old();
+    step.link_new() = object.link_new();
+    step.scratch() = scratch_in(split(object.current).first);
+    add_step(std::move(step));
   }
   for (const auto& object : objects_) {
     if (!object.new_mode) continue;
@@ -828,7 +1007,7 @@ void Planner::order() {
     step.id = object.id;
     step.old_mode = object.st.st_mode & 07777;
     step.new_mode = *object.new_mode;
-    steps_.push_back(std::move(step));
+    add_step(std::move(step));
   }
 }
 
@@ -897,6 +1076,12 @@ RenamePlan RenamePlan::make(std::span<const OperationView> operations, const std
   return planner.make(operations);
 }
 
+RenamePlan RenamePlan::make(std::vector<OperationView>&& operations, const std::filesystem::path& trash_dir,
+                            const std::atomic<bool>* cancelled) {
+  Planner planner(trash_dir, cancelled);
+  return planner.make(operations, &operations);
+}
+
 RenamePlan RenamePlan::make(const Batch& batch, const std::filesystem::path& trash_dir,
                             const std::atomic<bool>* cancelled) {
   return make(view_of(batch), trash_dir, cancelled);
@@ -924,10 +1109,10 @@ std::string encode_steps(const std::vector<Step>& steps) {
     put_varint(out, s.id.ino);
     put_varint(out, s.other.dev);
     put_varint(out, s.other.ino);
-    put(out, s.link_old);
-    put(out, s.link_new);
-    put(out, s.scratch);
-    put(out, s.info);
+    put(out, s.link_old());
+    put(out, s.link_new());
+    put(out, s.scratch());
+    put(out, s.info());
     put_varint(out, s.old_mode);
     put_varint(out, s.new_mode);
   }
@@ -954,10 +1139,12 @@ std::vector<Step> decode_steps(std::string_view blob) {
     s.id.ino = r.varint();
     s.other.dev = r.varint();
     s.other.ino = r.varint();
-    s.link_old = r.s();
-    s.link_new = r.s();
-    s.scratch = r.s();
-    s.info = r.s();
+    // Only what is set, so that a plain move stays small.
+    using Field = std::string& (Step::*)();
+    for (const Field field : std::initializer_list<Field>{&Step::link_old, &Step::link_new, &Step::scratch, &Step::info}) {
+      std::string value = r.s();
+      if (!value.empty()) (s.*field)() = std::move(value);
+    }
     s.old_mode = static_cast<std::uint32_t>(r.varint());
     s.new_mode = static_cast<std::uint32_t>(r.varint());
     steps.push_back(std::move(s));

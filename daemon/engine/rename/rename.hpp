@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -83,12 +84,54 @@ struct Step {
   std::string to;
   FileId id;     // what sits at `from` before the step (at `to` after it)
   FileId other;  // exchange: what sits at `to` before the step
+  std::uint32_t old_mode = 0, new_mode = 0;
+
+  // Rarely set, so out of line: a 100k batch has 100k plain moves. Read
+  // through a const Step, an unset one is empty; the non-const accessors
+  // make it (so assign only what is not empty).
   // A symlink re-targeted by the same batch changes inode: it is also
   // recognised by its contents (either the old or the new target).
-  std::string link_old, link_new;
-  std::string scratch;  // a temporary name of this step (copy, retarget), or the trash info file
-  std::string info;     // trash: the .trashinfo contents
-  std::uint32_t old_mode = 0, new_mode = 0;
+  const std::string& link_old() const { return rare_ ? rare_->link_old : none(); }
+  const std::string& link_new() const { return rare_ ? rare_->link_new : none(); }
+  // A temporary name of this step (copy, retarget), or the trash info file.
+  const std::string& scratch() const { return rare_ ? rare_->scratch : none(); }
+  // trash: the .trashinfo contents
+  const std::string& info() const { return rare_ ? rare_->info : none(); }
+  std::string& link_old() { return rare().link_old; }
+  std::string& link_new() { return rare().link_new; }
+  std::string& scratch() { return rare().scratch; }
+  std::string& info() { return rare().info; }
+
+  Step() = default;
+  Step(const Step& other_step) { *this = other_step; }
+  Step& operator=(const Step& other_step) {
+    if (this == &other_step) return *this;
+    kind = other_step.kind;
+    from = other_step.from;
+    to = other_step.to;
+    id = other_step.id;
+    other = other_step.other;
+    old_mode = other_step.old_mode;
+    new_mode = other_step.new_mode;
+    rare_ = other_step.rare_ ? std::make_unique<Rare>(*other_step.rare_) : nullptr;
+    return *this;
+  }
+  Step(Step&&) noexcept = default;
+  Step& operator=(Step&&) noexcept = default;
+
+ private:
+  struct Rare {
+    std::string link_old, link_new, scratch, info;
+  };
+  static const std::string& none() {
+    static const std::string empty;
+    return empty;
+  }
+  Rare& rare() {
+    if (!rare_) rare_ = std::make_unique<Rare>();
+    return *rare_;
+  }
+  std::unique_ptr<Rare> rare_;
 };
 
 std::string encode_steps(const std::vector<Step>& steps);
@@ -135,6 +178,10 @@ struct RenamePlan {
   static RenamePlan make(const Batch& batch, const std::filesystem::path& trash_dir,
                          const std::atomic<bool>* cancelled = nullptr);
   static RenamePlan make(std::span<const OperationView> operations, const std::filesystem::path& trash_dir,
+                         const std::atomic<bool>* cancelled = nullptr);
+  // The same, freeing `operations` once read (a 100k batch: 7 MB less at
+  // the peak); the paths they view must still live.
+  static RenamePlan make(std::vector<OperationView>&& operations, const std::filesystem::path& trash_dir,
                          const std::atomic<bool>* cancelled = nullptr);
 
   std::vector<Step> steps;
@@ -217,6 +264,9 @@ class Renamer {
   Outcome submit(const Batch& batch, const std::atomic<bool>& cancelled, const Progress& progress = {});
   Outcome submit(std::span<const OperationView> operations, const std::atomic<bool>& cancelled,
                  const Progress& progress = {});
+  // The same, freeing `operations` as soon as the planner has read them.
+  Outcome submit(std::vector<OperationView>&& operations, const std::atomic<bool>& cancelled,
+                 const Progress& progress = {});
 
   // Reverts the most recent committed batch not undone yet. Throws
   // UndoRefused if there is none or if its files moved since (nothing
@@ -232,6 +282,7 @@ class Renamer {
 
  private:
   enum class Direction { forward, backward };
+  Outcome execute(const RenamePlan& plan, const std::atomic<bool>& cancelled, const Progress& progress);
   void run(std::int64_t batch, const std::vector<Step>& steps, Direction direction,
            const std::atomic<bool>& cancelled, const Progress& progress);
 

@@ -61,7 +61,7 @@ std::vector<std::string> directories_of(const std::vector<Step>& steps, std::siz
     const Step& step = steps[i];
     add(step.from.empty() ? step.to : step.from);
     if (!step.to.empty()) add(step.to);
-    if (step.kind == Step::Kind::trash) add(step.scratch);
+    if (step.kind == Step::Kind::trash) add(step.scratch());
   }
   return {seen.begin(), seen.end()};
 }
@@ -76,7 +76,15 @@ Outcome Renamer::submit(const Batch& batch, const std::atomic<bool>& cancelled, 
 
 Outcome Renamer::submit(std::span<const OperationView> operations, const std::atomic<bool>& cancelled,
                         const Progress& progress) {
-  RenamePlan plan = RenamePlan::make(operations, options_.trash_dir, &cancelled);
+  return execute(RenamePlan::make(operations, options_.trash_dir, &cancelled), cancelled, progress);
+}
+
+Outcome Renamer::submit(std::vector<OperationView>&& operations, const std::atomic<bool>& cancelled,
+                        const Progress& progress) {
+  return execute(RenamePlan::make(std::move(operations), options_.trash_dir, &cancelled), cancelled, progress);
+}
+
+Outcome Renamer::execute(const RenamePlan& plan, const std::atomic<bool>& cancelled, const Progress& progress) {
   Outcome outcome;
   outcome.operations = plan.operations;
   outcome.steps = plan.steps.size();

@@ -40,10 +40,16 @@ class RenameMethodsTest : public ::testing::Test {
     msgpack::sbuffer result_buffer;
     Packer result(result_buffer);
     std::atomic<bool> cancelled{false};
-    Call c{server::Params(method, params.get()), result, cancelled,
-           [this](std::string_view name, const std::function<void(Packer&)>&) { notified_.emplace_back(name); }, 7};
     const server::Method* m = methods_.find(method);
     if (!m) throw std::runtime_error("no method " + std::string(method));
+    // As the server calls a request: packed params for the methods that take them.
+    const bool packed = m->packed_params && packed_;
+    msgpack::object no_params;
+    no_params.type = msgpack::type::ARRAY;
+    no_params.via.array = {0, nullptr};
+    Call c{server::Params(method, packed ? no_params : params.get()), result, cancelled,
+           [this](std::string_view name, const std::function<void(Packer&)>&) { notified_.emplace_back(name); }, 7,
+           packed ? std::string_view(params_buffer.data(), params_buffer.size()) : std::string_view()};
     EXPECT_EQ(m->execution, server::Execution::worker);
     m->run(c);
     return {msgpack::unpack(result_buffer.data(), result_buffer.size())};
@@ -80,6 +86,7 @@ class RenameMethodsTest : public ::testing::Test {
   server::MethodTable methods_;
   std::vector<std::string> notified_;
   std::string last_message_;
+  bool packed_ = true;  // false: as a notification or an older server would call
 };
 
 std::int64_t field_int(const msgpack::object& map, std::string_view key) {
@@ -159,6 +166,152 @@ TEST_F(RenameMethodsTest, BadParametersGetClearErrors) {
                          out.pack(0);
                        }),
             "bad-params");
+}
+
+// rename.submit decodes its packed params itself: every malformed shape gets
+// the very error the decoded params get.
+TEST_F(RenameMethodsTest, PackedParamsGetTheSameErrors) {
+  write_file(tree_.path("a"), "a");
+  const std::string a = tree_.path("a"), b = tree_.path("b");
+  const std::vector<std::function<void(Packer&)>> writers = {
+      [](Packer& out) { out.pack_array(0); },
+      [](Packer& out) {
+        out.pack_array(2);
+        out.pack_array(0);
+        out.pack_array(0);
+      },
+      [](Packer& out) {
+        out.pack_array(1);
+        out.pack(42);
+      },
+      [](Packer& out) {
+        out.pack_array(1);
+        out.pack_array(2);
+        out.pack(1);
+        out.pack(2);
+      },
+      [](Packer& out) {
+        out.pack_array(1);
+        out.pack_array(1);
+        out.pack_map(1);
+        protocol::pack_text(out, "op");
+        out.pack(7);
+      },
+      [&](Packer& out) {
+        out.pack_array(1);
+        out.pack_array(2);
+        pack_rename(out, a, b);
+        out.pack_map(4);
+        protocol::pack_text(out, "op");
+        protocol::pack_text(out, "chmod");
+        protocol::pack_text(out, "path");
+        protocol::pack_bytes(out, a);
+        protocol::pack_text(out, "dev");
+        out.pack(-1);
+        protocol::pack_text(out, "ino");
+        out.pack(1);
+      },
+      [&](Packer& out) {
+        out.pack_array(1);
+        out.pack_array(1);
+        out.pack_map(6);
+        protocol::pack_text(out, "op");
+        protocol::pack_text(out, "rename");
+        protocol::pack_text(out, "from");
+        protocol::pack_bytes(out, a);
+        protocol::pack_text(out, "to");
+        out.pack_array(1);
+        out.pack_map(0);
+        protocol::pack_text(out, "dev");
+        out.pack(1);
+        protocol::pack_text(out, "ino");
+        out.pack(1);
+        protocol::pack_text(out, "overwrite");
+        out.pack(3);
+      },
+  };
+  for (std::size_t i = 0; i < writers.size(); ++i) {
+    packed_ = false;
+    const std::string decoded_kind = error_kind("rename.submit", writers[i]);
+    const std::string decoded_message = last_message_;
+    packed_ = true;
+    EXPECT_EQ(error_kind("rename.submit", writers[i]), decoded_kind) << i;
+    EXPECT_EQ(last_message_, decoded_message) << i;
+    EXPECT_EQ(decoded_kind, "bad-params") << i << ": " << decoded_message;
+  }
+  // A batch of more than 15 entries (an array16 header) goes through as well.
+  std::vector<std::pair<std::string, std::string>> pairs;
+  for (int i = 0; i < 40; ++i) {
+    write_file(tree_.path("p" + std::to_string(i)), std::to_string(i));
+    pairs.emplace_back(tree_.path("p" + std::to_string(i)), tree_.path("q" + std::string(300, 'x').substr(0, i)));
+  }
+  const auto reply = call("rename.submit", [&](Packer& out) {
+    out.pack_array(1);
+    out.pack_array(static_cast<std::uint32_t>(pairs.size()));
+    for (const auto& [from, to] : pairs) pack_rename(out, from, to);
+  });
+  EXPECT_EQ(field_int(reply.get(), "operations"), 40);
+  EXPECT_EQ(snapshot(tree_.root).at("q" + std::string(39, 'x')).data, "39");
+}
+
+TEST(PackedRequests, PeekReadsTheEnvelopeOnly) {
+  msgpack::sbuffer buffer;
+  Packer out(buffer);
+  out.pack_array(4);
+  out.pack(0);
+  out.pack(70000);
+  protocol::pack_text(out, "rename.submit");
+  out.pack_array(1);
+  out.pack_array(0);
+  const std::string_view bytes(buffer.data(), buffer.size());
+  const auto request = protocol::peek_request(bytes);
+  ASSERT_TRUE(request);
+  EXPECT_EQ(request->id, 70000u);
+  EXPECT_EQ(request->method, "rename.submit");
+  std::size_t offset = request->params_offset;
+  EXPECT_EQ(protocol::read_array_header(bytes, offset), 1u);
+  EXPECT_EQ(protocol::read_array_header(bytes, offset), 0u);
+  EXPECT_EQ(offset, bytes.size());
+  // Not requests, or not well formed: left to the ordinary decoder.
+  auto peek = [](const std::function<void(Packer&)>& write) {
+    msgpack::sbuffer b;
+    Packer p(b);
+    write(p);
+    return protocol::peek_request(std::string_view(b.data(), b.size()));
+  };
+  EXPECT_FALSE(peek([](Packer& p) {
+    p.pack_array(3);
+    p.pack(2);
+    protocol::pack_text(p, "cancel");
+    p.pack_array(0);
+  }));
+  EXPECT_FALSE(peek([](Packer& p) {
+    p.pack_array(4);
+    p.pack(0);
+    p.pack(-1);
+    protocol::pack_text(p, "x");
+    p.pack_array(0);
+  }));
+  EXPECT_FALSE(peek([](Packer& p) {
+    p.pack_array(4);
+    p.pack(0);
+    p.pack(1);
+    protocol::pack_text(p, "x");
+    p.pack_map(0);
+  }));
+  EXPECT_FALSE(peek([](Packer& p) {
+    p.pack_array(4);
+    p.pack(0);
+    p.pack(1);
+    p.pack_array(1);
+    p.pack(1);
+  }));
+  EXPECT_FALSE(protocol::peek_request(bytes.substr(0, 3)));
+  std::size_t at = 0;
+  EXPECT_FALSE(protocol::read_array_header(std::string_view("\xdc\x01", 2), at));
+  EXPECT_EQ(at, 0u);
+  EXPECT_EQ(protocol::read_array_header(std::string_view("\xdd\x00\x01\x00\x00", 5), at), 65536u);
+  EXPECT_EQ(at, 5u);
 }
 
 TEST_F(RenameMethodsTest, LongBatchesSendProgress) {

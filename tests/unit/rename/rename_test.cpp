@@ -403,10 +403,10 @@ TEST(RenamePlanEncoding, RoundTripsAndRefusesCorruptBlobs) {
   s.to = "/b";
   s.id = {1, 2};
   s.other = {3, 4};
-  s.link_old = "x";
-  s.link_new = "y";
-  s.scratch = "/t";
-  s.info = "i";
+  s.link_old() = "x";
+  s.link_new() = "y";
+  s.scratch() = "/t";
+  s.info() = "i";
   s.old_mode = 0644;
   s.new_mode = 0600;
   const auto blob = encode_steps({s, s});
