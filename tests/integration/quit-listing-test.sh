@@ -9,18 +9,9 @@ set -euo pipefail
 emacs=$1 module=$2 descentd=$3 lisp=$4
 limit_ms=${QUIT_LIMIT_MS:-250}  # the issue asks for 100 ms; the margin absorbs a loaded CI machine
 
-tmp=$(mktemp -d /tmp/descent-quit-listing-XXXXXX)
-session=descent-quit-listing-$$
-tmux() { command tmux -L "$session" "$@"; }
-cleanup() {
-  tmux kill-server 2>/dev/null || true
-  kill "$(cat "$tmp/run/descent/descentd.pid" 2>/dev/null)" 2>/dev/null || true
-  if [[ ${passed:-no} == yes ]]; then rm -rf "$tmp"; else echo "kept $tmp for inspection"; fi
-}
-trap cleanup EXIT
-
-mkdir -m 700 "$tmp/run"
-export XDG_RUNTIME_DIR=$tmp/run XDG_STATE_HOME=$tmp/state DESCENT_TEST_HOOKS=1
+source "$(dirname "$0")/tmux-emacs.sh"
+tmux_emacs_setup quit-listing
+export DESCENT_TEST_HOOKS=1
 "$descentd" --socket "$tmp/run/descent/descentd.sock" --state-dir "$tmp/state/descent"
 mkdir -p "$tmp/tree/slow" "$tmp/tree/small"
 (cd "$tmp/tree/slow" && for i in $(seq 100); do : > "file-$i"; done)
@@ -82,30 +73,25 @@ cat > "$tmp/driver.el" <<LISP
 (write-region "" nil "$tmp/ready")
 LISP
 
-tmux new-session -d -s "$session" -x 100 -y 30 \
-  "TERM=xterm $emacs -nw -Q -L $lisp -l $tmp/driver.el 2>$tmp/stderr"
-for _ in $(seq 200); do [[ -e $tmp/ready ]] && break; sleep 0.05; done
-[[ -e $tmp/ready ]] || { echo "FAIL: Emacs never loaded the driver"; cat "$tmp/stderr"; exit 1; }
+tmux_emacs_start -L "$lisp" -l "$tmp/driver.el"
+wait_for "$tmp/ready" || { echo "FAIL: Emacs never loaded the driver"; cat "$tmp/stderr"; exit 1; }
 sleep 0.2
 tmux send-keys -t "$session" F5
 
 fail=0
 for case in open insert; do
-  for _ in $(seq 200); do [[ -e $tmp/started-$case ]] && break; sleep 0.05; done
-  [[ -e $tmp/started-$case ]] || { echo "FAIL: $case never started"; exit 1; }
+  wait_for "$tmp/started-$case" || { echo "FAIL: $case never started"; exit 1; }
   sleep 0.3
   pressed=$(date +%s.%N)
   tmux send-keys -t "$session" C-g
-  for _ in $(seq 200); do [[ -s $tmp/result-$case ]] && break; sleep 0.05; done
-  [[ -s $tmp/result-$case ]] || { echo "FAIL: $case: C-g did not interrupt the listing"; exit 1; }
+  wait_for_text "$tmp/result-$case" || { echo "FAIL: $case: C-g did not interrupt the listing"; exit 1; }
   read -r outcome returned < "$tmp/result-$case"
-  latency_ms=$(awk -v a="$pressed" -v b="$returned" 'BEGIN { printf "%d", (b - a) * 1000 }')
+  latency_ms=$(latency_ms "$pressed" "$returned")
   echo "$case: $outcome; control returned ${latency_ms} ms after C-g was sent"
   [[ $outcome == quit ]] || { echo "FAIL: $case: expected quit, got $outcome"; fail=1; }
   (( latency_ms < limit_ms )) || { echo "FAIL: $case took ${latency_ms} ms (limit ${limit_ms} ms)"; fail=1; }
 done
-for _ in $(seq 200); do [[ -s $tmp/checks ]] && break; sleep 0.05; done
-[[ -s $tmp/checks ]] || { echo "FAIL: Dired did not finish after the interruptions"; cat "$tmp/stderr"; exit 1; }
+wait_for_text "$tmp/checks" || { echo "FAIL: Dired did not finish after the interruptions"; cat "$tmp/stderr"; exit 1; }
 echo "checks: $(cat "$tmp/checks")"
 if grep -q ' nil)' "$tmp/checks"; then echo "FAIL: a check failed"; fail=1; fi
 grep -q "cancel" "$tmp/state/descent/descentd.log" || { echo "FAIL: the daemon never heard of the cancel"; fail=1; }
