@@ -145,8 +145,15 @@ Client::Reply Client::call(std::string_view method, const Writer& params, const 
   if (fd_ < 0) throw ConnectionError("not connected to descentd at " + socket_path_, 0);
   const auto deadline = deadline_of(wait);
   const std::uint32_t id = next_id_++;
+  const std::string frame = request_frame(id, method, params);
+  // The daemon refuses such a frame after its header and hangs up while the
+  // rest is still being sent: say why here, before anything goes out.
+  if (frame.size() > header_size + max_request_size)
+    throw RequestTooLarge(std::string(method) + ": the request is " + std::to_string((frame.size() + (1u << 20) - 1) >> 20) +
+                          " MiB, over descentd's limit of " + std::to_string(max_request_size >> 20) +
+                          " MiB; nothing was sent");
   try {
-    send_all(request_frame(id, method, params), wait, deadline);
+    send_all(frame, wait, deadline);
     for (;;) {
       auto handle = receive(wait, deadline);
       const Message message = parse_message(handle.get());

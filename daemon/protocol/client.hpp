@@ -44,6 +44,11 @@ struct RemoteFailure : std::runtime_error {
   std::string details;
 };
 
+// A request over the daemon's frame limit (max_request_size); not sent.
+struct RequestTooLarge : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 struct TimedOut : std::runtime_error {
   using std::runtime_error::runtime_error;
 };

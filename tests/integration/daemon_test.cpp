@@ -170,6 +170,25 @@ TEST_F(DaemonTest, RequiresHelloFirstAndTheSameProtocol) {
   EXPECT_NE(reply->find("restart Emacs"), std::string::npos);
 }
 
+TEST_F(DaemonTest, TheClientRefusesToSendARequestOverTheLimit) {
+  // The daemon would hang up after the header, and the client would only
+  // see a broken pipe: it must say what is wrong, and send nothing.
+  auto client = daemon.client();
+  const std::string big(protocol::max_request_size, 'x');
+  try {
+    client.call("test.echo", [&](Packer& p) {
+      p.pack_array(1);
+      protocol::pack_bytes(p, big);
+    }, {});
+    FAIL() << "no exception";
+  } catch (const protocol::RequestTooLarge& e) {
+    EXPECT_NE(std::string(e.what()).find("over descentd's limit of 16 MiB; nothing was sent"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(client.is_open());
+  EXPECT_TRUE(call(client, "status", no_params).ok);
+}
+
 TEST_F(DaemonTest, EchoesEveryByteOfAFileName) {
   std::string name;
   for (int i = 1; i < 256; ++i) name.push_back(static_cast<char>(i));
