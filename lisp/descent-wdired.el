@@ -109,7 +109,10 @@ falls back to the built-in."
   "The file name that TEXT, typed on a line of DIRECTORY, stands for.
 The name is taken literally: no `$VAR' expansion, no `~'.  A name
 that starts with \"/\" is absolute; \"..\" and \".\" are resolved."
-  (expand-file-name text (if (string-prefix-p "/" text) "/" directory)))
+  (cond ((string-prefix-p "/" text) (expand-file-name text "/"))
+        ;; `expand-file-name' would take "~x" for a home directory.
+        ((string-prefix-p "~" text) (expand-file-name (concat "./" text) directory))
+        (t (expand-file-name text directory))))
 
 (defun descent--wdired-line-name (beg classify)
   "The new name typed on the wdired line whose `old-name' is at BEG, or nil.

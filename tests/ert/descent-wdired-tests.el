@@ -392,6 +392,17 @@ this call changes nothing, so it is simply made again."
     (should (file-exists-p (descent-test-file "$HOME-x")))
     (should (file-exists-p (descent-test-file "~b")))))
 
+(ert-deftest descent-wdired-test-names-are-literal-in-subdirectories-too ()
+  ;; With a subdirectory inserted, names are resolved per directory.
+  (descent-wdired-test--with-tree '("a" "d/b" "d/c")
+    (dired-maybe-insert-subdir (descent-test-file "d/"))
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "d/b" "~root")
+    (descent-wdired-test--edit "d/c" "../c2")
+    (descent-wdired-test--commit)
+    (should (file-exists-p (descent-test-file "d/~root")))
+    (should (file-exists-p (descent-test-file "c2")))))
+
 (ert-deftest descent-wdired-test-classify-indicators-do-not-leak ()
   (let ((descent-wdired-test-switches "-alF"))
     (descent-wdired-test--with-tree '("run" "d/" "plain")
