@@ -665,35 +665,44 @@ after one warning; in remote directories it runs without one."
     (setq edits (descent--wdired-ask-each edits))
     (let ((work (cl-remove-if (lambda (edit) (eq (descent--wdired-edit-kind edit) 'delete))
                               edits)))
-      (if (null work)
-          (descent--wdired-finish edits nil)
-        (condition-case err
-            (progn
-              (descent--wdired-identify-missing work)
-              (let ((overwrite (not (or wdired-confirm-overwrite
-                                        wdired-use-interactive-rename))))
-                (descent--wdired-finish
-                 edits
-                 (condition-case err
-                     (descent--wdired-submit
-                      (descent--wdired-ops work descent--wdired-ids overwrite))
-                   (descent-daemon-error
-                    (let ((confirmed (and (equal (nth 2 err) "refused")
-                                          (descent--wdired-confirm
-                                           (append (plist-get (nth 3 err) :problems) nil)))))
-                      (if confirmed
-                          (descent--wdired-submit
-                           (descent--wdired-ops work descent--wdired-ids confirmed))
-                        (signal (car err) (cdr err)))))))))
-          ((descent-daemon-unavailable descent-module-unavailable descent-protocol-mismatch)
-           (descent--warn-once 'wdired "%s; committing with the built-in wdired instead"
-                               (descent--error-text err))
-           (descent--wdired-builtin-finish))
-          ((descent-daemon-error descent-daemon-lost)
-           (descent--wdired-fail work err))
-          (quit
-           (message "Renaming cancelled: descentd rolls the batch back; your edits are still here")
-           (signal 'quit nil)))))))
+      ;; Only the batch itself is guarded: once it is committed, an error
+      ;; or C-g while the buffers are brought up to date must not read
+      ;; as a batch that failed, let alone start the built-in commit.
+      (let ((outcome
+             (and work
+                  (condition-case err
+                      (progn
+                        (descent--wdired-identify-missing work)
+                        (descent--wdired-submit-confirming work))
+                    ((descent-daemon-unavailable descent-module-unavailable
+                                                 descent-protocol-mismatch)
+                     (descent--warn-once 'wdired "%s; committing with the built-in wdired instead"
+                                         (descent--error-text err))
+                     'built-in)
+                    ((descent-daemon-error descent-daemon-lost)
+                     (descent--wdired-fail work err))
+                    (quit
+                     (message "Renaming cancelled: descentd rolls the batch back; your edits are still here")
+                     (signal 'quit nil))))))
+        (if (eq outcome 'built-in)
+            (descent--wdired-builtin-finish)
+          (descent--wdired-finish edits outcome))))))
+
+(defun descent--wdired-submit-confirming (work)
+  "Submit the edits WORK; return the outcome.
+Overwrites are confirmed up front when wdired does not ask; otherwise
+a refusal for occupied destinations only asks about each one, and the
+batch goes again with the confirmed ones."
+  (let ((overwrite (not (or wdired-confirm-overwrite wdired-use-interactive-rename))))
+    (condition-case err
+        (descent--wdired-submit (descent--wdired-ops work descent--wdired-ids overwrite))
+      (descent-daemon-error
+       (let ((confirmed (and (equal (nth 2 err) "refused")
+                             (descent--wdired-confirm
+                              (append (plist-get (nth 3 err) :problems) nil)))))
+         (if confirmed
+             (descent--wdired-submit (descent--wdired-ops work descent--wdired-ids confirmed))
+           (signal (car err) (cdr err))))))))
 
 ;;;###autoload
 (defun descent-undo-rename ()

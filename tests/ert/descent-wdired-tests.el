@@ -571,6 +571,21 @@ this call changes nothing, so it is simply made again."
           (should (eq major-mode 'wdired-mode))
           (should (equal (buffer-string) text)))))))
 
+(ert-deftest descent-wdired-test-trouble-after-the-batch-is-not-a-failed-batch ()
+  ;; The batch is committed; an error (or C-g) while buffers are brought
+  ;; up to date must neither claim a rollback nor run the built-in.
+  (descent-wdired-test--with-tree '("a")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" "b")
+    (cl-letf (((symbol-function 'descent--wdired-update-buffers)
+               (lambda (&rest _) (signal 'descent-daemon-unavailable '("gone" "sock"))))
+              ((symbol-function 'descent--wdired-builtin-finish)
+               (lambda () (error "The built-in ran"))))
+      (should-error (descent-wdired-test--commit) :type 'descent-daemon-unavailable))
+    (should (file-exists-p (descent-test-file "b")))
+    (should (eq major-mode 'dired-mode))
+    (descent-undo-rename)))
+
 (ert-deftest descent-wdired-test-falls-back-without-a-daemon ()
   (descent-wdired-test--with-tree '("a")
     (let ((descent-daemon-program "/nonexistent/descentd")
