@@ -314,6 +314,60 @@ TEST(PackedRequests, PeekReadsTheEnvelopeOnly) {
   EXPECT_EQ(at, 5u);
 }
 
+TEST_F(RenameMethodsTest, IdentifyListsWhatEachDirectoryHolds) {
+  const std::string odd = tree_.path(std::string("n\n\xff", 3));
+  write_file(odd, "x");
+  const Reply reply = call("rename.identify", [&](Packer& out) {
+    out.pack_array(1);
+    out.pack_array(2);
+    protocol::pack_bytes(out, tree_.root);
+    protocol::pack_bytes(out, tree_.path("missing"));
+  });
+  ASSERT_EQ(reply.get().via.array.size, 2u);
+  const msgpack::object& listing = reply.get().via.array.ptr[0];
+  const msgpack::object* names = protocol::map_find(listing, "names");
+  const msgpack::object* ids = protocol::map_find(listing, "ids");
+  ASSERT_TRUE(names && ids);
+  ASSERT_EQ(names->via.array.size, 1u);
+  EXPECT_EQ(*protocol::as_bytes(names->via.array.ptr[0]), std::string("n\n\xff", 3));
+  ASSERT_EQ(ids->via.array.size, 2u);
+  EXPECT_EQ(ids->via.array.ptr[0].as<std::uint64_t>(), id_of(odd).dev);
+  EXPECT_EQ(ids->via.array.ptr[1].as<std::uint64_t>(), id_of(odd).ino);
+  EXPECT_EQ(reply.get().via.array.ptr[1].type, msgpack::type::NIL);  // cannot be read
+  EXPECT_EQ(error_kind("rename.identify",
+                       [](Packer& out) {
+                         out.pack_array(1);
+                         out.pack_array(1);
+                         protocol::pack_bytes(out, "relative/dir");
+                       }),
+            "bad-params");
+  EXPECT_NE(last_message_.find("must be an absolute file name"), std::string::npos) << last_message_;
+}
+
+TEST_F(RenameMethodsTest, ARefusalNamesTheOccupiedDestinationInItsDetails) {
+  write_file(tree_.path("a"), "a");
+  write_file(tree_.path("taken"), "t");
+  const auto before = snapshot(tree_.root);
+  try {
+    call("rename.submit", [&](Packer& out) {
+      out.pack_array(1);
+      out.pack_array(1);
+      pack_rename(out, tree_.path("a"), tree_.path("taken"));
+    });
+    FAIL() << "not refused";
+  } catch (const MethodError& e) {
+    EXPECT_EQ(e.kind, "refused");
+    const auto details = msgpack::unpack(e.details.data(), e.details.size());
+    const msgpack::object* problems = protocol::map_find(details.get(), "problems");
+    ASSERT_TRUE(problems);
+    ASSERT_EQ(problems->via.array.size, 1u);
+    const msgpack::object& problem = problems->via.array.ptr[0];
+    EXPECT_EQ(*protocol::as_bytes(*protocol::map_find(problem, "path")), tree_.path("a"));
+    EXPECT_EQ(*protocol::as_bytes(*protocol::map_find(problem, "occupied")), tree_.path("taken"));
+  }
+  EXPECT_EQ(snapshot(tree_.root), before);
+}
+
 TEST_F(RenameMethodsTest, LongBatchesSendProgress) {
   std::vector<std::pair<std::string, std::string>> pairs;
   for (int i = 0; i < 20000; ++i) {
