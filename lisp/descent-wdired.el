@@ -241,16 +241,24 @@ indicators, icons) cannot leak into them."
 
 ;;;; The batch
 
+(defun descent--wdired-directory-renames (edits backward)
+  "A hash table of the directories EDITS rename, old name to new.
+With BACKWARD non-nil, new name to old."
+  (let ((dirs (make-hash-table :test #'equal)))
+    (dolist (edit edits)
+      (when (and (eq (descent--wdired-edit-kind edit) 'rename)
+                 (descent--wdired-edit-directory-p edit))
+        (let ((old (descent--wdired-edit-old edit))
+              (new (descent--wdired-edit-new edit)))
+          (if backward (puthash new old dirs) (puthash old new dirs)))))
+    dirs))
+
 (defun descent--wdired-translate (edits)
   "Spell every rename of EDITS in the final tree.
 A destination inside a directory the batch also renames uses the
 directory's new name, as descentd expects.  Costs nothing when no
 directory is renamed."
-  (let ((dirs (make-hash-table :test #'equal)))
-    (dolist (edit edits)
-      (when (and (eq (descent--wdired-edit-kind edit) 'rename)
-                 (descent--wdired-edit-directory-p edit))
-        (puthash (descent--wdired-edit-old edit) (descent--wdired-edit-new edit) dirs)))
+  (let ((dirs (descent--wdired-directory-renames edits nil)))
     (unless (zerop (hash-table-count dirs))
       (dolist (edit edits)
         (when (eq (descent--wdired-edit-kind edit) 'rename)
@@ -271,26 +279,36 @@ directory is renamed."
 (defun descent--wdired-check-parents (edits)
   "Mark renames of EDITS into missing directories, if wdired may not make them.
 With `wdired-create-parent-directories' nil, a destination's parent must
-exist, or be made by the batch itself (a renamed directory)."
+exist, or come from a directory the batch renames.  Destinations are
+spelled in the final tree (see `descent--wdired-translate'): a parent
+under a renamed directory is looked for under its old name."
   (unless wdired-create-parent-directories
-    (let ((made (make-hash-table :test #'equal))
+    (let ((back (descent--wdired-directory-renames edits t))
           (known (make-hash-table :test #'equal)))
       (dolist (edit edits)
-        (when (and (eq (descent--wdired-edit-kind edit) 'rename)
-                   (descent--wdired-edit-directory-p edit))
-          (puthash (descent--wdired-edit-new edit) t made)))
-      (dolist (edit edits)
         (when (eq (descent--wdired-edit-kind edit) 'rename)
-          (let ((parent (directory-file-name
-                         (file-name-directory (descent--wdired-edit-new edit)))))
-            (unless (or (gethash parent made)
-                        (eq t (or (gethash parent known)
-                                  (puthash parent (if (file-directory-p parent) t 'no)
-                                           known))))
+          (let* ((parent (directory-file-name
+                          (file-name-directory (descent--wdired-edit-new edit))))
+                 (before (descent--wdired-before-renames parent back)))
+            (unless (eq t (or (gethash before known)
+                              (puthash before (if (file-directory-p before) t 'no)
+                                       known)))
               (setf (descent--wdired-edit-error edit)
                     (format "%s does not exist (wdired-create-parent-directories is nil)"
                             parent))))))))
   edits)
+
+(defun descent--wdired-before-renames (dir back)
+  "DIR, spelled in the final tree, as it is spelled before the batch.
+BACK maps the new names of renamed directories to their old ones; the
+deepest renamed ancestor (or DIR itself) decides."
+  (let ((up dir))
+    (catch 'done
+      (while (not (member up '("/" "")))
+        (let ((old (gethash up back)))
+          (when old (throw 'done (concat old (substring dir (length up))))))
+        (setq up (directory-file-name (file-name-directory up))))
+      dir)))
 
 (defun descent--wdired-wire (name)
   "Return NAME for descentd: a string whose bytes are the file's name.
@@ -381,15 +399,13 @@ A progress reporter shows once the batch has run for
 
 (defun descent--wdired-lines-of (edits names)
   "The line positions of EDITS whose old or new name is among NAMES (bytes)."
-  (let ((coding (descent--file-name-coding))
-        (wanted (make-hash-table :test #'equal))
+  (let ((wanted (make-hash-table :test #'equal))
         (lines nil))
     (dolist (name names) (puthash name t wanted))
     (dolist (edit edits)
-      (when (or (gethash (encode-coding-string (descent--wdired-edit-old edit) coding) wanted)
+      (when (or (gethash (descent--wdired-old-bytes edit) wanted)
                 (and (eq (descent--wdired-edit-kind edit) 'rename)
-                     (gethash (encode-coding-string (descent--wdired-edit-new edit) coding)
-                              wanted)))
+                     (gethash (descent--wdired-wire (descent--wdired-edit-new edit)) wanted)))
         (push (descent--wdired-edit-pos edit) lines)))
     lines))
 

@@ -431,6 +431,17 @@ this call changes nothing, so it is simply made again."
         (should (equal (descent-wdired-test--snapshot) before))
         (should (eq major-mode 'wdired-mode))))))
 
+(ert-deftest descent-wdired-test-create-parent-directories-off-renamed-parent ()
+  ;; A destination under a directory the same batch renames exists under
+  ;; the directory's old name: allowed.
+  (descent-wdired-test--with-tree '("a" "d/sub/")
+    (let ((wdired-create-parent-directories nil))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "d" "e")
+      (descent-wdired-test--edit "a" "d/sub/a")
+      (descent-wdired-test--commit)
+      (should (file-exists-p (descent-test-file "e/sub/a"))))))
+
 (ert-deftest descent-wdired-test-interactive-rename ()
   (descent-wdired-test--with-tree '("a" "b" "c")
     (let ((wdired-use-interactive-rename t)
