@@ -348,6 +348,28 @@ this call changes nothing, so it is simply made again."
       ;; The inserted subdirectory follows its new name.
       (should (assoc (descent-test-file "e/") dired-subdir-alist)))))
 
+;; A directory moved to another file system is a copy; undo copies back.
+(ert-deftest descent-wdired-test-directory-to-another-file-system ()
+  (descent-wdired-test--with-tree '("d/x" "d/sub/y" "z")
+    (let ((other (make-temp-file "/dev/shm/descent-wdired-" t)))
+      (unwind-protect
+          (progn
+            (skip-unless (not (equal (file-attribute-device-number (file-attributes other))
+                                     (file-attribute-device-number
+                                      (file-attributes descent-test-directory)))))
+            (wdired-change-to-wdired-mode)
+            (descent-wdired-test--edit "d" (concat other "/d"))
+            (descent-wdired-test--commit)
+            (should (eq major-mode 'dired-mode))
+            (should-not (file-exists-p (descent-test-file "d")))
+            (should (file-exists-p (expand-file-name "d/sub/y" other)))
+            (should (equal (directory-files other) '("." ".." "d")))
+            (should (equal (descent-wdired-test--names) '("z")))
+            (descent-undo-rename)
+            (should (file-exists-p (descent-test-file "d/sub/y")))
+            (should-not (file-exists-p (expand-file-name "d" other))))
+        (delete-directory other t)))))
+
 ;;;; Names are bytes, taken literally
 
 (ert-deftest descent-wdired-test-awkward-names-round-trip ()

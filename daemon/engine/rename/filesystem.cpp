@@ -1,5 +1,6 @@
 #include "engine/rename/filesystem.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -8,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 
 namespace descent::rename::detail {
@@ -147,93 +149,274 @@ void StepRunner::remove_if_present(std::string_view path, bool directory) {
     throw OsError("removing " + printable(path), std::string(path), errno);
 }
 
-// Copies a regular file or a symlink to `scratch` (same directory as `to`),
-// keeping mode, times and extended attributes, makes it durable, renames it
-// to `to` without replacing anything, then removes `from`.
-void StepRunner::copy(std::string_view from, std::string_view scratch, std::string_view to) {
-  auto [from_dir, from_name] = split(from);
-  auto [scratch_dir, scratch_name] = split(scratch);
-  const int from_dfd = dirs_.open(from_dir);
-  const int scratch_dfd = dirs_.open(scratch_dir);
-  struct stat st {};
-  if (::fstatat(from_dfd, z(from_name).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-    throw OsError("examining " + printable(from), std::string(from), errno);
-  try {
+namespace {
+
+// Extended attributes from `in` to `out`: best kept; a target file system
+// without them is no reason to fail.
+void copy_xattrs(int in, int out, const std::string& shown_out) {
+  const ssize_t list_size = ::flistxattr(in, nullptr, 0);
+  if (list_size <= 0) return;
+  std::string names(static_cast<std::size_t>(list_size), '\0');
+  const ssize_t got = ::flistxattr(in, names.data(), names.size());
+  for (std::size_t i = 0; got > 0 && i < static_cast<std::size_t>(got);) {
+    const char* name = names.c_str() + i;
+    const ssize_t value_size = ::fgetxattr(in, name, nullptr, 0);
+    if (value_size >= 0) {
+      std::string value(static_cast<std::size_t>(value_size), '\0');
+      const ssize_t v = ::fgetxattr(in, name, value.data(), value.size());
+      if (v >= 0 && ::fsetxattr(out, name, value.data(), static_cast<std::size_t>(v), 0) != 0 && errno != ENOTSUP &&
+          errno != EPERM)
+        throw OsError("copying attribute " + std::string(name) + " to " + printable(shown_out), shown_out, errno);
+    }
+    i += std::strlen(name) + 1;
+  }
+}
+
+// Owner (when allowed), mode and times of `st` onto the open file `out`;
+// the times last, since writing into a directory changes its mtime.
+void keep_metadata(int out, const struct stat& st, const std::string& shown_out) {
+  if (::fchown(out, st.st_uid, st.st_gid) != 0 && errno != EPERM)
+    throw OsError("changing owner of " + printable(shown_out), shown_out, errno);
+  if (::fchmod(out, st.st_mode & 07777) != 0)
+    throw OsError("changing mode of " + printable(shown_out), shown_out, errno);
+  const struct timespec times[2] = {st.st_atim, st.st_mtim};
+  if (::futimens(out, times) != 0) throw OsError("setting times of " + printable(shown_out), shown_out, errno);
+}
+
+void copy_contents(int in, int out, const std::string& shown_in, const std::string& shown_out,
+                   const std::atomic<bool>* cancelled) {
+  std::vector<char> buffer(1 << 16);
+  for (std::size_t chunks = 0;; ++chunks) {
+    // A copy of gigabytes stays cancellable: polled every 4 MiB.
+    if (cancelled && (chunks & 63) == 63 && cancelled->load(std::memory_order_relaxed))
+      throw OsError("copying " + printable(shown_in), shown_in, ECANCELED);
+    const ssize_t n = ::read(in, buffer.data(), buffer.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw OsError("reading " + printable(shown_in), shown_in, errno);
+    }
+    if (n == 0) return;
+    for (ssize_t off = 0; off < n;) {
+      const ssize_t w = ::write(out, buffer.data() + off, static_cast<std::size_t>(n - off));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        throw OsError("writing " + printable(shown_out), shown_out, errno);
+      }
+      off += w;
+    }
+  }
+}
+
+std::vector<std::string> entries_of(int dfd, const std::string& shown) {
+  DIR* dir = ::fdopendir(dfd);
+  if (!dir) {
+    const int error = errno;
+    ::close(dfd);
+    throw OsError("reading directory " + printable(shown), shown, error);
+  }
+  std::vector<std::string> names;
+  errno = 0;
+  while (const struct dirent* entry = ::readdir(dir)) {
+    const std::string_view name = entry->d_name;
+    if (name != "." && name != "..") names.emplace_back(name);
+    errno = 0;
+  }
+  const int error = errno;
+  ::closedir(dir);
+  if (error != 0) throw OsError("reading directory " + printable(shown), shown, error);
+  return names;
+}
+
+// Everything at `name` in `to_dfd`, copied from `name` in `from_dfd`, the
+// way `mv` copies across file systems: files, directories and symlinks with
+// mode, times, owner (when allowed) and extended attributes; fifos and
+// sockets; hard links between files of the tree stay hard links.
+class TreeCopy {
+ public:
+  TreeCopy(std::string from, std::string to, const std::atomic<bool>* cancelled)
+      : from_(std::move(from)), to_(std::move(to)), cancelled_(cancelled) {}
+
+  void run(int from_dfd, const std::string& from_name, int to_dfd, const std::string& to_name) {
+    struct stat st {};
+    if (::fstatat(from_dfd, from_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+      throw OsError("examining " + printable(from_), from_, errno);
+    dev_ = st.st_dev;
+    to_top_dfd_ = to_dfd;
+    to_top_name_ = to_name;
+    entry(from_dfd, from_name, st, to_dfd, to_name, "");
+  }
+
+ private:
+  std::string shown_from(const std::string& rel) const { return rel.empty() ? from_ : from_ + "/" + rel; }
+  std::string shown_to(const std::string& rel) const { return rel.empty() ? to_ : to_ + "/" + rel; }
+
+  void entry(int from_dfd, const std::string& name, const struct stat& st, int to_dfd, const std::string& to_name,
+             const std::string& rel) {
+    if (cancelled_ && cancelled_->load(std::memory_order_relaxed))
+      throw OsError("copying " + printable(shown_from(rel)), shown_from(rel), ECANCELED);
+    const std::string shown_in = shown_from(rel), shown_out = shown_to(rel);
+    if (S_ISDIR(st.st_mode)) return directory(from_dfd, name, st, to_dfd, to_name, rel);
+    if (!S_ISLNK(st.st_mode) && st.st_nlink > 1) {
+      const auto [first, fresh] = linked_.try_emplace({st.st_dev, st.st_ino}, rel);
+      if (!fresh) {
+        const std::string first_path = to_top_name_ + "/" + first->second;
+        if (::linkat(to_top_dfd_, first_path.c_str(), to_dfd, to_name.c_str(), 0) != 0)
+          throw OsError("linking " + printable(shown_out), shown_out, errno);
+        return;
+      }
+    }
+    if (S_ISREG(st.st_mode)) {
+      Fd in(::openat(from_dfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      if (in.fd < 0) throw OsError("opening " + printable(shown_in), shown_in, errno);
+      Fd out(::openat(to_dfd, to_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+      if (out.fd < 0) throw OsError("creating " + printable(shown_out), shown_out, errno);
+      copy_contents(in.fd, out.fd, shown_in, shown_out, cancelled_);
+      copy_xattrs(in.fd, out.fd, shown_out);
+      keep_metadata(out.fd, st, shown_out);
+      return;
+    }
     if (S_ISLNK(st.st_mode)) {
-      const auto target = read_link(from_dfd, from_name);
-      if (!target) throw OsError("reading link " + printable(from), std::string(from), errno);
-      if (::symlinkat(target->c_str(), scratch_dfd, z(scratch_name).c_str()) != 0)
-        throw OsError("creating " + printable(scratch), std::string(scratch), errno);
-    } else if (S_ISREG(st.st_mode)) {
-      Fd in(::openat(from_dfd, z(from_name).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-      if (in.fd < 0) throw OsError("opening " + printable(from), std::string(from), errno);
-      Fd out(::openat(scratch_dfd, z(scratch_name).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                      0600));
-      if (out.fd < 0) throw OsError("creating " + printable(scratch), std::string(scratch), errno);
-      std::vector<char> buffer(1 << 16);
-      for (;;) {
-        const ssize_t n = ::read(in.fd, buffer.data(), buffer.size());
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          throw OsError("reading " + printable(from), std::string(from), errno);
-        }
-        if (n == 0) break;
-        for (ssize_t off = 0; off < n;) {
-          const ssize_t w = ::write(out.fd, buffer.data() + off, static_cast<std::size_t>(n - off));
-          if (w < 0) {
-            if (errno == EINTR) continue;
-            throw OsError("writing " + printable(scratch), std::string(scratch), errno);
-          }
-          off += w;
-        }
-      }
-      // Extended attributes: best kept; a target file system without them is no reason to fail.
-      const ssize_t list_size = ::flistxattr(in.fd, nullptr, 0);
-      if (list_size > 0) {
-        std::string names(static_cast<std::size_t>(list_size), '\0');
-        const ssize_t got = ::flistxattr(in.fd, names.data(), names.size());
-        for (std::size_t i = 0; got > 0 && i < static_cast<std::size_t>(got);) {
-          const char* name = names.c_str() + i;
-          const ssize_t value_size = ::fgetxattr(in.fd, name, nullptr, 0);
-          if (value_size >= 0) {
-            std::string value(static_cast<std::size_t>(value_size), '\0');
-            const ssize_t v = ::fgetxattr(in.fd, name, value.data(), value.size());
-            if (v >= 0 && ::fsetxattr(out.fd, name, value.data(), static_cast<std::size_t>(v), 0) != 0 &&
-                errno != ENOTSUP && errno != EPERM)
-              throw OsError("copying attribute " + std::string(name) + " to " + printable(scratch),
-                            std::string(scratch), errno);
-          }
-          i += std::strlen(name) + 1;
-        }
-      }
-      if (::fchown(out.fd, st.st_uid, st.st_gid) != 0 && errno != EPERM)
-        throw OsError("changing owner of " + printable(scratch), std::string(scratch), errno);
-      if (::fchmod(out.fd, st.st_mode & 07777) != 0)
-        throw OsError("changing mode of " + printable(scratch), std::string(scratch), errno);
-      const struct timespec times[2] = {st.st_atim, st.st_mtim};
-      if (::futimens(out.fd, times) != 0)
-        throw OsError("setting times of " + printable(scratch), std::string(scratch), errno);
-      if (::fsync(out.fd) != 0) throw OsError("syncing " + printable(scratch), std::string(scratch), errno);
+      const auto target = read_link(from_dfd, name);
+      if (!target) throw OsError("reading link " + printable(shown_in), shown_in, errno);
+      if (::symlinkat(target->c_str(), to_dfd, to_name.c_str()) != 0)
+        throw OsError("creating " + printable(shown_out), shown_out, errno);
     } else {
-      throw OsError("moving " + printable(from) + " across file systems (only files and symlinks can be)",
-                    std::string(from), EXDEV);
+      // fifo, socket, device: mknod (a device needs privileges; without
+      // them the batch fails and is rolled back).
+      if (::mknodat(to_dfd, to_name.c_str(), st.st_mode & (S_IFMT | 0600), st.st_rdev) != 0)
+        throw OsError("creating " + printable(shown_out), shown_out, errno);
+      if (::fchmodat(to_dfd, to_name.c_str(), st.st_mode & 07777, 0) != 0)
+        throw OsError("changing mode of " + printable(shown_out), shown_out, errno);
     }
-    if (S_ISLNK(st.st_mode)) {
-      const struct timespec times[2] = {st.st_atim, st.st_mtim};
-      ::utimensat(scratch_dfd, z(scratch_name).c_str(), times, AT_SYMLINK_NOFOLLOW);
+    if (::fchownat(to_dfd, to_name.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM)
+      throw OsError("changing owner of " + printable(shown_out), shown_out, errno);
+    const struct timespec times[2] = {st.st_atim, st.st_mtim};
+    if (::utimensat(to_dfd, to_name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
+      throw OsError("setting times of " + printable(shown_out), shown_out, errno);
+  }
+
+  void directory(int from_dfd, const std::string& name, const struct stat& st, int to_dfd, const std::string& to_name,
+                 const std::string& rel) {
+    const std::string shown_in = shown_from(rel), shown_out = shown_to(rel);
+    // The original is removed once the batch is done: find out now, before
+    // anything changed, whether that can work.
+    if (st.st_dev != dev_)
+      throw OsError("moving " + printable(from_) + " across file systems: " + printable(shown_in) +
+                        " is a mount point",
+                    shown_in, EXDEV);
+    if (st.st_uid != ::geteuid() && ::faccessat(from_dfd, name.c_str(), W_OK | X_OK, AT_EACCESS) != 0)
+      throw OsError("moving " + printable(from_) + " across file systems: " + printable(shown_in) +
+                        " cannot be emptied afterwards",
+                    shown_in, errno);
+    const int in_fd = ::openat(from_dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (in_fd < 0) throw OsError("opening " + printable(shown_in), shown_in, errno);
+    Fd in(in_fd);
+    if (::mkdirat(to_dfd, to_name.c_str(), 0700) != 0)
+      throw OsError("creating directory " + printable(shown_out), shown_out, errno);
+    Fd out(::openat(to_dfd, to_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (out.fd < 0) throw OsError("opening " + printable(shown_out), shown_out, errno);
+    const int listing = ::dup(in.fd);
+    if (listing < 0) throw OsError("reading directory " + printable(shown_in), shown_in, errno);
+    for (const std::string& child : entries_of(listing, shown_in)) {
+      struct stat child_st {};
+      const std::string child_rel = rel.empty() ? child : rel + "/" + child;
+      if (::fstatat(in.fd, child.c_str(), &child_st, AT_SYMLINK_NOFOLLOW) != 0)
+        throw OsError("examining " + printable(shown_from(child_rel)), shown_from(child_rel), errno);
+      entry(in.fd, child, child_st, out.fd, child, child_rel);
     }
-    rename(scratch, to, RENAME_NOREPLACE);
-  } catch (...) {
-    remove_if_present(scratch, false);
+    copy_xattrs(in.fd, out.fd, shown_out);
+    keep_metadata(out.fd, st, shown_out);
+  }
+
+  std::string from_, to_;
+  const std::atomic<bool>* cancelled_;
+  dev_t dev_ = 0;
+  int to_top_dfd_ = -1;
+  std::string to_top_name_;
+  std::map<std::pair<dev_t, ino_t>, std::string> linked_;  // first copy of a multiply-linked file, relative
+};
+
+// Removes `name` in `dfd` with everything in it. A directory of ours that
+// denies us writing (a copy keeps a read-only directory's mode) is opened up
+// first, as the copy's owner may.
+void remove_tree(int dfd, const std::string& name, const std::string& shown) {
+  struct stat st {};
+  if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return;
+    throw OsError("examining " + printable(shown), shown, errno);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    if (::unlinkat(dfd, name.c_str(), 0) != 0 && errno != ENOENT)
+      throw OsError("removing " + printable(shown), shown, errno);
+    return;
+  }
+  if (st.st_uid == ::geteuid() && (st.st_mode & S_IRWXU) != S_IRWXU)
+    ::fchmodat(dfd, name.c_str(), (st.st_mode & 07777) | S_IRWXU, 0);  // if it fails, the removal says why
+  const int fd = ::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) throw OsError("opening " + printable(shown), shown, errno);
+  Fd dir(fd);
+  const int listing = ::dup(dir.fd);
+  if (listing < 0) throw OsError("reading directory " + printable(shown), shown, errno);
+  for (const std::string& child : entries_of(listing, shown)) remove_tree(dir.fd, child, shown + "/" + child);
+  if (::unlinkat(dfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+    throw OsError("removing " + printable(shown), shown, errno);
+}
+
+// The names a move across file systems uses besides `scratch` (the copy
+// being made, beside `to`): the original set aside until the batch is done,
+// beside `from`; the same on its way out; a copy back made by an undo.
+std::string aside_of(const Step& step) {
+  return std::string(split(step.from).first) + "/" + std::string(split(step.scratch()).second);
+}
+std::string going_of(const Step& step) { return aside_of(step) + "-gone"; }
+std::string back_of(const Step& step) { return aside_of(step) + "-back"; }
+
+}  // namespace
+
+void StepRunner::remove_tree_if_present(std::string_view path) {
+  auto [parent, name] = split(path);
+  int dfd;
+  try {
+    dfd = dirs_.open(parent);
+  } catch (const OsError& e) {
+    if (e.error == ENOENT || e.error == ENOTDIR) return;
     throw;
   }
-  // The copy must be durable before the original goes.
-  Directories::sync({std::string(split(to).first)});
-  if (::unlinkat(from_dfd, z(from_name).c_str(), 0) != 0) {
-    const int error = errno;
-    remove_if_present(to, false);
-    throw OsError("removing " + printable(from) + " after copying it", std::string(from), error);
+  remove_tree(dfd, z(name), std::string(path));
+  dirs_.forget_under(path);
+}
+
+// Copies `from` to `copy` (which must not exist), then makes the copy
+// durable: the whole target file system is synced once, which covers every
+// file and directory of a tree. A failed copy is removed again.
+void StepRunner::copy(std::string_view from, std::string_view copy, const std::atomic<bool>* cancelled) {
+  auto [from_dir, from_name] = split(from);
+  auto [copy_dir, copy_name] = split(copy);
+  const int from_dfd = dirs_.open(from_dir);
+  const int copy_dfd = dirs_.open(copy_dir);
+  try {
+    TreeCopy(std::string(from), std::string(copy), cancelled).run(from_dfd, z(from_name), copy_dfd, z(copy_name));
+    Fd dir(::openat(copy_dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir.fd < 0 || ::syncfs(dir.fd) != 0) throw OsError("syncing " + printable(copy), std::string(copy), errno);
+  } catch (...) {
+    remove_tree_if_present(copy);
+    throw;
   }
+}
+
+// `path` renamed to `aside` and made durable, then removed: a crash halfway
+// through the removal leaves a scratch name that recovery clears, never a
+// half-emptied directory under the original name.
+void StepRunner::discard(std::string_view path, std::string_view aside) {
+  const auto st = lstat(path);
+  if (!st) return;
+  if (!S_ISDIR(st->st_mode)) {
+    remove_if_present(path, false);
+    return;
+  }
+  rename(path, aside, RENAME_NOREPLACE);
+  Directories::sync({std::string(split(aside).first)});
+  remove_tree_if_present(aside);
 }
 
 // Replaces the symlink at `path` by one pointing to `target`: a new link at
@@ -268,6 +451,8 @@ std::optional<std::string> StepRunner::link_at(std::string_view path) {
 void StepRunner::finish(const Step& step) {
   // The old link kept for a rollback (see relink).
   if (step.kind == Step::Kind::retarget && link_at(step.scratch())) remove_if_present(step.scratch(), false);
+  // The original of a move across file systems, kept for a rollback.
+  if (step.kind == Step::Kind::copy_move && lstat(aside_of(step))) discard(aside_of(step), going_of(step));
 }
 
 // mkdir -p with 0700 (the trash spec's mode); directories that exist are fine.
@@ -294,9 +479,26 @@ void StepRunner::apply(const Step& step) {
         throw OsError("creating directory " + printable(step.to), step.to, errno);
       return;
     }
-    case Step::Kind::copy_move:
-      copy(step.from, step.scratch(), step.to);
+    case Step::Kind::copy_move: {
+      // Copy, rename the complete copy into place, then set the original
+      // aside under a scratch name (a rename: same inodes) until the batch
+      // is done, so that a rollback puts back the very same files.
+      copy(step.from, step.scratch(), cancelled_);
+      try {
+        rename(step.scratch(), step.to, RENAME_NOREPLACE);
+      } catch (...) {
+        remove_tree_if_present(step.scratch());
+        throw;
+      }
+      Directories::sync({std::string(split(step.to).first)});
+      try {
+        rename(step.from, aside_of(step), RENAME_NOREPLACE);
+      } catch (...) {
+        remove_tree_if_present(step.to);
+        throw;
+      }
       return;
+    }
     case Step::Kind::trash: {
       // The info file first (O_EXCL reserves the name, as the spec asks), then the move.
       auto [info_dir, info_name] = split(step.scratch());
@@ -353,8 +555,23 @@ void StepRunner::revert(const Step& step) {
       return;
     }
     case Step::Kind::copy_move: {
-      // The copy back gets its scratch name in the original's directory.
-      copy(step.to, std::string(split(step.from).first) + "/" + std::string(split(step.scratch()).second), step.from);
+      if (lstat(aside_of(step))) {
+        // The original is still set aside: drop the copy (the original is
+        // intact, so the copy needs no care), bring the original back.
+        remove_tree_if_present(step.to);
+        rename(aside_of(step), step.from, RENAME_NOREPLACE);
+        return;
+      }
+      // An undo, after the original went: copy back, then remove the copy.
+      copy(step.to, back_of(step), nullptr);
+      try {
+        rename(back_of(step), step.from, RENAME_NOREPLACE);
+      } catch (...) {
+        remove_tree_if_present(back_of(step));
+        throw;
+      }
+      Directories::sync({std::string(split(step.from).first)});
+      discard(step.to, step.scratch());
       return;
     }
     case Step::Kind::trash:
@@ -393,17 +610,20 @@ Status StepRunner::settle(const Step& step) {
       return S_ISDIR(st->st_mode) ? Status::applied : Status::unknown;
     }
     case Step::Kind::copy_move: {
-      // Half-done copies, in either direction.
-      remove_if_present(step.scratch(), false);
-      remove_if_present(std::string(split(step.from).first) + "/" + std::string(split(step.scratch()).second), false);
+      // Half-done copies, in either direction, and an original on its way
+      // out (only ever once its copy was complete): none is the only copy.
+      remove_tree_if_present(step.scratch());
+      remove_tree_if_present(back_of(step));
+      remove_tree_if_present(going_of(step));
       const bool source = holds(step.from, step.id, step);
       const bool copied = lstat(step.to).has_value();
       if (source && copied) {
-        // The copy was complete but the original not yet removed: drop the copy.
-        remove_if_present(step.to, false);
+        // The copy was complete but the original not yet set aside: drop the copy.
+        remove_tree_if_present(step.to);
         return Status::not_applied;
       }
       if (source) return Status::not_applied;
+      if (lstat(aside_of(step))) return Status::applied;  // revert brings the original back
       return copied ? Status::applied : Status::unknown;
     }
     case Step::Kind::trash:

@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -48,6 +49,9 @@ enum class Status { applied, not_applied, unknown };
 class StepRunner {
  public:
   explicit StepRunner(Directories& dirs) : dirs_(dirs) {}
+  // A copy across file systems polls this while it runs (and fails with
+  // ECANCELED): a copy of gigabytes must not hold up a C-g.
+  void cancel_on(const std::atomic<bool>* cancelled) { cancelled_ = cancelled; }
   void apply(const Step& step);
   void revert(const Step& step);
   // What the file system says about `step`, assuming every later step is not
@@ -65,12 +69,15 @@ class StepRunner {
 
  private:
   void rename(std::string_view from, std::string_view to, unsigned flags);
-  void copy(std::string_view from, std::string_view scratch, std::string_view to);
+  void copy(std::string_view from, std::string_view copy, const std::atomic<bool>* cancelled);
+  void discard(std::string_view path, std::string_view aside);
+  void remove_tree_if_present(std::string_view path);
   void relink(std::string_view path, std::string_view scratch, std::string_view target, bool keep_old);
   std::optional<std::string> link_at(std::string_view path);
   void remove_if_present(std::string_view path, bool directory);
   void make_directories(std::string_view dir);
   Directories& dirs_;
+  const std::atomic<bool>* cancelled_ = nullptr;
 };
 
 

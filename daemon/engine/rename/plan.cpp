@@ -282,6 +282,7 @@ class Planner {
   Blocker blocker(std::size_t o);
   bool ensure_directory(const std::string& path, std::string_view why_path);
   void move(std::size_t o, std::string_view to, bool temporary);
+  bool alone_in_copied_directory(const Object& directory);
   void exchange(std::size_t a, std::size_t b);
   void rewrite(const std::string& from, const std::string& to);
   void trash(std::size_t o, const struct stat& victim);
@@ -801,6 +802,27 @@ void Planner::relocate(std::size_t o, std::string_view path, bool stable) {
   occupant_.assign(o);
 }
 
+// A directory copied to another file system: nothing else of the batch may
+// be inside it, before or after (the copy gives everything in it new
+// inodes, which the later steps, recovery and undo could not recognise).
+// Records a problem for each such entry.
+bool Planner::alone_in_copied_directory(const Object& directory) {
+  auto inside = [](std::string_view path, std::string_view dir) {
+    return path.size() > dir.size() && path[dir.size()] == '/' && path.starts_with(dir);
+  };
+  bool alone = true;
+  for (const Object& other : objects_) {
+    if (&other == &directory) continue;
+    if (inside(other.original, directory.original) || inside(other.final_path, directory.final_path) ||
+        inside(other.current, directory.current)) {
+      problem(other.original, "is inside " + printable(directory.original) +
+                                  ", which moves to another file system in the same batch: rename it separately");
+      alone = false;
+    }
+  }
+  return alone;
+}
+
 void Planner::move(std::size_t o, std::string_view to, bool temporary) {
   Object& object = objects_[o];
   const std::string_view from = object.current;
@@ -812,8 +834,18 @@ void Planner::move(std::size_t o, std::string_view to, bool temporary) {
   }
   const Place parent = resolve(split(to).first);
   if (parent.st.st_dev != object.st.st_dev) {
-    if (S_ISDIR(object.st.st_mode) || !(S_ISREG(object.st.st_mode) || S_ISLNK(object.st.st_mode))) {
-      problem(object.original, "only files and symbolic links can move across file systems, not to " + printable(to));
+    if (S_ISCHR(object.st.st_mode) || S_ISBLK(object.st.st_mode)) {
+      problem(object.original, "a device file cannot move across file systems, to " + printable(to));
+      object.done = true;
+      return;
+    }
+    // The copy has other inodes, and the steps find their files by inode.
+    if (object.new_mode) {
+      problem(object.original, "cannot change its mode and move it to another file system in one batch");
+      object.done = true;
+      return;
+    }
+    if (S_ISDIR(object.st.st_mode) && !alone_in_copied_directory(object)) {
       object.done = true;
       return;
     }

@@ -74,7 +74,7 @@ struct Step {
     move,            // renameat2(from, to, RENAME_NOREPLACE)
     exchange,        // renameat2(from, to, RENAME_EXCHANGE): a 2-cycle
     make_directory,  // mkdirat(to)
-    copy_move,       // across file systems: copy to `scratch`, rename to `to`, unlink `from`
+    copy_move,       // across file systems: copy to `scratch`, rename to `to`, set `from` aside until done
     trash,           // a confirmed-overwrite victim: info file `scratch`, then move to `to`
     chmod,           // from: old_mode -> new_mode
     retarget,        // from: symlink `link_old` -> `link_new`, through `scratch`

@@ -2,6 +2,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -145,6 +146,7 @@ void Renamer::run(std::int64_t batch, const std::vector<Step>& steps, Direction 
   auto step_at = [&](std::size_t k) -> const Step& { return forward ? steps[k] : steps[n - 1 - k]; };
   detail::Directories dirs;
   detail::StepRunner runner(dirs);
+  if (forward) runner.cancel_on(&cancelled);  // a rollback is never cancelled
 
   std::size_t k = 0;
   std::optional<OsError> failure;
@@ -191,7 +193,11 @@ void Renamer::run(std::int64_t batch, const std::vector<Step>& steps, Direction 
         runner.revert(step);
       }
     } catch (const OsError& e) {
-      failure = e;
+      if (e.error == ECANCELED) {
+        was_cancelled = true;
+      } else {
+        failure = e;
+      }
       break;
     }
     if (progress && (k & 63) == 63) {
@@ -203,20 +209,23 @@ void Renamer::run(std::int64_t batch, const std::vector<Step>& steps, Direction 
     }
   }
 
+  // A leftover scratch name is untidy, not harmful: say so in the journal.
   auto finish_all = [&] {
+    std::vector<std::string> problems;
     for (const Step& step : steps) {
       try {
         runner.finish(step);
-      } catch (const OsError&) {
-        // A leftover temporary link is untidy, not harmful; recovery retries.
+      } catch (const OsError& e) {
+        problems.push_back(std::string("left behind: ") + e.what());
       }
     }
+    return problems;
   };
   if (!failure && !was_cancelled) {
-    finish_all();
-    const auto sync_problems = detail::Directories::sync(directories_of(steps, n));
+    auto problems = finish_all();
+    for (auto& problem : detail::Directories::sync(directories_of(steps, n))) problems.push_back(std::move(problem));
     journal_.mark(batch, forward ? Journal::State::done : Journal::State::undone,
-                  sync_problems.empty() ? std::string() : sync_problems.front());
+                  problems.empty() ? std::string() : problems.front());
     if (forward) journal_.prune(options_.undo_history);
     if (progress) progress(n, n);
     return;

@@ -337,6 +337,231 @@ TEST_F(RenameTest, AcrossFileSystemsCopiesKeepingModeTimesAndXattrs) {
   EXPECT_TRUE(snapshot(tree_.root).empty());
 }
 
+// A directory moved to another file system: a copy of everything in it.
+// Inodes differ in the copy; everything else is compared.
+Snapshot without_inodes(Snapshot snap) {
+  for (auto& [name, entry] : snap) entry.ino = 0;
+  return snap;
+}
+
+struct timespec mtime_of(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return {};
+  return st.st_mtim;
+}
+
+// A directory with one of everything a copy must keep, in `dir`.
+void fill_directory(const std::string& d) {
+  make_dir(d);
+  make_dir(d + "/sub");
+  make_dir(d + "/empty");
+  write_file(d + "/f", "contents");
+  ASSERT_EQ(::chmod((d + "/f").c_str(), 0640), 0);
+  write_file(d + "/sub/g", "g");
+  ASSERT_EQ(::link((d + "/f").c_str(), (d + "/sub/f-again").c_str()), 0);
+  make_link("../f", d + "/sub/l");
+  ASSERT_EQ(::mkfifo((d + "/p").c_str(), 0600), 0);
+  const struct timespec times[2] = {{1000000000, 5}, {1200000000, 7}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, (d + "/f").c_str(), times, 0), 0);
+  ASSERT_EQ(::utimensat(AT_FDCWD, (d + "/sub/l").c_str(), times, AT_SYMLINK_NOFOLLOW), 0);
+  ::setxattr((d + "/sub").c_str(), "user.descent", "s", 1, 0);  // where the file system has them
+  ASSERT_EQ(::utimensat(AT_FDCWD, (d + "/sub").c_str(), times, 0), 0);
+  // Read-only: the original must still be removable after the batch, and the copy on undo.
+  ASSERT_EQ(::chmod((d + "/sub").c_str(), 0555), 0);
+}
+
+TEST_F(RenameTest, DirectoryAcrossFileSystemsKeepsEverythingInIt) {
+  TempTree other("/dev/shm");
+  if (id_of(other.root).dev == id_of(tree_.root).dev) GTEST_SKIP() << "/dev/shm is on the same file system";
+  const std::string d = other.path("d");
+  fill_directory(d);
+  const bool xattrs = ::getxattr((d + "/sub").c_str(), "user.descent", nullptr, 0) == 1;
+  const Snapshot before = snapshot(d);
+  submit({rename_op(d, p("moved"))});
+  EXPECT_FALSE(std::filesystem::exists(d));
+  const Snapshot after = snapshot(p("moved"));
+  EXPECT_EQ(without_inodes(after), without_inodes(before));
+  EXPECT_EQ(after.at("f").ino, after.at("sub/f-again").ino) << "hard links stay hard links";
+  EXPECT_EQ(mtime_of(p("moved/f")).tv_sec, 1200000000);
+  EXPECT_EQ(mtime_of(p("moved/f")).tv_nsec, 7);
+  EXPECT_EQ(mtime_of(p("moved/sub")).tv_sec, 1200000000);
+  EXPECT_EQ(mtime_of(p("moved/sub/l")).tv_sec, 1200000000);
+  if (xattrs) {
+    char value[4] = {};
+    EXPECT_EQ(::getxattr(p("moved/sub").c_str(), "user.descent", value, sizeof value), 1);
+  }
+  EXPECT_TRUE(temporaries(snapshot(other.root)).empty());
+  EXPECT_TRUE(temporaries(snapshot(tree_.root)).empty());
+  // Undo copies back, and removes the read-only copy.
+  auto r = renamer();
+  r.undo(never_);
+  EXPECT_FALSE(std::filesystem::exists(p("moved")));
+  const Snapshot back = snapshot(d);
+  EXPECT_EQ(without_inodes(back), without_inodes(before));
+  EXPECT_EQ(back.at("f").ino, back.at("sub/f-again").ino);
+  EXPECT_TRUE(temporaries(snapshot(other.root)).empty());
+  EXPECT_TRUE(snapshot(tree_.root).empty());
+  ::chmod((d + "/sub").c_str(), 0755);
+}
+
+// Moves across file systems both ways, among renames: whatever step fails,
+// is cancelled or is killed, both trees end exactly as before, inodes
+// included (the originals are set aside, not removed, until the batch is done).
+class AcrossFileSystemsTest : public RenameTest {
+ protected:
+  void SetUp() override {
+    if (id_of(other_.root).dev == id_of(tree_.root).dev) GTEST_SKIP() << "/dev/shm is on the same file system";
+    fill_directory(other_.path("d"));
+    write_file(p("a"), "a");
+    write_file(p("x"), "x");
+    write_file(other_.path("y"), "y");
+    ops_ = {rename_op(p("a"), p("b")), rename_op(other_.path("d"), p("d")), rename_op(p("x"), other_.path("x")),
+            rename_op(other_.path("y"), p("y"))};
+    steps_ = RenamePlan::make({ops_}, trash()).steps.size();
+    before_ = snapshot(tree_.root);
+    other_before_ = snapshot(other_.root);
+  }
+  void TearDown() override {
+    ::chmod(other_.path("d/sub").c_str(), 0755);
+    ::chmod(p("d/sub").c_str(), 0755);
+  }
+  void expect_as_before() {
+    EXPECT_EQ(snapshot(tree_.root), before_);
+    EXPECT_EQ(snapshot(other_.root), other_before_);
+  }
+  TempTree other_{"/dev/shm"};
+  std::vector<Operation> ops_;
+  std::size_t steps_ = 0;
+  Snapshot before_, other_before_;
+};
+
+TEST_F(AcrossFileSystemsTest, FailureOrCancelAtEveryStepLeavesBothTreesAsBefore) {
+  ASSERT_EQ(steps_, 4u);
+  for (std::size_t k = 0; k < steps_; ++k) {
+    SCOPED_TRACE("at step " + std::to_string(k));
+    EXPECT_THROW(submit(ops_, Failpoint{k, Failpoint::Action::fail}), StepFailed);
+    expect_as_before();
+    EXPECT_THROW(submit(ops_, Failpoint{k, Failpoint::Action::cancel}), BatchCancelled);
+    expect_as_before();
+  }
+  submit(ops_);
+  EXPECT_EQ(snapshot(p("d")).size(), before_.size() + other_before_.size() - 4);  // sanity: d, y and x moved
+  EXPECT_TRUE(temporaries(snapshot(tree_.root)).empty());
+  EXPECT_TRUE(temporaries(snapshot(other_.root)).empty());
+}
+
+TEST_F(AcrossFileSystemsTest, KillAtEveryStepThenRecoveryLeavesBothTreesAsBefore) {
+  for (std::size_t k = 0; k < steps_; ++k) {
+    SCOPED_TRACE("killed at step " + std::to_string(k));
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      auto db = state::Database::open(state_.path("state.db"));
+      Renamer::Options options;
+      options.trash_dir = trash();
+      options.failpoint = Failpoint{k, Failpoint::Action::kill};
+      Renamer r(db, options);
+      std::atomic<bool> never{false};
+      try {
+        r.submit({ops_}, never);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "submit: %s\n", e.what());
+      }
+      ::_exit(3);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+    const auto reports = renamer().recover();
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_NE(reports[0].find("; nothing changed"), std::string::npos) << reports[0];
+    expect_as_before();
+  }
+}
+
+// A crash can also come inside a step: each half-done state of a move
+// across file systems, made by hand, is settled without losing the only
+// complete copy.
+TEST_F(AcrossFileSystemsTest, RecoverySettlesEveryHalfDoneCopy) {
+  Step step;
+  step.kind = Step::Kind::copy_move;
+  step.from = other_.path("d");
+  step.to = p("d");
+  step.id = id_of(step.from);
+  step.scratch() = p(".descent-tmp-test-0");
+  const std::string aside = other_.path(".descent-tmp-test-0");
+  auto copy_of_d = [&](const std::string& where) { fill_directory(where); };
+  detail::Directories dirs;
+  detail::StepRunner runner(dirs);
+  using detail::Status;
+  const Snapshot d_before = snapshot(step.from);
+
+  // Copying: a partial copy under the scratch name.
+  make_dir(step.scratch());
+  write_file(step.scratch() + "/f", "cont");
+  EXPECT_EQ(runner.settle(step), Status::not_applied);
+  expect_as_before();
+
+  // Copied, the original not yet set aside: the copy goes.
+  copy_of_d(step.to);
+  EXPECT_EQ(runner.settle(step), Status::not_applied);
+  expect_as_before();
+
+  // The original set aside: applied, and reverting brings back the same inodes.
+  copy_of_d(step.to);
+  ASSERT_EQ(::rename(step.from.c_str(), aside.c_str()), 0);
+  EXPECT_EQ(runner.settle(step), Status::applied);
+  runner.revert(step);
+  expect_as_before();
+
+  // Reverting, stopped while removing the copy: the original is still aside.
+  make_dir(step.to);
+  ASSERT_EQ(::rename(step.from.c_str(), aside.c_str()), 0);
+  EXPECT_EQ(runner.settle(step), Status::applied);
+  runner.revert(step);
+  expect_as_before();
+
+  // The batch was done and the original on its way out: applied; reverting copies back.
+  copy_of_d(step.to);
+  ASSERT_EQ(::rename(step.from.c_str(), (aside + "-gone").c_str()), 0);
+  ::unlink((aside + "-gone/f").c_str());
+  EXPECT_EQ(runner.settle(step), Status::applied);
+  EXPECT_FALSE(std::filesystem::exists(aside + "-gone"));
+  runner.revert(step);
+  EXPECT_FALSE(std::filesystem::exists(step.to));
+  EXPECT_EQ(without_inodes(snapshot(step.from)), without_inodes(d_before));
+
+  // An undo copying back, stopped halfway: the copy stays, the partial copy back goes.
+  ::chmod((step.from + "/sub").c_str(), 0755);
+  ASSERT_EQ(::rename(step.from.c_str(), step.to.c_str()), -1);  // across file systems: EXDEV
+  copy_of_d(step.to);
+  std::filesystem::remove_all(step.from);
+  make_dir(aside + "-back");
+  EXPECT_EQ(runner.settle(step), Status::applied);
+  EXPECT_FALSE(std::filesystem::exists(aside + "-back"));
+  EXPECT_TRUE(std::filesystem::exists(step.to + "/sub/g"));
+
+  // Neither side: unknown, and nothing is touched.
+  ::chmod((step.to + "/sub").c_str(), 0755);
+  std::filesystem::remove_all(step.to);
+  EXPECT_EQ(runner.settle(step), Status::unknown);
+  EXPECT_TRUE(temporaries(snapshot(tree_.root)).empty());
+  EXPECT_TRUE(temporaries(snapshot(other_.root)).empty());
+}
+
+TEST_F(AcrossFileSystemsTest, RefusesEditsInsideADirectoryThatIsCopied) {
+  write_file(other_.path("d/inner"), "i");
+  auto problems = refused({rename_op(other_.path("d"), p("d")), rename_op(other_.path("d/inner"), other_.path("d/i2")),
+                           rename_op(p("a"), p("d/a"))});
+  ASSERT_EQ(problems.size(), 2u) << all_reasons(problems);
+  EXPECT_NE(all_reasons(problems).find("moves to another file system in the same batch"), std::string::npos)
+      << all_reasons(problems);
+  // And a chmod with the move: the copy is another inode.
+  problems = refused({rename_op(other_.path("y"), p("y")), chmod_op(other_.path("y"), 0600)});
+  ASSERT_EQ(problems.size(), 1u) << all_reasons(problems);
+  EXPECT_NE(problems[0].reason.find("cannot change its mode"), std::string::npos) << problems[0].reason;
+}
+
 TEST_F(RenameTest, ChmodAndRetargetWithRenamesAndUndo) {
   write_file(p("f"), "F");
   make_link("old-target", p("l"));
