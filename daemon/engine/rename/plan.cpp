@@ -834,23 +834,17 @@ void Planner::move(std::size_t o, std::string_view to, bool temporary) {
   }
   const Place parent = resolve(split(to).first);
   if (parent.st.st_dev != object.st.st_dev) {
+    std::string refusal;
     if (S_ISCHR(object.st.st_mode) || S_ISBLK(object.st.st_mode)) {
-      problem(object.original, "a device file cannot move across file systems, to " + printable(to));
-      object.done = true;
-      return;
+      refusal = "a device file cannot move across file systems, to " + printable(to);
+    } else if (object.new_mode) {
+      // The copy has other inodes, and the steps find their files by inode.
+      refusal = "cannot change its mode and move it to another file system in one batch";
+    } else if (object.through_temporary) {
+      refusal = "cannot move across file systems as part of a cycle";
     }
-    // The copy has other inodes, and the steps find their files by inode.
-    if (object.new_mode) {
-      problem(object.original, "cannot change its mode and move it to another file system in one batch");
-      object.done = true;
-      return;
-    }
-    if (S_ISDIR(object.st.st_mode) && !alone_in_copied_directory(object)) {
-      object.done = true;
-      return;
-    }
-    if (object.through_temporary) {
-      problem(object.original, "cannot move across file systems as part of a cycle");
+    if (!refusal.empty()) problem(object.original, refusal);
+    if (!refusal.empty() || (S_ISDIR(object.st.st_mode) && !alone_in_copied_directory(object))) {
       object.done = true;
       return;
     }

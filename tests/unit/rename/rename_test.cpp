@@ -47,6 +47,35 @@ class RenameTest : public ::testing::Test {
     return {};
   }
 
+  // Runs `ops` (or, without them, the undo of the last batch) in a child
+  // process that is killed at step k, as a daemon killed with -9 stops.
+  void killed_at(std::size_t k, const std::vector<Operation>* ops) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      // Its own connection, as a restarted daemon would have.
+      auto db = state::Database::open(state_.path("state.db"));
+      Renamer::Options options;
+      options.trash_dir = trash();
+      options.failpoint = Failpoint{k, Failpoint::Action::kill};
+      Renamer r(db, options);
+      std::atomic<bool> never{false};
+      try {
+        if (ops) {
+          r.submit({*ops}, never);
+        } else {
+          r.undo(never);
+        }
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s: %s\n", ops ? "submit" : "undo", e.what());
+      }
+      ::_exit(3);  // not killed: the failpoint was not reached
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+  }
+
   TempTree tree_, state_;
   state::Database db_;
   std::atomic<bool> never_{false};
@@ -445,7 +474,9 @@ TEST_F(AcrossFileSystemsTest, FailureOrCancelAtEveryStepLeavesBothTreesAsBefore)
     expect_as_before();
   }
   submit(ops_);
-  EXPECT_EQ(snapshot(p("d")).size(), before_.size() + other_before_.size() - 4);  // sanity: d, y and x moved
+  EXPECT_TRUE(std::filesystem::exists(p("d/sub/g")));
+  EXPECT_TRUE(std::filesystem::exists(p("y")));
+  EXPECT_TRUE(std::filesystem::exists(other_.path("x")));
   EXPECT_TRUE(temporaries(snapshot(tree_.root)).empty());
   EXPECT_TRUE(temporaries(snapshot(other_.root)).empty());
 }
@@ -453,25 +484,7 @@ TEST_F(AcrossFileSystemsTest, FailureOrCancelAtEveryStepLeavesBothTreesAsBefore)
 TEST_F(AcrossFileSystemsTest, KillAtEveryStepThenRecoveryLeavesBothTreesAsBefore) {
   for (std::size_t k = 0; k < steps_; ++k) {
     SCOPED_TRACE("killed at step " + std::to_string(k));
-    const pid_t child = ::fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-      auto db = state::Database::open(state_.path("state.db"));
-      Renamer::Options options;
-      options.trash_dir = trash();
-      options.failpoint = Failpoint{k, Failpoint::Action::kill};
-      Renamer r(db, options);
-      std::atomic<bool> never{false};
-      try {
-        r.submit({ops_}, never);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "submit: %s\n", e.what());
-      }
-      ::_exit(3);
-    }
-    int status = 0;
-    ASSERT_EQ(::waitpid(child, &status, 0), child);
-    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+    ASSERT_NO_FATAL_FAILURE(killed_at(k, &ops_));
     const auto reports = renamer().recover();
     ASSERT_EQ(reports.size(), 1u);
     EXPECT_NE(reports[0].find("; nothing changed"), std::string::npos) << reports[0];
@@ -744,26 +757,7 @@ TEST_F(RenameTest, KillAtEveryStepThenRecoveryRollsBack) {
   const auto before = snapshot(tree_.root);
   for (std::size_t k = 0; k < steps; ++k) {
     SCOPED_TRACE("killed at step " + std::to_string(k));
-    const pid_t child = ::fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-      // Its own connection, as a restarted daemon would have.
-      auto db = state::Database::open(state_.path("state.db"));
-      Renamer::Options options;
-      options.trash_dir = trash();
-      options.failpoint = Failpoint{k, Failpoint::Action::kill};
-      Renamer r(db, options);
-      std::atomic<bool> never{false};
-      try {
-        r.submit({ops}, never);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "submit: %s\n", e.what());
-      }
-      ::_exit(3);  // not killed: the failpoint was not reached
-    }
-    int status = 0;
-    ASSERT_EQ(::waitpid(child, &status, 0), child);
-    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+    ASSERT_NO_FATAL_FAILURE(killed_at(k, &ops));
     auto r = renamer();
     const auto reports = r.recover();
     ASSERT_EQ(reports.size(), 1u);
@@ -787,25 +781,7 @@ TEST_F(RenameTest, KillDuringUndoThenRecoveryKeepsTheBatchDone) {
   const auto done = snapshot(tree_.root);
   const std::size_t steps = renamer().journal().steps(renamer().journal().last_done()->id).size();
   for (std::size_t k : {std::size_t(0), steps / 2, steps - 1}) {
-    const pid_t child = ::fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-      auto db = state::Database::open(state_.path("state.db"));
-      Renamer::Options options;
-      options.trash_dir = trash();
-      options.failpoint = Failpoint{k, Failpoint::Action::kill};
-      Renamer r(db, options);
-      std::atomic<bool> never{false};
-      try {
-        r.undo(never);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "undo: %s\n", e.what());
-      }
-      ::_exit(3);
-    }
-    int status = 0;
-    ASSERT_EQ(::waitpid(child, &status, 0), child);
-    ASSERT_TRUE(WIFSIGNALED(status));
+    ASSERT_NO_FATAL_FAILURE(killed_at(k, nullptr));
     auto r = renamer();
     const auto reports = r.recover();
     ASSERT_EQ(reports.size(), 1u);
