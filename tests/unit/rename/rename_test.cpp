@@ -8,6 +8,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "engine/rename/filesystem.hpp"
 #include "tree.hpp"
@@ -560,6 +561,37 @@ TEST_F(AcrossFileSystemsTest, RecoverySettlesEveryHalfDoneCopy) {
   EXPECT_EQ(runner.settle(step), Status::unknown);
   EXPECT_TRUE(temporaries(snapshot(tree_.root)).empty());
   EXPECT_TRUE(temporaries(snapshot(other_.root)).empty());
+}
+
+// C-g while a big file is being copied: the copy stops part-way (a
+// one-step batch: had the step finished, the batch would have succeeded).
+TEST_F(RenameTest, CancelDuringALongCopyStopsItAndChangesNothing) {
+  TempTree other("/dev/shm");
+  if (id_of(other.root).dev == id_of(tree_.root).dev) GTEST_SKIP() << "/dev/shm is on the same file system";
+  const std::string big = other.path("big");
+  constexpr std::uintmax_t size = 128u << 20;
+  {
+    const std::string chunk(1 << 20, 'x');
+    std::ofstream out(big, std::ios::binary);
+    for (std::uintmax_t i = 0; i < size >> 20; ++i) out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+  }
+  const FileId id = id_of(big);
+  std::atomic<bool> cancelled{false};
+  std::thread canceller([&] {
+    // As soon as the copy has begun.
+    while (!cancelled) {
+      if (std::filesystem::directory_iterator(tree_.root) != std::filesystem::directory_iterator()) cancelled = true;
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  });
+  auto r = renamer();
+  EXPECT_THROW(r.submit({{rename_op(big, p("big"))}}, cancelled), BatchCancelled);
+  cancelled = true;
+  canceller.join();
+  EXPECT_EQ(id_of(big), id);
+  EXPECT_EQ(std::filesystem::file_size(big), size);
+  EXPECT_TRUE(std::filesystem::is_empty(tree_.root));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(other.root), std::filesystem::directory_iterator()), 1);
 }
 
 TEST_F(AcrossFileSystemsTest, RefusesEditsInsideADirectoryThatIsCopied) {
