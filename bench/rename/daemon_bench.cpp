@@ -4,6 +4,8 @@
 // issue #4 bounds at 64 MiB for 100k renames.
 //
 //   rename_daemon_bench PATH-TO-DESCENTD [COUNT...]   (default 10000 100000)
+//
+// The daemon's stderr goes to /dev/null unless DESCENT_BENCH_STDERR is set.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -67,7 +69,7 @@ int main(int argc, char** argv) {
     ::setenv("XDG_STATE_HOME", (root / "state").c_str(), 1);
     ::setenv("XDG_DATA_HOME", (root / "data").c_str(), 1);
     const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-    ::dup2(null, 2);
+    if (!std::getenv("DESCENT_BENCH_STDERR")) ::dup2(null, 2);
     ::execl(descentd.c_str(), descentd.c_str(), "--foreground", "--socket", socket.c_str(), "--state-dir",
             (root / "state").c_str(), static_cast<char*>(nullptr));
     ::_exit(127);

@@ -3,7 +3,8 @@
 #   bench/wdired/run.sh [BUILD-DIR]      (default build/default)
 # Environment: DESCENT_BENCH_SIZES ("1000 10000 100000"), DESCENT_BENCH_RUNS
 # (5; halved at 100k), DESCENT_BENCH_BUILTIN_MAX (10000: the built-in is
-# quadratic and takes minutes above that).
+# quadratic and takes minutes above that), DESCENT_BENCH_PRELOAD (a Lisp
+# file loaded first: timers or advice for a breakdown).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$top/build/default}" && pwd)
@@ -19,4 +20,4 @@ emacs -Q --batch -L "$scratch/lisp" -f batch-byte-compile "$scratch"/lisp/*.el 2
 cd "$scratch"
 emacs -Q --batch -L "$scratch/lisp" \
   --eval "(setq descent-module-file \"$(ls "$build"/module/descent-module.*)\" descent-daemon-program \"$build/daemon/server/descentd\")" \
-  -l "$top/bench/wdired/wdired-bench.el"
+  ${DESCENT_BENCH_PRELOAD:+-l "$DESCENT_BENCH_PRELOAD"} -l "$top/bench/wdired/wdired-bench.el"

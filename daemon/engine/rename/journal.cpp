@@ -49,9 +49,15 @@ Journal::Journal(state::Database& db) : db_(db) {
       " created INTEGER NOT NULL,"
       " operations INTEGER NOT NULL,"
       " steps INTEGER NOT NULL,"
-      " plan BLOB NOT NULL,"  // encode_steps(): the whole ordered plan
+      " plan BLOB NOT NULL,"  // before rename_plans: the plan; now empty
       " state TEXT NOT NULL,"
       " message TEXT NOT NULL DEFAULT '')");
+  // The plans apart from their batches: marking a batch done rewrites its
+  // whole row, and a 100k batch's plan is megabytes.
+  db_.exec(
+      "CREATE TABLE IF NOT EXISTS rename_plans("
+      " batch INTEGER PRIMARY KEY,"
+      " plan BLOB NOT NULL)");  // encode_steps(): the whole ordered plan
   db_.exec(
       "CREATE TABLE IF NOT EXISTS rename_recoveries("
       " id INTEGER PRIMARY KEY,"
@@ -62,14 +68,20 @@ Journal::Journal(state::Database& db) : db_(db) {
 }
 
 std::int64_t Journal::begin(const RenamePlan& plan, std::int64_t now) {
+  const std::string encoded = encode_steps(plan.steps);
+  state::Transaction transaction(db_);
   auto insert = db_.prepare(
-      "INSERT INTO rename_batches(created, operations, steps, plan, state) VALUES (?, ?, ?, ?, 'running')");
+      "INSERT INTO rename_batches(created, operations, steps, plan, state) VALUES (?, ?, ?, x'', 'running')");
   insert.bind(1, now)
       .bind(2, static_cast<std::int64_t>(plan.operations))
-      .bind(3, static_cast<std::int64_t>(plan.steps.size()))
-      .bind_blob(4, encode_steps(plan.steps));
-  insert.run();  // autocommit: with synchronous=FULL it is durable on return
-  return db_.last_insert_rowid();
+      .bind(3, static_cast<std::int64_t>(plan.steps.size()));
+  insert.run();
+  const std::int64_t id = db_.last_insert_rowid();
+  auto insert_plan = db_.prepare("INSERT INTO rename_plans(batch, plan) VALUES (?, ?)");
+  insert_plan.bind(1, id).bind_blob(2, encoded);
+  insert_plan.run();
+  transaction.commit();  // with synchronous=FULL it is durable on return
+  return id;
 }
 
 void Journal::mark(std::int64_t id, State state, const std::string& message) {
@@ -79,10 +91,14 @@ void Journal::mark(std::int64_t id, State state, const std::string& message) {
 }
 
 std::vector<Step> Journal::steps(std::int64_t id) {
-  auto select = db_.prepare("SELECT plan FROM rename_batches WHERE id = ?");
+  auto select = db_.prepare("SELECT plan FROM rename_plans WHERE batch = ?");
   select.bind(1, id);
-  if (!select.step()) return {};
-  return decode_steps(select.column_bytes(0));
+  if (select.step()) return decode_steps(select.column_bytes(0));
+  // A batch journaled before rename_plans existed keeps its plan in its row.
+  auto old = db_.prepare("SELECT plan FROM rename_batches WHERE id = ?");
+  old.bind(1, id);
+  if (!old.step()) return {};
+  return decode_steps(old.column_bytes(0));
 }
 
 std::optional<Journal::Entry> Journal::find(std::int64_t id) {
@@ -128,6 +144,7 @@ void Journal::prune(std::size_t keep) {
       "(SELECT id FROM rename_batches WHERE state IN ('rolled-back', 'undone', 'broken') ORDER BY id DESC LIMIT ?)");
   rest.bind(1, static_cast<std::int64_t>(keep));
   rest.run();
+  db_.exec("DELETE FROM rename_plans WHERE batch NOT IN (SELECT id FROM rename_batches)");
 }
 
 void Journal::add_recovery(std::int64_t batch, std::int64_t now, const std::string& message) {

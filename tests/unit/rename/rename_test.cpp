@@ -648,12 +648,14 @@ TEST_F(RenameTest, EveryStepRefusesToReplace) {
 // ---- Journal ----
 
 TEST_F(RenameTest, JournalIsDurableAndMarksDone) {
-  auto mode = db_.prepare("PRAGMA journal_mode");
-  ASSERT_TRUE(mode.step());
-  EXPECT_EQ(mode.column_bytes(0), "wal");
-  auto sync = db_.prepare("PRAGMA synchronous");
-  ASSERT_TRUE(sync.step());
-  EXPECT_EQ(sync.column_int64(0), 2);  // FULL
+  {  // finished before the journal commits
+    auto mode = db_.prepare("PRAGMA journal_mode");
+    ASSERT_TRUE(mode.step());
+    EXPECT_EQ(mode.column_bytes(0), "wal");
+    auto sync = db_.prepare("PRAGMA synchronous");
+    ASSERT_TRUE(sync.step());
+    EXPECT_EQ(sync.column_int64(0), 2);  // FULL
+  }
   write_file(p("a"), "A");
   const auto outcome = submit({rename_op(p("a"), p("b"))});
   auto r = renamer();
@@ -664,6 +666,47 @@ TEST_F(RenameTest, JournalIsDurableAndMarksDone) {
   const auto steps = r.journal().steps(outcome.batch);
   ASSERT_EQ(steps.size(), 1u);
   EXPECT_EQ(steps[0].from, p("a"));
+}
+
+// Marking a batch done must not rewrite its plan: plans live in their own
+// table, and go with their batch when the history is pruned.
+TEST_F(RenameTest, JournalKeepsPlansApartAndPrunesThemWithTheirBatches) {
+  write_file(p("f0"), "x");
+  for (int i = 0; i < 3; ++i) submit({rename_op(p("f" + std::to_string(i)), p("f" + std::to_string(i + 1)))});
+  auto r = renamer();
+  {
+    auto empty_rows = db_.prepare("SELECT count(*) FROM rename_batches WHERE length(plan) = 0");
+    ASSERT_TRUE(empty_rows.step());
+    EXPECT_EQ(empty_rows.column_int64(0), 3);
+  }
+  r.journal().prune(1);
+  {
+    auto plans = db_.prepare("SELECT count(*) FROM rename_plans");
+    ASSERT_TRUE(plans.step());
+    EXPECT_EQ(plans.column_int64(0), 1);
+  }
+  r.undo(never_);
+  EXPECT_TRUE(std::filesystem::exists(p("f2")));
+  EXPECT_FALSE(std::filesystem::exists(p("f3")));
+}
+
+// A batch journaled before rename_plans existed, its plan in its own row,
+// is still undone.
+TEST_F(RenameTest, UndoesABatchJournaledWithItsPlanInItsRow) {
+  write_file(p("a"), "A");
+  const auto outcome = submit({rename_op(p("a"), p("b"))});
+  auto r = renamer();
+  const std::vector<Step> steps = r.journal().steps(outcome.batch);
+  auto move_back = db_.prepare("UPDATE rename_batches SET plan = ? WHERE id = ?");
+  move_back.bind_blob(1, encode_steps(steps)).bind(2, outcome.batch);
+  move_back.run();
+  auto drop = db_.prepare("DELETE FROM rename_plans WHERE batch = ?");
+  drop.bind(1, outcome.batch);
+  drop.run();
+  ASSERT_EQ(r.journal().steps(outcome.batch).size(), 1u);
+  r.undo(never_);
+  EXPECT_TRUE(std::filesystem::exists(p("a")));
+  EXPECT_FALSE(std::filesystem::exists(p("b")));
 }
 
 TEST(RenamePlanEncoding, RoundTripsAndRefusesCorruptBlobs) {
