@@ -12,7 +12,6 @@
 //        lister_bench floor DIR                 runs the bare loop once
 //        lister_bench floor-ms DIR RUNS         prints the bare loop's median wall ms
 #include <fcntl.h>
-#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -235,10 +234,6 @@ int bench(int runs, const std::vector<int>& sizes, std::string root) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // The daemon keeps freed listing memory in the heap (methods_lister.cpp);
-  // so does the engine here, or every run would pay page faults it does not.
-  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 128 << 20);
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
     if (!args.empty() && args[0] == "list" && args.size() >= 2) {

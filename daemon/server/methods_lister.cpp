@@ -1,7 +1,5 @@
 #include "server/methods_lister.hpp"
 
-#include <malloc.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -98,13 +96,6 @@ void run_list(Call& call) {
 
 void add_lister_methods(MethodTable& methods, const DaemonInfo&) {
   methods.add("list", {run_list, Execution::worker});
-  // A listing of 100k entries allocates some 40 MiB in a few large blocks
-  // (entries, text, the packed reply) and frees them at once. By default
-  // glibc maps such blocks afresh and unmaps them after, so every listing
-  // faulted its ~10k pages in again: a fifth of its CPU time. Kept in the
-  // heap instead (up to 128 MiB free), the next listing reuses them.
-  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's maximum
-  ::mallopt(M_TRIM_THRESHOLD, 128 << 20);
 
 #ifdef DESCENT_TEST_HOOKS
   if (const char* hooks = std::getenv("DESCENT_TEST_HOOKS"); hooks && std::string_view(hooks) == "1") {
