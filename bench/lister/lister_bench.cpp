@@ -10,7 +10,8 @@
 // Usage: lister_bench [--runs N] [--sizes 1000,10000,100000] [--keep DIR]
 // Also:  lister_bench list DIR [SWITCHES...]   prints what the engine prints
 //        lister_bench floor DIR                 runs the bare loop once
-//        lister_bench floor-ms DIR RUNS         prints the bare loop's median wall ms
+//        lister_bench floor-ms DIR RUNS [plain] prints the bare loop's median wall ms
+//                                               (plain: one thread, directory order)
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -61,11 +62,12 @@ struct linux_dirent64 {
   char d_name[];
 };
 
-// The floor: read every entry and statx it, nothing else; scheduled as the
-// engine schedules its statx calls (in inode order, on as many threads for
-// a directory this large), so that the ratio measures what the engine does
-// beyond them (listxattrat, readlink, sorting, formatting), not how.
-std::uint64_t bare_loop(const std::string& dir) {
+// The floor: read every entry and statx it, nothing else. `scheduled`: the
+// statx calls in inode order on as many threads as the engine uses for a
+// directory this large, so that the ratio measures what the engine does
+// beyond them (listxattrat, readlink, sorting, formatting), not how;
+// otherwise the plain loop the issue names: one thread, directory order.
+std::uint64_t bare_loop(const std::string& dir, bool scheduled = true) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) die("open " + dir);
   struct Name {
@@ -84,7 +86,7 @@ std::uint64_t bare_loop(const std::string& dir) {
       names.push_back({d->d_ino, d->d_name});
     }
   }
-  std::sort(names.begin(), names.end(), [](const Name& a, const Name& b) { return a.ino < b.ino; });
+  if (scheduled) std::sort(names.begin(), names.end(), [](const Name& a, const Name& b) { return a.ino < b.ino; });
   std::atomic<std::uint64_t> sum{0};
   std::atomic<std::size_t> next{0};
   constexpr std::size_t chunk = 512;  // as lister.cpp's stat_entries
@@ -105,7 +107,7 @@ std::uint64_t bare_loop(const std::string& dir) {
     sum += own;
   };
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  const std::size_t helpers = names.size() < 4 * chunk ? 0 : std::min<std::size_t>(cores, 4) - 1;
+  const std::size_t helpers = !scheduled || names.size() < 4 * chunk ? 0 : std::min<std::size_t>(cores, 4) - 1;
   std::vector<std::thread> threads;
   for (std::size_t t = 0; t < helpers; ++t) threads.emplace_back(work);
   work();
@@ -248,8 +250,10 @@ int main(int argc, char** argv) {
       std::printf("%llu\n", static_cast<unsigned long long>(bare_loop(args[1])));
       return 0;
     }
-    if (!args.empty() && args[0] == "floor-ms" && args.size() == 3) {
-      const Times floor = median_ms(std::max(1, std::atoi(args[2].c_str())), [&] { (void)bare_loop(args[1]); });
+    if (!args.empty() && args[0] == "floor-ms" && (args.size() == 3 || (args.size() == 4 && args[3] == "plain"))) {
+      const bool scheduled = args.size() == 3;
+      const Times floor =
+          median_ms(std::max(1, std::atoi(args[2].c_str())), [&] { (void)bare_loop(args[1], scheduled); });
       std::printf("%.2f\n", floor.wall_ms);
       return 0;
     }
@@ -268,7 +272,7 @@ int main(int argc, char** argv) {
           ++p;
         }
       } else {
-        std::fprintf(stderr, "usage: lister_bench [--runs N] [--sizes A,B,C] [--keep DIR] | list DIR SWITCHES... | floor DIR | floor-ms DIR RUNS\n");
+        std::fprintf(stderr, "usage: lister_bench [--runs N] [--sizes A,B,C] [--keep DIR] | list DIR SWITCHES... | floor DIR | floor-ms DIR RUNS [plain]\n");
         return 2;
       }
     }
