@@ -738,7 +738,8 @@ the renamed files follow them back, and Dired buffers are refreshed."
       (when (and (derived-mode-p 'dired-mode) (not (eq major-mode 'wdired-mode)))
         (descent--wdired-rename-subdirs map)
         (revert-buffer)))
-    (message "Undid rename batch %s (%s operations)" batch (plist-get outcome :operations))
+    (let ((n (plist-get outcome :operations)))
+      (message "Undid rename batch %s (%s operation%s)" batch n (if (eql n 1) "" "s")))
     outcome))
 
 ;;;; Search and replace
