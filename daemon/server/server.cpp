@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include <malloc.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -138,8 +139,10 @@ awaitable<void> Connection::serve() {
                                        std::to_string(protocol::max_request_size) + " bytes"));
         break;
       }
-      // Grows with what actually arrives, so a header that merely claims a
-      // large frame costs nothing.
+      // A header that merely claims a large frame costs nothing: the whole
+      // frame is reserved once its first 64 KiB have arrived. Reserved at
+      // once, not grown by doubling, which would leave the halves behind
+      // as free heap and add their size to the daemon's peak RSS.
       std::string payload;
       payload.reserve(std::min<std::size_t>(size, 64 * 1024));
       while (payload.size() < size) {
@@ -148,6 +151,7 @@ awaitable<void> Connection::serve() {
         const std::size_t got =
             co_await socket_.async_read_some(asio::buffer(chunk, want), asio::redirect_error(use_awaitable, ec));
         if (ec) break;
+        if (payload.size() + got > payload.capacity()) payload.reserve(size);
         payload.append(chunk, got);
       }
       if (ec) break;
@@ -333,10 +337,12 @@ void Connection::run(const Method& method, std::string name, std::optional<std::
       log(name + " failed with an unknown exception");
       if (id) frame = protocol::error_frame(id, "internal", name + " failed");
     }
-    asio::post(executor, [self, id, frame = std::move(frame)]() mutable {
+    const bool large = packed.size() > (1u << 20);
+    asio::post(executor, [self, id, large, frame = std::move(frame)]() mutable {
       if (id) self->in_flight_.erase(*id);
       if (!frame.empty()) self->send(std::move(frame));
       self->close_when_idle();
+      self->server_.call_finished(large);
     });
   };
   if (method.execution == Execution::worker) {
@@ -354,6 +360,14 @@ Server::Server(asio::io_context& io, local::acceptor acceptor, MethodTable& meth
     : io_(io), acceptor_(std::move(acceptor)), signals_(io, SIGINT, SIGTERM), methods_(methods), info_(std::move(info)) {}
 
 Server::~Server() { workers_.join(); }
+
+void Server::call_finished(bool large) {
+  if (stopping_) return;  // a pending timer would hold up the exit
+  trim_timer_.expires_after(large ? std::chrono::milliseconds(0) : std::chrono::seconds(1));
+  trim_timer_.async_wait([](const boost::system::error_code& ec) {
+    if (!ec) ::malloc_trim(0);
+  });
+}
 
 void Server::start() {
   signals_.async_wait([this](const boost::system::error_code& ec, int signal) {
@@ -389,6 +403,7 @@ void Server::stop(std::string_view why) {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
   signals_.cancel(ignored);
+  trim_timer_.cancel();
   // Copy: shutdown may erase from the set through forget().
   auto connections = connections_;
   for (const auto& c : connections) {

@@ -15,6 +15,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include "server/methods.hpp"
@@ -44,6 +45,11 @@ class Server {
 
   void forget(const std::shared_ptr<Connection>& connection) { connections_.erase(connection); }
 
+  // After each call on a worker: free heap goes back to the system at once
+  // after a call whose request was `large`, else after a second without
+  // calls (main.cpp keeps freed memory in the heap between listings).
+  void call_finished(bool large);
+
  private:
   boost::asio::io_context& io_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
@@ -53,6 +59,7 @@ class Server {
   DaemonInfo info_;
   std::set<std::shared_ptr<Connection>> connections_;
   bool stopping_ = false;
+  boost::asio::steady_timer trim_timer_{io_};
 };
 
 // hello, status, stop, cancel: the methods the server itself answers.
