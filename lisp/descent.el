@@ -129,7 +129,9 @@ it has finished the built-in commands are used."
 The daemon prints what GNU ls prints, byte for byte, for the
 switches and locales it supports (see the README); wildcards,
 remote directories, other switches and other listing programs use
-ls as before.  It applies while `descent-mode' is on."
+ls as before.  Dired then also finds a file's line by its name, not
+by searching the text (`dired-goto-file', which `g' uses to put point
+back).  It applies while `descent-mode' is on."
   :type 'boolean)
 
 ;;;; Internals
@@ -1082,6 +1084,17 @@ a false hit that costs a `dired-get-filename'."
                     (descent--listing-find-name file))))
         (and at (goto-char at))))))
 
+(defun descent--goto-file-by-name (goto-file file)
+  "Move to FILE's line by its name, not its text; else call GOTO-FILE.
+Advice around `dired-goto-file', which reverting (`g') and other
+Dired commands use to put point back: the built-in searches the text
+for \" NAME\", so every owner column that says NAME is a false hit
+that costs a `dired-get-filename'.  Part of `descent-native-listing'."
+  (let ((at (and descent-native-listing (derived-mode-p 'dired-mode)
+                 (descent--listing-find-name
+                  (directory-file-name (expand-file-name file))))))
+    (if at (goto-char at) (funcall goto-file file))))
+
 (defun descent--listing-find-name (file)
   "Return the position of FILE's name where it is a whole `dired-filename' run.
 Only names that end their line (or go on with \" -> \", a link's
@@ -1337,6 +1350,7 @@ the buffer *descent-status*."
   '((insert-directory :around descent--insert-directory)
     (dired-insert-set-properties :around descent--insert-set-properties)
     (dired-build-subdir-alist :around descent--build-subdir-alist)
+    (dired-goto-file :around descent--goto-file-by-name)
     ;; Every other way of committing wdired (`wdired-exit', code calling
     ;; it by name) goes through descent too; :around rather than
     ;; :override, so that the fallback without a daemon can reach it.

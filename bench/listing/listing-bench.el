@@ -83,23 +83,35 @@ the result is wrong).  One untimed warm-up run of each comes first."
 
 (defun listing-bench-goto (file)
   "`dired-goto-file' FILE in its ready Dired buffer, as (ON . OFF).
-Off is the built-in search; on is the one descent puts point with."
+Off is the built-in text search; on, descent's advice finds the name."
   (let ((dir (file-name-directory file)) on off)
     (listing-bench-kill-dired dir)
     (let ((descent-native-listing t)) (dired dir))
     (dotimes (i (1+ listing-bench-runs))
       (dolist (native '(t nil))
         (goto-char (point-min))
-        (let ((ms (listing-bench-time
-                   (if native
-                       (lambda () (descent--goto-file file))
-                     (lambda () (dired-goto-file file))))))
+        (let ((ms (let ((descent-native-listing native))
+                    (listing-bench-time (lambda () (dired-goto-file file))))))
           (unless (equal (dired-get-filename nil t) file)
             (error "goto %s landed on %s" file (dired-get-filename nil t)))
           (when (> i 0)
             (if native (push ms on) (push ms off))))))
     (listing-bench-kill-dired dir)
     (cons (listing-bench-median on) (listing-bench-median off))))
+
+(defun listing-bench-revert (file)
+  "`g' in FILE's Dired buffer with point on FILE, as (ON . OFF).
+Dired puts point back with `dired-goto-file' after listing again."
+  (let ((dir (file-name-directory file)))
+    (listing-bench-kill-dired dir)
+    (let ((descent-native-listing t)) (dired dir))
+    (prog1 (listing-bench-on-off
+            (lambda () (dired-goto-file file))
+            (lambda () (revert-buffer))
+            (lambda ()
+              (unless (equal (dired-get-filename nil t) file)
+                (error "Revert left point on %s" (dired-get-filename nil t)))))
+      (listing-bench-kill-dired dir))))
 
 (defun listing-bench-daemon-list (dir)
   "Median ms of the daemon's `list' of DIR with -al, through the module."
@@ -155,7 +167,9 @@ thread in directory order."
     (listing-bench-row entries (format "C-x C-j to `%s'" (user-login-name))
                        (listing-bench-jump file))
     (listing-bench-row entries (format "dired-goto-file `%s'" (user-login-name))
-                       (listing-bench-goto file))))
+                       (listing-bench-goto file))
+    (listing-bench-row entries (format "g on `%s'" (user-login-name))
+                       (listing-bench-revert file))))
 
 (listing-bench-main)
 

@@ -306,6 +306,19 @@ chmod 755 exec.sh
             (should (equal (nth 0 alists) (nth 2 alists)))
             (should (equal (nth 1 alists) (nth 3 alists)))))))))
 
+(defun descent-listing-test--no-goto-file (&rest _)
+  "Stand-in for `dired-goto-file' where it must not be called."
+  (error "Called dired-goto-file"))
+
+(defmacro descent-listing-test--without-goto-file (&rest body)
+  "Run BODY with `dired-goto-file' signalling an error, descent's advice too.
+An outermost :override advice, since `descent-mode' advises it."
+  (declare (indent 0) (debug t))
+  `(progn
+     (advice-add 'dired-goto-file :override #'descent-listing-test--no-goto-file)
+     (unwind-protect (progn ,@body)
+       (advice-remove 'dired-goto-file #'descent-listing-test--no-goto-file))))
+
 (ert-deftest descent-listing-test-jump-finds-the-name-in-the-listing ()
   ;; Point goes where the listing found the name, not to the first
   ;; text that looks like it (here, every owner column).
@@ -320,8 +333,7 @@ chmod 755 exec.sh
           (unwind-protect
               (progn
                 (setq descent-listing-test--propertized nil)
-                (cl-letf (((symbol-function 'dired-goto-file)
-                           (lambda (&rest _) (error "Searched the text"))))
+                (descent-listing-test--without-goto-file
                   (descent-jump))
                 (should (car descent-listing-test--propertized))
                 (should (derived-mode-p 'dired-mode))
@@ -333,13 +345,41 @@ chmod 755 exec.sh
                 (let ((dired-buffer (current-buffer)))
                   (goto-char (point-min))
                   (with-current-buffer (get-file-buffer file)
-                    (cl-letf (((symbol-function 'dired-goto-file)
-                               (lambda (&rest _) (error "Searched the text"))))
+                    (descent-listing-test--without-goto-file
                       (descent-jump))
                     (should (eq (current-buffer) dired-buffer))
                     (should (equal (dired-get-filename nil t) file)))
                   (kill-buffer dired-buffer)))
             (kill-buffer (get-file-buffer file))))))))
+
+;; `dired-goto-file' (which `g' uses to put point back) finds the name
+;; as a name: one `dired-get-filename', not one per owner column.
+(ert-deftest descent-listing-test-goto-file-and-revert-find-the-name ()
+  (descent-listing-test--with-daemon
+    (descent-test-with-directory
+      (let* ((owner (user-login-name))
+             (file (expand-file-name owner descent-test-directory))
+             (descent-native-listing t)
+             (dired-listing-switches "-al")
+             (calls 0)
+             (count (lambda (&rest _) (setq calls (1+ calls)))))
+        (dotimes (i 30) (write-region "" nil (format "A%02d" i)))
+        (write-region "" nil file)
+        (with-current-buffer (dired-noselect descent-test-directory)
+          (unwind-protect
+              (progn
+                (goto-char (point-min))
+                (advice-add 'dired-get-filename :before count)
+                (unwind-protect (should (dired-goto-file file))
+                  (advice-remove 'dired-get-filename count))
+                (should (equal (dired-get-filename nil t) file))
+                (should (eq (point) (save-excursion (dired-move-to-filename))))
+                (should (< calls 3))
+                (revert-buffer)
+                (should (equal (dired-get-filename nil t) file))
+                ;; A name it does not find as a name: the built-in decides.
+                (should-not (dired-goto-file (expand-file-name "absent" descent-test-directory))))
+            (kill-buffer)))))))
 
 (ert-deftest descent-listing-test-subdirectory-insertion ()
   (descent-listing-test--with-daemon
