@@ -73,10 +73,7 @@ cat > "$tmp/driver.el" <<LISP
 (write-region "" nil "$tmp/ready")
 LISP
 
-tmux_emacs_start -L "$lisp" -l "$tmp/driver.el"
-wait_for "$tmp/ready" || { echo "FAIL: Emacs never loaded the driver"; cat "$tmp/stderr"; exit 1; }
-sleep 0.2
-tmux send-keys -t "$session" F5
+tmux_emacs_drive 10 -L "$lisp" -l "$tmp/driver.el"
 
 fail=0
 for case in open insert; do

@@ -32,10 +32,7 @@ cat > "$tmp/driver.el" <<LISP
 (write-region "" nil "$tmp/ready")
 LISP
 
-tmux_emacs_start -l "$tmp/driver.el"
-wait_for "$tmp/ready" || { echo "FAIL: Emacs never loaded the driver"; cat "$tmp/stderr"; exit 1; }
-sleep 0.2
-tmux send-keys -t "$session" F5
+tmux_emacs_drive 10 -l "$tmp/driver.el"
 wait_for "$tmp/started" || { echo "FAIL: the driver never started"; exit 1; }
 sleep 0.3
 pressed=$(date +%s.%N)

@@ -4,6 +4,8 @@
 #   tmux_emacs_setup NAME        make $tmp, the tmux wrapper, the clean-up
 #                                trap and temporary XDG directories
 #   tmux_emacs_start ARGS...     run `$emacs -nw -Q ARGS...` in tmux
+#   tmux_emacs_drive SECS ARGS...  the same, wait (at most SECS) for the
+#                                driver to write $tmp/ready, then press F5
 #   wait_for FILE [SECONDS]      wait until FILE exists (default 10 s);
 #                                status 1 if it never does
 #   wait_for_text FILE [SECONDS] the same, until FILE is not empty
@@ -31,6 +33,15 @@ tmux_emacs_cleanup() {
 
 tmux_emacs_start() {
   tmux new-session -d -s "$session" -x 100 -y 30 "TERM=xterm $emacs -nw -Q $* 2>$tmp/stderr"
+}
+
+tmux_emacs_drive() {
+  local secs=$1
+  shift
+  tmux_emacs_start "$@"
+  wait_for "$tmp/ready" "$secs" || { echo "FAIL: Emacs never loaded the driver"; cat "$tmp/stderr"; exit 1; }
+  sleep 0.2  # let Emacs go back to reading keys
+  tmux send-keys -t "$session" F5
 }
 
 wait_for() {

@@ -62,10 +62,7 @@ cat > "$tmp/driver.el" <<LISP
 (write-region "" nil "$tmp/ready")
 LISP
 
-tmux_emacs_start -l "$tmp/driver.el"
-wait_for "$tmp/ready" 60 || { echo "FAIL: the driver never got ready"; cat "$tmp/stderr"; exit 1; }
-sleep 0.2
-tmux send-keys -t "$session" F5
+tmux_emacs_drive 60 -l "$tmp/driver.el"
 wait_for "$tmp/submitting" 30 || { echo "FAIL: the commit never reached the daemon"; exit 1; }
 sleep ${WDIRED_QUIT_DELAY:-0.15}
 pressed=$(date +%s.%N)
