@@ -253,11 +253,15 @@ int main(int argc, char** argv) {
   // glibc maps such blocks afresh and unmaps them after, so every listing
   // faulted its ~10k pages in again: a fifth of its CPU time. Kept in the
   // heap instead (up to 128 MiB free), the next listing reuses them; the
-  // server gives the free memory back once it has been idle a moment, and
-  // right after a large request (a rename batch), so that what one call
-  // keeps does not add to the next one's peak (see Server::call_finished).
+  // server gives the free memory back once it has been idle a second, if
+  // there is much of it (see Server::call_finished). Not sooner: the
+  // listing that follows a rename batch (dired's revert) reuses the batch's
+  // memory, and each page faulted in afresh costs some 10 µs on a virtual
+  // machine with shadow page tables. One arena for every thread, so that a
+  // call on one worker reuses what a call on the other freed.
   ::mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's maximum
   ::mallopt(M_TRIM_THRESHOLD, 128 << 20);
+  ::mallopt(M_ARENA_MAX, 1);
 
   const fs::path socket_path = socket.empty() ? protocol::default_socket_path() : absolute(socket);
   const fs::path state_path = state_dir.empty() ? state::default_state_dir() : absolute(state_dir);

@@ -337,12 +337,11 @@ void Connection::run(const Method& method, std::string name, std::optional<std::
       log(name + " failed with an unknown exception");
       if (id) frame = protocol::error_frame(id, "internal", name + " failed");
     }
-    const bool large = packed.size() > (1u << 20);
-    asio::post(executor, [self, id, large, frame = std::move(frame)]() mutable {
+    asio::post(executor, [self, id, frame = std::move(frame)]() mutable {
       if (id) self->in_flight_.erase(*id);
       if (!frame.empty()) self->send(std::move(frame));
       self->close_when_idle();
-      self->server_.call_finished(large);
+      self->server_.call_finished();
     });
   };
   if (method.execution == Execution::worker) {
@@ -361,11 +360,14 @@ Server::Server(asio::io_context& io, local::acceptor acceptor, MethodTable& meth
 
 Server::~Server() { workers_.join(); }
 
-void Server::call_finished(bool large) {
+void Server::call_finished() {
   if (stopping_) return;  // a pending timer would hold up the exit
-  trim_timer_.expires_after(large ? std::chrono::milliseconds(0) : std::chrono::seconds(1));
+  trim_timer_.expires_after(std::chrono::seconds(1));
   trim_timer_.async_wait([](const boost::system::error_code& ec) {
-    if (!ec) ::malloc_trim(0);
+    // What a 10k-entry listing or batch needs stays: faulting its pages in
+    // again would cost the next one more than their memory is worth.
+    constexpr std::size_t kept = 32 << 20;
+    if (!ec && ::mallinfo2().fordblks > kept) ::malloc_trim(0);
   });
 }
 

@@ -45,10 +45,10 @@ class Server {
 
   void forget(const std::shared_ptr<Connection>& connection) { connections_.erase(connection); }
 
-  // After each call on a worker: free heap goes back to the system at once
-  // after a call whose request was `large`, else after a second without
-  // calls (main.cpp keeps freed memory in the heap between listings).
-  void call_finished(bool large);
+  // After each call on a worker: free heap beyond 32 MiB goes back to the
+  // system after a second without calls (main.cpp keeps freed memory in
+  // the heap between calls).
+  void call_finished();
 
  private:
   boost::asio::io_context& io_;
