@@ -145,7 +145,7 @@ Client::Reply Client::call(std::string_view method, const Writer& params, const 
   if (fd_ < 0) throw ConnectionError("not connected to descentd at " + socket_path_, 0);
   const auto deadline = deadline_of(wait);
   const std::uint32_t id = next_id_++;
-  const std::string frame = request_frame(id, method, params);
+  const msgpack::sbuffer frame = request_frame_buffer(id, method, params, wait.expected_size);
   // The daemon refuses such a frame after its header and hangs up while the
   // rest is still being sent: say why here, before anything goes out.
   if (frame.size() > header_size + max_request_size)
@@ -153,7 +153,8 @@ Client::Reply Client::call(std::string_view method, const Writer& params, const 
                           " MiB, over descentd's limit of " + std::to_string(max_request_size >> 20) +
                           " MiB; nothing was sent");
   try {
-    send_all(frame, wait, deadline);
+    send_all(std::string_view(frame.data(), frame.size()), wait, deadline);
+    if (wait.sent && !wait.sent()) throw Cancelled();
     for (;;) {
       auto handle = receive(wait, deadline);
       const Message message = parse_message(handle.get());

@@ -63,6 +63,12 @@ struct Wait {
   std::function<bool()> keep_going;
   // Progress and other notifications that arrive while waiting.
   std::function<void(const Notification&)> on_notification;
+  // Called once the whole request is out, before waiting for the reply:
+  // the caller's own work, overlapping the daemon's. Returning false cancels.
+  std::function<bool()> sent;
+  // Roughly how large the request will be, if large: its buffer is sized
+  // once instead of grown by doubling.
+  std::size_t expected_size = 0;
   std::optional<std::chrono::milliseconds> timeout;
   std::chrono::milliseconds slice{20};
 };

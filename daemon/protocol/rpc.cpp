@@ -1,5 +1,8 @@
 #include "protocol/rpc.hpp"
 
+#include <algorithm>
+#include <cstring>
+
 namespace descent::protocol {
 
 namespace {
@@ -91,13 +94,23 @@ std::optional<PackedRequest> peek_request(std::string_view payload) {
 }
 
 std::string request_frame(std::uint32_t id, std::string_view method, const Writer& params) {
-  return frame_of([&](Packer& p) {
-    p.pack_array(4);
-    p.pack(0);
-    p.pack(id);
-    pack_text(p, method);
-    params(p);
-  });
+  const msgpack::sbuffer frame = request_frame_buffer(id, method, params);
+  return std::string(frame.data(), frame.size());
+}
+
+msgpack::sbuffer request_frame_buffer(std::uint32_t id, std::string_view method, const Writer& params,
+                                      std::size_t expected_size) {
+  msgpack::sbuffer frame(std::max<std::size_t>(expected_size, MSGPACK_SBUFFER_INIT_SIZE));
+  frame.write("\0\0\0\0", header_size);  // the length, once it is known
+  Packer p(frame);
+  p.pack_array(4);
+  p.pack(0);
+  p.pack(id);
+  pack_text(p, method);
+  params(p);
+  const auto header = encode_header(frame.size() - header_size);
+  std::memcpy(frame.data(), header.data(), header_size);
+  return frame;
 }
 
 std::string notification_frame(std::string_view method, const Writer& params) {

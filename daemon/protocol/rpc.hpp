@@ -62,6 +62,10 @@ std::optional<PackedRequest> peek_request(std::string_view payload);
 std::optional<std::uint32_t> read_array_header(std::string_view packed, std::size_t& offset);
 
 std::string request_frame(std::uint32_t id, std::string_view method, const Writer& params);
+// The same frame, packed in place after its header: a large request (a
+// 100k rename batch is 14 MB) is written once, not copied into a string.
+msgpack::sbuffer request_frame_buffer(std::uint32_t id, std::string_view method, const Writer& params,
+                                      std::size_t expected_size = 0);
 std::string notification_frame(std::string_view method, const Writer& params);
 std::string result_frame(std::uint32_t id, const msgpack::sbuffer& packed_result);
 // `id` is empty when the request's id could not be read.
