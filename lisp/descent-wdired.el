@@ -43,7 +43,7 @@
 (defvar wdired--old-marks)
 
 (declare-function descent--mod-rename-submit "descent-module"
-                  (socket ops &optional progress))
+                  (socket ops &optional progress while-waiting))
 
 (defface descent-wdired-refused
   '((t :inherit error))
@@ -57,6 +57,10 @@
 
 (defconst descent--wdired-progress-delay 0.5
   "Seconds a batch runs before a progress reporter shows.")
+
+(defvar descent--wdired-collect-while-renaming 2000
+  "A batch of this many operations collects garbage while descentd works.
+Below, the batch is over before a collection of a large session would be.")
 
 (defconst descent--wdired-history-max 100
   "How many committed batches `descent-undo-rename' can map buffers for.")
@@ -114,23 +118,38 @@ that starts with \"/\" is absolute; \"..\" and \".\" are resolved."
         ((string-prefix-p "~" text) (expand-file-name (concat "./" text) directory))
         (t (expand-file-name text directory))))
 
-(defun descent--wdired-line-name (beg classify)
+(defun descent--wdired-line-name (beg lep classify link)
   "The new name typed on the wdired line whose `old-name' is at BEG, or nil.
-The name is unexpanded.  CLASSIFY is non-nil when the listing has -F
-indicators.  Symbolic links are left to `wdired-get-filename' itself;
-otherwise this is its reading, without a regexp search per line."
-  (let ((lep (line-end-position)))
-    (if (< (next-single-property-change beg 'old-link nil lep) lep)
-        (wdired-get-filename t)
-      (let ((end (next-single-property-change beg 'end-name nil lep)))
-        (when (and classify (= end lep) (memq (char-before end) '(?* ?/ ?@ ?| ?= ?>)))
-          (setq end (1- end)))
-        (let ((text (buffer-substring-no-properties (1+ beg) end)))
-          ;; Only quotes and backslashes need wdired's unquoting (a
-          ;; `read' per name); most names have neither.
-          (if (string-match-p "[\\\"]" text)
-              (wdired-normalize-filename text t)
-            text))))))
+The line ends at LEP.  The name is unexpanded.  CLASSIFY is non-nil
+when the listing has -F indicators; LINK when the line has a symbolic
+link's target, which is left to `wdired-get-filename' itself.
+Otherwise this is its reading, without a regexp search per line."
+  (if link
+      (wdired-get-filename t)
+    (let ((end (next-single-property-change beg 'end-name nil lep)))
+      (when (and classify (= end lep) (memq (char-before end) '(?* ?/ ?@ ?| ?= ?>)))
+        (setq end (1- end)))
+      (let ((text (buffer-substring-no-properties (1+ beg) end)))
+        ;; Only quotes and backslashes need wdired's unquoting (a
+        ;; `read' per name); most names have neither.
+        (if (string-match-p "[\\\"]" text)
+            (wdired-normalize-filename text t)
+          text)))))
+
+(defun descent--wdired-next-link (pos)
+  "Return where the next link target that wdired may edit begins, from POS."
+  (if (get-text-property pos 'old-link)
+      pos
+    (next-single-property-change pos 'old-link)))
+
+(defun descent--wdired-directory-line-p (bol)
+  "Return non-nil if the Dired line at BOL is a directory's.
+As `dired-re-dir' says, without a regexp match on most lines: there
+the file type is the third character."
+  (let ((type (char-after (+ bol 2))))
+    (if (memq type '(?- ?d ?l ?b ?c ?p ?s))
+        (and (eq type ?d) (not (eq (char-after (+ bol 3)) ?:)))
+      (save-excursion (goto-char bol) (looking-at-p dired-re-dir)))))
 
 (defun descent--wdired-same-name-p (a b)
   "Non-nil if the file names A and B are the same bytes.
@@ -164,33 +183,39 @@ indicators, icons) cannot leak into them."
         ;; One directory unless subdirectories are inserted.
         (only-directory (and (null (cdr dired-subdir-alist))
                              (stringp dired-directory)
-                             (file-name-as-directory (caar dired-subdir-alist)))))
+                             (file-name-as-directory (caar dired-subdir-alist))))
+        (link (descent--wdired-next-link (point-min))))
     (save-excursion
       ;; Renames and emptied names: only the lines wdired preprocessed
       ;; (the ones the user touched) carry `old-name'.
       (while (setq pos (next-single-property-change pos 'old-name))
         (goto-char pos)
         (let ((old (get-text-property pos 'old-name))
-              (bol (line-beginning-position)))
+              (lep (line-end-position)))
           (when old
-            (let ((text (descent--wdired-line-name pos classify)))
+            (let* ((bol (line-beginning-position))
+                   (text (progn
+                           (when (and link (< link bol))
+                             (setq link (descent--wdired-next-link bol)))
+                           (descent--wdired-line-name pos lep classify
+                                                      (and link (< link lep))))))
               (cond
                ((or (null text) (string= text ""))
                 (push (descent--wdired-edit-create :kind 'delete :old old :pos bol)
                       edits))
                (t
                 (let ((new (if (and only-directory
-                                    (not (string-match-p "/\\|\\`\\.\\.?\\'" text)))
+                                    (not (string-search "/" text))
+                                    (not (member text '("." ".."))))
                                (concat only-directory text)
                              (goto-char bol)
                              (descent--wdired-new-name text (dired-current-directory)))))
                   (unless (descent--wdired-same-name-p new old)
-                    (goto-char bol)
                     (push (descent--wdired-edit-create
                            :kind 'rename :old old :new new :pos bol
-                           :directory-p (looking-at-p dired-re-dir))
+                           :directory-p (descent--wdired-directory-line-p bol))
                           edits)))))))
-          (setq pos (max (1+ pos) (line-end-position)))))
+          (setq pos (max (1+ pos) lep))))
       (when (and wdired-allow-to-redirect-links (fboundp 'make-symbolic-link))
         (setq edits (nconc (descent--wdired-collect-links) edits)))
       (when (and wdired-allow-to-change-permissions wdired--perm-beg)
@@ -315,9 +340,10 @@ deepest renamed ancestor (or DIR itself) decides."
 An ASCII name goes as it is (the module copies its text, which is its
 bytes); any other is encoded, and crosses as bytes."
   (let ((coding (descent--file-name-coding)))
+    ;; As many characters as bytes: a multibyte string of ASCII only.
     (if (and (multibyte-string-p name)
-             (eq (coding-system-base coding) 'utf-8)
-             (not (string-match-p "[^[:ascii:]]" name)))
+             (= (length name) (string-bytes name))
+             (eq (coding-system-base coding) 'utf-8))
         name
       (encode-coding-string name coding t))))
 
@@ -379,8 +405,43 @@ A progress reporter shows once the batch has run for
                          (setq reporter (make-progress-reporter "Renaming..." 0 total)))
                        (progress-reporter-update reporter done)))))
     (prog1 (descent--with-daemon
-            (lambda (socket) (descent--mod-rename-submit socket ops progress)))
+            (lambda (socket)
+              (descent--mod-rename-submit
+               socket ops progress
+               ;; The commit's garbage is collected while descentd renames
+               ;; (some 10 µs a rename), not after: worth it for a batch
+               ;; that outlasts a collection.
+               (and (>= (length ops) descent--wdired-collect-while-renaming)
+                    #'garbage-collect))))
       (when reporter (progress-reporter-done reporter)))))
+
+;;;; Garbage
+
+;; A commit allocates in proportion to the batch, nearly all of it garbage
+;; a moment later.  Collected a dozen times over a 100k-line buffer's
+;; intervals, it would cost more than the commit; so it is collected once
+;; while descentd renames (see `descent--wdired-submit'), and what the
+;; revert leaves once Emacs is idle, after the buffer shows.
+
+(defvar descent--wdired-gc-held nil
+  "(RAISED . BEFORE) while a commit holds `gc-cons-threshold' at RAISED.")
+
+(defun descent--wdired-hold-gc ()
+  "Raise `gc-cons-threshold' until Emacs is next idle."
+  (unless descent--wdired-gc-held
+    (let ((raised (max gc-cons-threshold (* 128 1024 1024))))
+      (setq descent--wdired-gc-held (cons raised gc-cons-threshold)
+            gc-cons-threshold raised)
+      (run-with-idle-timer 0 nil #'descent--wdired-release-gc))))
+
+(defun descent--wdired-release-gc ()
+  "Give `gc-cons-threshold' back the value `descent--wdired-hold-gc' found.
+Not if something else changed it meanwhile (a let-binding that ended,
+say).  The next allocation then collects what the commit left."
+  (when descent--wdired-gc-held
+    (when (eql gc-cons-threshold (car descent--wdired-gc-held))
+      (setq gc-cons-threshold (cdr descent--wdired-gc-held)))
+    (setq descent--wdired-gc-held nil)))
 
 ;;;; Problems
 
@@ -664,11 +725,8 @@ after one warning; in remote directories it runs without one."
 (defun descent--wdired-commit ()
   "Commit the current wdired buffer through descentd (`descent-finish-edit')."
   (descent--wdired-clear-problems)
-  ;; A commit allocates in proportion to the batch, all of it garbage
-  ;; within a second: collecting it once, afterwards, is much cheaper
-  ;; than a dozen times over a 100k-line buffer's intervals.
-  (let* ((gc-cons-threshold (max gc-cons-threshold (* 128 1024 1024)))
-         (edits (descent--wdired-check-parents
+  (descent--wdired-hold-gc)
+  (let* ((edits (descent--wdired-check-parents
                  (descent--wdired-translate (descent--wdired-collect))))
          (bad (cl-remove-if-not #'descent--wdired-edit-error edits)))
     (when bad

@@ -11,7 +11,9 @@
 ;; buffer is back in Dired showing the new names: with descent-mode on
 ;; (`descent-finish-edit'), with it off (the built-in
 ;; `wdired-finish-edit'), and the bare renameat2 loop on a fresh tree of
-;; the same size (the floor).  Prints medians and ratios.  The built-in
+;; the same size (the floor).  Prints medians and ratios, and the
+;; garbage collection descent leaves until Emacs is idle (after the
+;; buffer shows: not in "descent s", timed apart).  The built-in
 ;; is quadratic: above DESCENT_BENCH_BUILTIN_MAX entries (default 10000)
 ;; it is skipped.
 
@@ -49,7 +51,10 @@
     buffer))
 
 (defun wdired-bench--commit (dir descent)
-  "Seconds to commit the edited Dired buffer of DIR, with DESCENT or not."
+  "Seconds to commit the edited Dired buffer of DIR, with DESCENT or not.
+With DESCENT, a cons: those seconds and the seconds of the garbage
+collection that descent leaves until Emacs is idle (batch Emacs never
+is: it is run here, timed apart)."
   (let ((buffer (wdired-bench--edited-buffer dir)))
     (garbage-collect)
     (descent-mode (if descent 1 -1))
@@ -61,7 +66,12 @@
                               (file-exists-p (expand-file-name "g000000" dir))
                               (not (file-exists-p (expand-file-name "f000000" dir))))
                    (error "The commit of %s did not happen" dir))
-                 seconds)))
+                 (if (not descent)
+                     seconds
+                   (let ((idle (float-time)))
+                     (descent--wdired-release-gc)
+                     (garbage-collect)
+                     (cons seconds (- (float-time) idle)))))))
       (descent-mode 1)
       (kill-buffer buffer)
       (delete-directory dir t))))
@@ -89,25 +99,29 @@
     ;; Warm up: the module, the daemon, the Lisp.
     (wdired-bench--commit (wdired-bench--populate 10) t)
     (dolist (n sizes)
-      (let (floor descent builtin)
+      (let (floor descent idle-gc builtin)
         (dotimes (_ (if (>= n 100000) (max 1 (/ runs 2)) runs))
           (push (wdired-bench--floor n) floor)
-          (push (wdired-bench--commit (wdired-bench--populate n) t) descent)
+          (let ((times (wdired-bench--commit (wdired-bench--populate n) t)))
+            (push (car times) descent)
+            (push (cdr times) idle-gc))
           (when (<= n builtin-max)
             (push (wdired-bench--commit (wdired-bench--populate n) nil) builtin)))
         (push (list n (wdired-bench--median floor) (wdired-bench--median descent)
-                    (wdired-bench--median builtin))
+                    (wdired-bench--median builtin) (wdired-bench--median idle-gc))
               rows)
         (message "%d done" n)))
-    (princ (format "%-8s %10s %10s %10s %12s %10s %10s\n"
-                   "renames" "floor s" "descent s" "built-in s" "target s" "d/floor" "b/d"))
-    (pcase-dolist (`(,n ,floor ,descent ,builtin) (nreverse rows))
-      (princ (format "%-8d %10.3f %10.3f %10s %12.3f %10.2f %10s\n"
+    (princ (format "%-8s %10s %10s %10s %12s %10s %10s %12s\n"
+                   "renames" "floor s" "descent s" "built-in s" "target s" "d/floor" "b/d"
+                   "idle GC s"))
+    (pcase-dolist (`(,n ,floor ,descent ,builtin ,idle-gc) (nreverse rows))
+      (princ (format "%-8d %10.3f %10.3f %10s %12.3f %10.2f %10s %12.3f\n"
                      n floor descent
                      (if builtin (format "%.3f" builtin) "skipped")
                      (+ (* 1.5 floor) 0.1)
                      (/ descent floor)
-                     (if builtin (format "%.1f" (/ builtin descent)) "-"))))
+                     (if builtin (format "%.1f" (/ builtin descent)) "-")
+                     idle-gc)))
     (delete-directory wdired-bench-root t)))
 
 (wdired-bench-run)
