@@ -161,6 +161,10 @@ text as a multibyte one; `equal' alone would see two names."
                   (encode-coding-string b (descent--file-name-coding) t)))))
 
 (cl-defstruct (descent--wdired-edit (:constructor descent--wdired-edit-create)
+                                    ;; Positional, for the line loop: no
+                                    ;; keyword parsing per line.
+                                    (:constructor descent--wdired-edit-of-line
+                                                  (kind old new pos directory-p))
                                     (:copier nil))
   "One edited line of a wdired buffer."
   kind        ; rename, delete, chmod, retarget
@@ -201,8 +205,7 @@ indicators, icons) cannot leak into them."
                                                       (and link (< link lep))))))
               (cond
                ((or (null text) (string= text ""))
-                (push (descent--wdired-edit-create :kind 'delete :old old :pos bol)
-                      edits))
+                (push (descent--wdired-edit-of-line 'delete old nil bol nil) edits))
                (t
                 (let ((new (if (and only-directory
                                     (not (string-search "/" text))
@@ -211,9 +214,8 @@ indicators, icons) cannot leak into them."
                              (goto-char bol)
                              (descent--wdired-new-name text (dired-current-directory)))))
                   (unless (descent--wdired-same-name-p new old)
-                    (push (descent--wdired-edit-create
-                           :kind 'rename :old old :new new :pos bol
-                           :directory-p (descent--wdired-directory-line-p bol))
+                    (push (descent--wdired-edit-of-line
+                           'rename old new bol (descent--wdired-directory-line-p bol))
                           edits)))))))
           (setq pos (max (1+ pos) lep))))
       (when (and wdired-allow-to-redirect-links (fboundp 'make-symbolic-link))
@@ -608,6 +610,9 @@ One pass over the buffer's file lines, whatever the number of marks."
 
 (defun descent--wdired-finish (edits outcome)
   "Leave wdired after EDITS were committed with OUTCOME, as wdired does."
+  ;; descentd lists the directory for the revert below while Emacs gets
+  ;; there.
+  (descent--listing-prefetch (caar (last dired-subdir-alist)))
   (let* ((renames (cl-loop for edit in edits
                            when (eq (descent--wdired-edit-kind edit) 'rename)
                            collect (cons (descent--wdired-edit-old edit)
@@ -647,7 +652,10 @@ One pass over the buffer's file lines, whatever the number of marks."
     (let ((map (descent--wdired-update-buffers renames directories)))
       (when (cl-some #'descent--wdired-edit-directory-p edits)
         (descent--wdired-rename-subdirs map)))
-    (revert-buffer)
+    ;; Undo is reset below: recording the old text (with its properties)
+    ;; as the revert erases it would be wasted.
+    (let ((buffer-undo-list t))
+      (revert-buffer))
     (descent--wdired-mark-new-names marks)
     (when deleted
       (let ((flag (make-hash-table :test #'equal)))

@@ -56,6 +56,7 @@
 (declare-function descent--mod-insert-listing "descent-module"
                   (socket params &optional timeout decoding
                           name-properties wanted))
+(declare-function descent--mod-list-prefetch "descent-module" (socket params))
 (declare-function insert-directory-clean "files" (beg switches))
 (defvar ls-lisp-use-insert-directory-program)
 
@@ -773,6 +774,10 @@ every `dired-filename' property: such listings take its own path."
                      arg)))
               arguments)))
 
+(defvar-local descent--listing-requests nil
+  "Alist of (FILE . PARAMS): the last `list' request for each FILE here.
+`descent--listing-prefetch' asks for the same again ahead of a revert.")
+
 (defun descent--listing-fetch (file arguments &optional decoding
                                      name-properties wanted)
   "Insert at point descentd's raw listing of FILE for ARGUMENTS.
@@ -787,10 +792,14 @@ warn once).  Start the daemon when it is not running."
                                           arguments))
                          (descent--listing-environment)))
          (socket (descent--socket-path))
+         (known (assoc file descent--listing-requests))
          ;; A 100k-entry listing makes some 400k intervals: collecting
          ;; the whole heap every 800 kB of them would cost more than
          ;; making them.  The debt is paid once, by the next collection.
          (gc-cons-threshold (max gc-cons-threshold (* 64 1024 1024))))
+    (if known
+        (setcdr known params)
+      (push (cons file params) descent--listing-requests))
     (condition-case err
         (condition-case nil
             (descent--mod-insert-listing socket params nil decoding
@@ -809,6 +818,17 @@ warn once).  Start the daemon when it is not running."
        (descent--warn-once 'listing-unavailable "%s; Dired lists with ls"
                            (descent--error-text err))
        nil))))
+
+(defun descent--listing-prefetch (directory)
+  "Have descentd list DIRECTORY as this buffer last listed it, right away.
+The revert that follows finds the listing made or under way instead of
+asking and waiting: descentd lists while Emacs does what comes first
+\(remembering marks, erasing the old text).  Nothing happens if this
+buffer has not listed DIRECTORY through descentd, or the revert asks
+for something else."
+  (let ((params (cdr (assoc directory descent--listing-requests))))
+    (when (and params descent-native-listing (descent--module-usable-p))
+      (descent--mod-list-prefetch (descent--socket-path) params))))
 
 (defun descent--listing-names (beg end)
   "Return the (BEGIN . END) of every `dired-filename' run from BEG to END."

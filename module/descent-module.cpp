@@ -214,6 +214,18 @@ emacs_value make_value(const Env& env, const msgpack::object& o) {
 // and no emacs_value is ever kept here.
 std::map<std::string, std::unique_ptr<protocol::Client>, std::less<>> connections;
 
+// A listing asked for before it is inserted (descent--mod-list-prefetch),
+// so that descentd lists while Emacs does what comes before the insertion.
+// On a connection of its own: no other call's replies cross its way, and
+// dropping it cancels a listing nobody wanted after all.
+struct Prefetch {
+  std::string socket;
+  std::string params;  // packed, to recognise the listing asked for
+  std::unique_ptr<protocol::Client> client;
+  std::uint32_t id = 0;
+};
+std::optional<Prefetch> prefetched;
+
 // A cached connection whose daemon went away shows end-of-file while idle;
 // finding that out before sending means a request is never sent into the
 // void, and never retried after the daemon may have acted on it.
@@ -363,8 +375,14 @@ emacs_value mod_insert_listing(const Env& env, ptrdiff_t nargs, emacs_value* arg
   const std::string wanted = env.is_nil(arg(5)) ? std::string() : bytes_of_unibyte(env, arg(5));
   const emacs_value name_properties = dired_properties ? arg(4) : symbols.nil;
 
-  auto& client = connection(env, socket);
-  auto reply = client.call("list", [&](Packer& p) { protocol::pack_packed(p, params); }, wait_for(env, timeout));
+  std::optional<Prefetch> ahead = std::move(prefetched);
+  prefetched.reset();
+  const bool asked_ahead =
+      ahead && ahead->socket == socket && ahead->params == std::string_view(params.data(), params.size());
+  if (!asked_ahead) ahead.reset();  // its connection closes: the daemon stops that listing
+  auto reply = asked_ahead ? ahead->client->await("list", ahead->id, wait_for(env, timeout))
+                           : connection(env, socket).call(
+                                 "list", [&](Packer& p) { protocol::pack_packed(p, params); }, wait_for(env, timeout));
   const auto* text = protocol::map_find(*reply.result, "text");
   const auto* offsets = protocol::map_find(*reply.result, "offsets");
   const auto text_bytes = text ? protocol::as_bytes(*text) : std::nullopt;
@@ -560,6 +578,32 @@ emacs_value mod_rename_submit(const Env& env, ptrdiff_t nargs, emacs_value* args
   return make_value(env, *reply.result);
 }
 
+// Sends `list` with PARAMS now, for mod_insert_listing to take the reply
+// of when it is asked for the same listing; anything else it is asked for
+// drops this one. An optimisation only: nil, and nothing else, when no
+// daemon takes it.
+emacs_value mod_list_prefetch(const Env& env, ptrdiff_t, emacs_value* args) {
+  const std::string socket = env.text(args[0]);
+  msgpack::sbuffer params;
+  Packer packer(params);
+  pack_value(env, packer, args[1], 0);
+  prefetched.reset();
+  try {
+    const auto wait = wait_for(env, std::chrono::seconds(5));
+    Prefetch ahead{socket, std::string(params.data(), params.size()),
+                   std::make_unique<protocol::Client>(socket, "emacs", wait), 0};
+    ahead.id = ahead.client->send_request("list", [&](Packer& p) { protocol::pack_packed(p, params); }, wait);
+    prefetched = std::move(ahead);
+    return symbols.t;
+  } catch (const protocol::ConnectionError&) {
+    return symbols.nil;
+  } catch (const protocol::ProtocolMismatch&) {
+    return symbols.nil;
+  } catch (const protocol::TimedOut&) {
+    return symbols.nil;
+  }
+}
+
 emacs_value mod_notify(const Env& env, ptrdiff_t, emacs_value* args) {
   const std::string socket = env.text(args[0]);
   const std::string method = env.text(args[1]);
@@ -577,6 +621,7 @@ emacs_value mod_notify(const Env& env, ptrdiff_t, emacs_value* args) {
 }
 
 emacs_value mod_disconnect(const Env& env, ptrdiff_t nargs, emacs_value* args) {
+  prefetched.reset();
   if (nargs > 0 && !env.is_nil(args[0]))
     connections.erase(env.text(args[0]));
   else
@@ -700,6 +745,12 @@ void init(const Env& env) {
                   "daemon works; if it exits non-locally, the batch is cancelled.  No time\n"
                   "limit; \\[keyboard-quit] cancels, and the daemon rolls the batch back.\n\n"
                   "(fn SOCKET OPS &optional PROGRESS WHILE-WAITING)");
+  define_function(env, "descent--mod-list-prefetch", 2, 2, trampoline<mod_list_prefetch>,
+                  "Ask descentd at SOCKET for the listing of PARAMS now, without waiting.\n"
+                  "The next `descent--mod-insert-listing' with the same SOCKET and PARAMS\n"
+                  "takes its reply; one with others cancels it.  Return t if it was sent,\n"
+                  "nil if no daemon could take it.\n\n"
+                  "(fn SOCKET PARAMS)");
   define_function(env, "descent--mod-notify", 3, 3, trampoline<mod_notify>,
                   "Send METHOD with PARAMS to descentd at SOCKET without waiting for a reply.\n"
                   "Return t if it was sent, nil if no daemon could take it.\n\n"

@@ -141,36 +141,10 @@ msgpack::object_handle Client::receive(const Wait& wait, Clock::time_point deadl
   return handle;
 }
 
-Client::Reply Client::call(std::string_view method, const Writer& params, const Wait& wait) {
-  if (fd_ < 0) throw ConnectionError("not connected to descentd at " + socket_path_, 0);
-  const auto deadline = deadline_of(wait);
-  const std::uint32_t id = next_id_++;
-  const msgpack::sbuffer frame = request_frame_buffer(id, method, params, wait.expected_size);
-  // The daemon refuses such a frame after its header and hangs up while the
-  // rest is still being sent: say why here, before anything goes out.
-  if (frame.size() > header_size + max_request_size)
-    throw RequestTooLarge(std::string(method) + ": the request is " + std::to_string((frame.size() + (1u << 20) - 1) >> 20) +
-                          " MiB, over descentd's limit of " + std::to_string(max_request_size >> 20) +
-                          " MiB; nothing was sent");
+template <typename Body>
+auto Client::guarded(std::string_view method, std::uint32_t id, Body&& body) -> decltype(body()) {
   try {
-    send_all(std::string_view(frame.data(), frame.size()), wait, deadline);
-    if (wait.sent && !wait.sent()) throw Cancelled();
-    for (;;) {
-      auto handle = receive(wait, deadline);
-      const Message message = parse_message(handle.get());
-      if (const auto* n = std::get_if<Notification>(&message)) {
-        if (wait.on_notification) wait.on_notification(*n);
-        continue;
-      }
-      const auto* response = std::get_if<Response>(&message);
-      if (!response || response->id != id) continue;  // a late reply to a call we gave up on
-      if (response->error->type != msgpack::type::NIL) {
-        auto e = read_error(*response->error);
-        throw RemoteFailure(std::move(e.kind), e.message, std::move(e.details));
-      }
-      const msgpack::object* result = response->result;
-      return Reply{std::move(handle), result};
-    }
+    return body();
   } catch (const Cancelled&) {
     // Tell the daemon to stop and roll back, then drop the connection: a
     // reply may still be on its way and must not be mistaken for another's.
@@ -199,6 +173,60 @@ Client::Reply Client::call(std::string_view method, const Writer& params, const 
                              "; it may or may not have been carried out)",
                          e.error);
   }
+}
+
+std::uint32_t Client::send_request(std::string_view method, const Writer& params, const Wait& wait,
+                                   Clock::time_point deadline) {
+  if (fd_ < 0) throw ConnectionError("not connected to descentd at " + socket_path_, 0);
+  const std::uint32_t id = next_id_++;
+  const msgpack::sbuffer frame = request_frame_buffer(id, method, params, wait.expected_size);
+  // The daemon refuses such a frame after its header and hangs up while the
+  // rest is still being sent: say why here, before anything goes out.
+  if (frame.size() > header_size + max_request_size)
+    throw RequestTooLarge(std::string(method) + ": the request is " + std::to_string((frame.size() + (1u << 20) - 1) >> 20) +
+                          " MiB, over descentd's limit of " + std::to_string(max_request_size >> 20) +
+                          " MiB; nothing was sent");
+  guarded(method, id, [&] { send_all(std::string_view(frame.data(), frame.size()), wait, deadline); });
+  return id;
+}
+
+Client::Reply Client::await(std::string_view method, std::uint32_t id, const Wait& wait, Clock::time_point deadline) {
+  if (fd_ < 0) throw ConnectionError("not connected to descentd at " + socket_path_, 0);
+  return guarded(method, id, [&]() -> Reply {
+    for (;;) {
+      auto handle = receive(wait, deadline);
+      const Message message = parse_message(handle.get());
+      if (const auto* n = std::get_if<Notification>(&message)) {
+        if (wait.on_notification) wait.on_notification(*n);
+        continue;
+      }
+      const auto* response = std::get_if<Response>(&message);
+      if (!response || response->id != id) continue;  // a late reply to a call we gave up on
+      if (response->error->type != msgpack::type::NIL) {
+        auto e = read_error(*response->error);
+        throw RemoteFailure(std::move(e.kind), e.message, std::move(e.details));
+      }
+      const msgpack::object* result = response->result;
+      return Reply{std::move(handle), result};
+    }
+  });
+}
+
+std::uint32_t Client::send_request(std::string_view method, const Writer& params, const Wait& wait) {
+  return send_request(method, params, wait, deadline_of(wait));
+}
+
+Client::Reply Client::await(std::string_view method, std::uint32_t id, const Wait& wait) {
+  return await(method, id, wait, deadline_of(wait));
+}
+
+Client::Reply Client::call(std::string_view method, const Writer& params, const Wait& wait) {
+  const auto deadline = deadline_of(wait);
+  const std::uint32_t id = send_request(method, params, wait, deadline);
+  guarded(method, id, [&] {
+    if (wait.sent && !wait.sent()) throw Cancelled();
+  });
+  return await(method, id, wait, deadline);
 }
 
 bool Client::notify(std::string_view method, const Writer& params) {

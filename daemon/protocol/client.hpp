@@ -90,6 +90,11 @@ class Client {
   };
   Reply call(std::string_view method, const Writer& params, const Wait& wait);
 
+  // call() in two halves, for a reply wanted later: the daemon works
+  // meanwhile. Returns the request's id, for await().
+  std::uint32_t send_request(std::string_view method, const Writer& params, const Wait& wait);
+  Reply await(std::string_view method, std::uint32_t id, const Wait& wait);
+
   // Fire-and-forget: never blocks; false if the message could not be sent
   // whole right now (it is then dropped, and the connection closed).
   bool notify(std::string_view method, const Writer& params);
@@ -101,6 +106,13 @@ class Client {
   const msgpack::object& hello() const { return *hello_.result; }
 
  private:
+  std::uint32_t send_request(std::string_view method, const Writer& params, const Wait& wait,
+                             std::chrono::steady_clock::time_point deadline);
+  Reply await(std::string_view method, std::uint32_t id, const Wait& wait,
+              std::chrono::steady_clock::time_point deadline);
+  // Runs `body`; a failure there is reported as one of request `id`'s.
+  template <typename Body>
+  auto guarded(std::string_view method, std::uint32_t id, Body&& body) -> decltype(body());
   void send_all(std::string_view bytes, const Wait& wait, std::chrono::steady_clock::time_point deadline);
   msgpack::object_handle receive(const Wait& wait, std::chrono::steady_clock::time_point deadline);
   bool wait_fd(short events, const Wait& wait, std::chrono::steady_clock::time_point deadline);

@@ -163,5 +163,38 @@ the names its offsets delimit."
                           found)))
                 (should (equal (nreverse found) (cdr expected)))))))))))
 
+(ert-deftest descent-module-test-a-prefetched-listing-is-taken-once ()
+  ;; The listing asked for ahead is the one inserted when the same is
+  ;; asked for (made before "late" existed), once; anything else drops it.
+  (descent-module-test--with-daemon
+    (descent--call "status" [])
+    (descent-test-with-directory
+      (write-region "" nil (descent-test-file "early") nil 'silent)
+      (let* ((socket (descent--socket-path))
+             (params (vector (encode-coding-string descent-test-directory 'utf-8)
+                             ["-al"] '(:LC_ALL "C")))
+             (other (vector (encode-coding-string descent-test-directory 'utf-8)
+                            ["-alt"] '(:LC_ALL "C")))
+             (listing (lambda (params)
+                        (with-temp-buffer
+                          (descent--mod-insert-listing socket params)
+                          (buffer-string)))))
+        (should (eq (descent--mod-list-prefetch socket params) t))
+        (sleep-for 0.3)                 ; listed by now
+        (write-region "" nil (descent-test-file "late") nil 'silent)
+        (let ((ahead (funcall listing params)))
+          (should (string-match-p "early" ahead))
+          (should-not (string-match-p "late" ahead)))
+        (should (string-match-p "late" (funcall listing params)))
+        ;; Other params: the prefetched listing is not taken.
+        (should (eq (descent--mod-list-prefetch socket params) t))
+        (sleep-for 0.3)
+        (write-region "" nil (descent-test-file "later") nil 'silent)
+        (should (string-match-p "later" (funcall listing other)))
+        (should (string-match-p "later" (funcall listing params)))
+        ;; No daemon: nil, no error.
+        (should-not (descent--mod-list-prefetch
+                     (expand-file-name "nobody.sock" descent-test-directory) params))))))
+
 (provide 'descent-module-tests)
 ;;; descent-module-tests.el ends here
