@@ -43,7 +43,7 @@
 (defvar wdired--old-marks)
 
 (declare-function descent--mod-rename-submit "descent-module"
-                  (socket ops &optional progress while-waiting))
+                  (socket ops &optional progress))
 
 (defface descent-wdired-refused
   '((t :inherit error))
@@ -57,10 +57,6 @@
 
 (defconst descent--wdired-progress-delay 0.5
   "Seconds a batch runs before a progress reporter shows.")
-
-(defvar descent--wdired-collect-while-renaming 2000
-  "A batch of this many operations collects garbage while descentd works.
-Below, the batch is over before a collection of a large session would be.")
 
 (defconst descent--wdired-history-max 100
   "How many committed batches `descent-undo-rename' can map buffers for.")
@@ -407,23 +403,17 @@ A progress reporter shows once the batch has run for
                          (setq reporter (make-progress-reporter "Renaming..." 0 total)))
                        (progress-reporter-update reporter done)))))
     (prog1 (descent--with-daemon
-            (lambda (socket)
-              (descent--mod-rename-submit
-               socket ops progress
-               ;; The commit's garbage is collected while descentd renames
-               ;; (some 10 µs a rename), not after: worth it for a batch
-               ;; that outlasts a collection.
-               (and (>= (length ops) descent--wdired-collect-while-renaming)
-                    #'garbage-collect))))
+            (lambda (socket) (descent--mod-rename-submit socket ops progress)))
       (when reporter (progress-reporter-done reporter)))))
 
 ;;;; Garbage
 
 ;; A commit allocates in proportion to the batch, nearly all of it garbage
 ;; a moment later.  Collected a dozen times over a 100k-line buffer's
-;; intervals, it would cost more than the commit; so it is collected once
-;; while descentd renames (see `descent--wdired-submit'), and what the
-;; revert leaves once Emacs is idle, after the buffer shows.
+;; intervals, it would cost more than the commit; so it is collected once,
+;; when Emacs is next idle, after the buffer shows.  Not while descentd
+;; renames, which would have been free: a collection cannot be
+;; interrupted, and C-g must cancel the batch at once.
 
 (defvar descent--wdired-gc-held nil
   "(RAISED . BEFORE) while a commit holds `gc-cons-threshold' at RAISED.")

@@ -218,13 +218,14 @@ std::map<std::string, std::unique_ptr<protocol::Client>, std::less<>> connection
 // so that descentd lists while Emacs does what comes before the insertion.
 // On a connection of its own: no other call's replies cross its way, and
 // dropping it cancels a listing nobody wanted after all.
+// The connection stays for the next prefetch, its buffers paged in.
 struct Prefetch {
   std::string socket;
   std::string params;  // packed, to recognise the listing asked for
-  std::unique_ptr<protocol::Client> client;
   std::uint32_t id = 0;
 };
 std::optional<Prefetch> prefetched;
+std::map<std::string, std::unique_ptr<protocol::Client>, std::less<>> prefetch_connections;
 
 // A cached connection whose daemon went away shows end-of-file while idle;
 // finding that out before sending means a request is never sent into the
@@ -379,10 +380,22 @@ emacs_value mod_insert_listing(const Env& env, ptrdiff_t nargs, emacs_value* arg
   prefetched.reset();
   const bool asked_ahead =
       ahead && ahead->socket == socket && ahead->params == std::string_view(params.data(), params.size());
-  if (!asked_ahead) ahead.reset();  // its connection closes: the daemon stops that listing
-  auto reply = asked_ahead ? ahead->client->await("list", ahead->id, wait_for(env, timeout))
-                           : connection(env, socket).call(
-                                 "list", [&](Packer& p) { protocol::pack_packed(p, params); }, wait_for(env, timeout));
+  // Not the listing asked for ahead: its connection closes, and the daemon
+  // stops making it.
+  if (ahead && !asked_ahead) prefetch_connections.erase(ahead->socket);
+  protocol::Client::Reply reply;
+  if (asked_ahead) {
+    auto& client = *prefetch_connections.at(socket);
+    try {
+      reply = client.await("list", ahead->id, wait_for(env, timeout));
+    } catch (...) {
+      prefetch_connections.erase(socket);
+      throw;
+    }
+  } else {
+    reply = connection(env, socket).call("list", [&](Packer& p) { protocol::pack_packed(p, params); },
+                                         wait_for(env, timeout));
+  }
   const auto* text = protocol::map_find(*reply.result, "text");
   const auto* offsets = protocol::map_find(*reply.result, "offsets");
   const auto text_bytes = text ? protocol::as_bytes(*text) : std::nullopt;
@@ -502,7 +515,6 @@ emacs_value mod_rename_submit(const Env& env, ptrdiff_t nargs, emacs_value* args
   const std::string socket = env.text(args[0]);
   const emacs_value ops = args[1];
   const emacs_value progress = nargs > 2 ? args[2] : symbols.nil;
-  const emacs_value while_waiting = nargs > 3 ? args[3] : symbols.nil;
   if (!env.eq(env.type_of(ops), symbols.vector)) throw DescentError("descent: OPS must be a vector");
   const emacs_value rename = env.intern("rename"), chmod = env.intern("chmod"), retarget = env.intern("retarget");
 
@@ -565,14 +577,6 @@ emacs_value mod_rename_submit(const Env& env, ptrdiff_t nargs, emacs_value* args
         env.funcall(progress, {env.make_integer(static_cast<std::int64_t>(*done)),
                                env.make_integer(static_cast<std::int64_t>(*total))});
     };
-  if (!env.is_nil(while_waiting))
-    wait.sent = [&] {
-      // A signal or quit from it stays pending: the batch is cancelled and
-      // the trampoline lets Emacs unwind.
-      emacs_env* raw = env.raw();
-      raw->funcall(raw, while_waiting, 0, nullptr);
-      return raw->non_local_exit_check(raw) == emacs_funcall_exit_return;
-    };
   auto& client = connection(env, socket);
   auto reply = client.call("rename.submit", pack_operations, wait);
   return make_value(env, *reply.result);
@@ -587,21 +591,27 @@ emacs_value mod_list_prefetch(const Env& env, ptrdiff_t, emacs_value* args) {
   msgpack::sbuffer params;
   Packer packer(params);
   pack_value(env, packer, args[1], 0);
+  if (prefetched) prefetch_connections.erase(prefetched->socket);  // not taken: stop it
   prefetched.reset();
   try {
     const auto wait = wait_for(env, std::chrono::seconds(5));
-    Prefetch ahead{socket, std::string(params.data(), params.size()),
-                   std::make_unique<protocol::Client>(socket, "emacs", wait), 0};
-    ahead.id = ahead.client->send_request("list", [&](Packer& p) { protocol::pack_packed(p, params); }, wait);
-    prefetched = std::move(ahead);
+    auto it = prefetch_connections.find(socket);
+    if (it != prefetch_connections.end() && !still_alive(*it->second)) {
+      prefetch_connections.erase(it);
+      it = prefetch_connections.end();
+    }
+    if (it == prefetch_connections.end())
+      it = prefetch_connections.emplace(socket, std::make_unique<protocol::Client>(socket, "emacs", wait)).first;
+    const std::uint32_t id =
+        it->second->send_request("list", [&](Packer& p) { protocol::pack_packed(p, params); }, wait);
+    prefetched = Prefetch{socket, std::string(params.data(), params.size()), id};
     return symbols.t;
   } catch (const protocol::ConnectionError&) {
-    return symbols.nil;
   } catch (const protocol::ProtocolMismatch&) {
-    return symbols.nil;
   } catch (const protocol::TimedOut&) {
-    return symbols.nil;
   }
+  prefetch_connections.erase(socket);
+  return symbols.nil;
 }
 
 emacs_value mod_notify(const Env& env, ptrdiff_t, emacs_value* args) {
@@ -622,6 +632,7 @@ emacs_value mod_notify(const Env& env, ptrdiff_t, emacs_value* args) {
 
 emacs_value mod_disconnect(const Env& env, ptrdiff_t nargs, emacs_value* args) {
   prefetched.reset();
+  prefetch_connections.clear();
   if (nargs > 0 && !env.is_nil(args[0]))
     connections.erase(env.text(args[0]));
   else
@@ -735,16 +746,14 @@ void init(const Env& env) {
                   "on its name.  WANTED, a unibyte string, is a name to find.\n"
                   "Return (END QUOTING-STYLE DECODED PROPERTIZED WANTED-POSITION).\n\n"
                   "(fn SOCKET PARAMS &optional TIMEOUT DECODING NAME-PROPERTIES WANTED)");
-  define_function(env, "descent--mod-rename-submit", 2, 4, trampoline<mod_rename_submit>,
+  define_function(env, "descent--mod-rename-submit", 2, 3, trampoline<mod_rename_submit>,
                   "Submit OPS to descentd at SOCKET as one rename batch; return its outcome.\n"
                   "OPS is a vector of [rename FROM TO DEV INO OVERWRITE], [chmod PATH DEV INO\n"
                   "MODE] and [retarget PATH DEV INO TARGET]; names are unibyte strings of\n"
                   "bytes (multibyte ones travel as UTF-8).  PROGRESS, if non-nil, is called\n"
-                  "with DONE and TOTAL as the daemon reports them.  WHILE-WAITING, if\n"
-                  "non-nil, is called with no argument once the request is sent, while the\n"
-                  "daemon works; if it exits non-locally, the batch is cancelled.  No time\n"
-                  "limit; \\[keyboard-quit] cancels, and the daemon rolls the batch back.\n\n"
-                  "(fn SOCKET OPS &optional PROGRESS WHILE-WAITING)");
+                  "with DONE and TOTAL as the daemon reports them.  No time limit;\n"
+                  "\\[keyboard-quit] cancels, and the daemon rolls the batch back.\n\n"
+                  "(fn SOCKET OPS &optional PROGRESS)");
   define_function(env, "descent--mod-list-prefetch", 2, 2, trampoline<mod_list_prefetch>,
                   "Ask descentd at SOCKET for the listing of PARAMS now, without waiting.\n"
                   "The next `descent--mod-insert-listing' with the same SOCKET and PARAMS\n"

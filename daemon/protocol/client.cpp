@@ -111,7 +111,7 @@ void Client::send_all(std::string_view bytes, const Wait& wait, Clock::time_poin
   }
 }
 
-msgpack::object_handle Client::receive(const Wait& wait, Clock::time_point deadline) {
+Client::Received Client::receive(const Wait& wait, Clock::time_point deadline) {
   auto fill = [&](std::size_t want) {
     char chunk[65536];
     while (inbox_.size() < want) {
@@ -136,9 +136,21 @@ msgpack::object_handle Client::receive(const Wait& wait, Clock::time_point deadl
   }
   inbox_.reserve(header_size + size);
   fill(header_size + size);
-  auto handle = decode_payload(inbox_.data() + header_size, size);
-  inbox_.erase(0, header_size + size);
-  return handle;
+  // The message keeps its frame and points into it; the inbox goes on in
+  // the buffer of an earlier message that nobody holds any more.
+  std::shared_ptr<std::string> bytes =
+      spare_ && spare_.use_count() == 1 ? std::move(spare_) : std::make_shared<std::string>();
+  bytes->clear();
+  const std::size_t frame = header_size + size;
+  if (inbox_.size() == frame) {
+    bytes->swap(inbox_);
+  } else {
+    bytes->assign(inbox_, 0, frame);
+    inbox_.erase(0, frame);
+  }
+  spare_ = bytes;
+  auto handle = decode_payload(bytes->data() + header_size, size, /*by_reference=*/true);
+  return {std::move(handle), std::move(bytes)};
 }
 
 template <typename Body>
@@ -194,7 +206,7 @@ Client::Reply Client::await(std::string_view method, std::uint32_t id, const Wai
   if (fd_ < 0) throw ConnectionError("not connected to descentd at " + socket_path_, 0);
   return guarded(method, id, [&]() -> Reply {
     for (;;) {
-      auto handle = receive(wait, deadline);
+      auto [handle, bytes] = receive(wait, deadline);
       const Message message = parse_message(handle.get());
       if (const auto* n = std::get_if<Notification>(&message)) {
         if (wait.on_notification) wait.on_notification(*n);
@@ -207,7 +219,7 @@ Client::Reply Client::await(std::string_view method, std::uint32_t id, const Wai
         throw RemoteFailure(std::move(e.kind), e.message, std::move(e.details));
       }
       const msgpack::object* result = response->result;
-      return Reply{std::move(handle), result};
+      return Reply{std::move(handle), result, std::move(bytes)};
     }
   });
 }
@@ -223,9 +235,6 @@ Client::Reply Client::await(std::string_view method, std::uint32_t id, const Wai
 Client::Reply Client::call(std::string_view method, const Writer& params, const Wait& wait) {
   const auto deadline = deadline_of(wait);
   const std::uint32_t id = send_request(method, params, wait, deadline);
-  guarded(method, id, [&] {
-    if (wait.sent && !wait.sent()) throw Cancelled();
-  });
   return await(method, id, wait, deadline);
 }
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -63,9 +64,6 @@ struct Wait {
   std::function<bool()> keep_going;
   // Progress and other notifications that arrive while waiting.
   std::function<void(const Notification&)> on_notification;
-  // Called once the whole request is out, before waiting for the reply:
-  // the caller's own work, overlapping the daemon's. Returning false cancels.
-  std::function<bool()> sent;
   // Roughly how large the request will be, if large: its buffer is sized
   // once instead of grown by doubling.
   std::size_t expected_size = 0;
@@ -87,6 +85,9 @@ class Client {
   struct Reply {
     msgpack::object_handle handle;
     const msgpack::object* result;
+    // The frame the handle's strings point into (a 100k-entry listing is
+    // 10 MB: not copied once more).
+    std::shared_ptr<const std::string> bytes;
   };
   Reply call(std::string_view method, const Writer& params, const Wait& wait);
 
@@ -114,7 +115,11 @@ class Client {
   template <typename Body>
   auto guarded(std::string_view method, std::uint32_t id, Body&& body) -> decltype(body());
   void send_all(std::string_view bytes, const Wait& wait, std::chrono::steady_clock::time_point deadline);
-  msgpack::object_handle receive(const Wait& wait, std::chrono::steady_clock::time_point deadline);
+  struct Received {
+    msgpack::object_handle handle;
+    std::shared_ptr<std::string> bytes;
+  };
+  Received receive(const Wait& wait, std::chrono::steady_clock::time_point deadline);
   bool wait_fd(short events, const Wait& wait, std::chrono::steady_clock::time_point deadline);
   [[noreturn]] void broken(const std::string& doing, int error);
   void close();
@@ -124,6 +129,9 @@ class Client {
   std::uint32_t next_id_ = 1;
   Reply hello_;
   std::string inbox_;  // bytes read but not yet consumed
+  // The bytes of the last message received; once no reply holds them, the
+  // next message is read into their buffer, whose pages are in already.
+  std::shared_ptr<std::string> spare_;
 };
 
 }  // namespace descent::protocol

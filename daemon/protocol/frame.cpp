@@ -83,10 +83,15 @@ void check_payload(const char* data, std::size_t size) {
                         " bytes)");
 }
 
-msgpack::object_handle decode_payload(const char* data, std::size_t size) {
+msgpack::object_handle decode_payload(const char* data, std::size_t size, bool by_reference) {
   check_payload(data, size);
   const msgpack::unpack_limit limits(size, size, size, size, size, max_depth + 1);
+  const auto always = [](msgpack::type::object_type, std::size_t, void*) { return true; };
   try {
+    if (by_reference) {
+      std::size_t offset = 0;
+      return msgpack::unpack(data, size, offset, always, nullptr, limits);
+    }
     return msgpack::unpack(data, size, nullptr, nullptr, limits);
   } catch (const std::exception& e) {
     throw ProtocolError(std::string("malformed MessagePack: ") + e.what());

@@ -38,7 +38,9 @@ std::string make_frame(const msgpack::sbuffer& payload);
 // bytes that remain before anything is allocated (a five-byte array header
 // can claim four billion elements), then msgpack-cxx unpacks with limits
 // sized to the payload as a second line of defence.
-msgpack::object_handle decode_payload(const char* data, std::size_t size);
+// With `by_reference`, strings and binaries are not copied: they point into
+// `data`, which must then outlive the handle.
+msgpack::object_handle decode_payload(const char* data, std::size_t size, bool by_reference = false);
 // decode_payload's checks alone (one value, well formed, every claim within
 // the bytes), allocating nothing; throws ProtocolError.
 void check_payload(const char* data, std::size_t size);

@@ -604,37 +604,34 @@ this call changes nothing, so it is simply made again."
           (should (eq major-mode 'wdired-mode))
           (should (equal (buffer-string) text)))))))
 
-(ert-deftest descent-wdired-test-garbage-is-collected-while-descentd-renames ()
-  ;; A large batch collects the commit's garbage once the request is out,
-  ;; while the daemon works; a quit from there cancels the batch.
-  (dolist (quit '(nil t))
-    (descent-wdired-test--with-tree '("a" "b" "c")
-      (wdired-change-to-wdired-mode)
-      (descent-wdired-test--edit "a" "a2")
-      (descent-wdired-test--edit "b" "b2")
-      (descent-wdired-test--edit "c" "c2")
-      (let ((before (descent-wdired-test--snapshot))
-            (text (buffer-string))
-            (collections 0)
-            (descent--wdired-collect-while-renaming 3))
-        (cl-letf (((symbol-function 'garbage-collect)
-                   (lambda ()
-                     (cl-incf collections)
-                     (when quit (signal 'quit nil)))))
-          (if (not quit)
-              (descent-wdired-test--commit)
-            ;; `should-error' lets a quit through.
-            (should (eq (condition-case nil (progn (descent-wdired-test--commit) nil)
-                          (quit 'quit))
-                        'quit))))
-        (should (= collections 1))
-        (descent-wdired-test--settle)
-        (if (not quit)
-            (progn (should (eq major-mode 'dired-mode))
-                   (should (equal (descent-wdired-test--names) '("a2" "b2" "c2"))))
-          (should (equal (descent-wdired-test--snapshot) before))
-          (should (eq major-mode 'wdired-mode))
-          (should (equal (buffer-string) text)))))))
+(ert-deftest descent-wdired-test-garbage-waits-until-emacs-is-idle ()
+  ;; The commit holds `gc-cons-threshold' up until Emacs is next idle,
+  ;; then gives back the value it found, unless it was changed meanwhile.
+  (descent-wdired-test--with-tree '("a" "b")
+    (descent--wdired-release-gc)
+    (let ((before gc-cons-threshold))
+      (unwind-protect
+          (progn
+            (wdired-change-to-wdired-mode)
+            (descent-wdired-test--edit "a" "a2")
+            (descent-wdired-test--commit)
+            (should (> gc-cons-threshold before))
+            (should (memq #'descent--wdired-release-gc
+                          (mapcar #'timer--function timer-idle-list)))
+            (descent--wdired-release-gc)
+            (should (= gc-cons-threshold before))
+            ;; Held inside a let that ended before Emacs was idle: the
+            ;; value the let gave back stays.
+            (wdired-change-to-wdired-mode)
+            (descent-wdired-test--edit "b" "b2")
+            (let ((gc-cons-threshold (* 2 before)))
+              (descent-wdired-test--commit))
+            (should (= gc-cons-threshold before))
+            (descent--wdired-release-gc)
+            (should (= gc-cons-threshold before))
+            (should (equal (descent-wdired-test--names) '("a2" "b2"))))
+        (descent--wdired-release-gc)
+        (setq gc-cons-threshold before)))))
 
 (ert-deftest descent-wdired-test-trouble-after-the-batch-is-not-a-failed-batch ()
   ;; The batch is committed; an error (or C-g) while buffers are brought
