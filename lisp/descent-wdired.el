@@ -355,25 +355,27 @@ bytes); any other is encoded, and crosses as bytes."
   "The vector of operations for EDITS, with IDS from `descent--wdired-ids'.
 OVERWRITE is t to confirm every overwrite, or a hash table of the
 destinations (bytes) the user confirmed."
-  (let ((ops nil))
+  (let ((ops (make-vector (length edits) nil))
+        (i 0))
     (dolist (edit edits)
       ;; ASCII keys find their unibyte twins: `equal' and `sxhash-equal'
       ;; see the same characters.
       (let* ((old (descent--wdired-old-bytes edit))
              (id (gethash old ids '(0 . 0))))
-        (pcase (descent--wdired-edit-kind edit)
-          ('rename
-           (let ((new (descent--wdired-wire (descent--wdired-edit-new edit))))
-             (push (vector 'rename old new (car id) (cdr id)
-                           (if (hash-table-p overwrite) (gethash new overwrite) overwrite))
-                   ops)))
-          ('chmod
-           (push (vector 'chmod old (car id) (cdr id) (descent--wdired-edit-mode edit)) ops))
-          ('retarget
-           (push (vector 'retarget old (car id) (cdr id)
-                         (descent--wdired-wire (descent--wdired-edit-new edit)))
-                 ops)))))
-    (vconcat (nreverse ops))))
+        (aset ops i
+              (pcase (descent--wdired-edit-kind edit)
+                ('rename
+                 (let ((new (descent--wdired-wire (descent--wdired-edit-new edit))))
+                   (vector 'rename old new (car id) (cdr id)
+                           (if (hash-table-p overwrite) (gethash new overwrite) overwrite))))
+                ('chmod
+                 (vector 'chmod old (car id) (cdr id) (descent--wdired-edit-mode edit)))
+                ('retarget
+                 (vector 'retarget old (car id) (cdr id)
+                         (descent--wdired-wire (descent--wdired-edit-new edit))))
+                (kind (error "No operation for a %s edit" kind))))
+        (setq i (1+ i))))
+    ops))
 
 (defun descent--wdired-identify-missing (edits)
   "Make sure `descent--wdired-ids' knows every source of EDITS.

@@ -488,7 +488,23 @@ std::string name_bytes(const Env& env, emacs_value s) {
 // says why.
 std::string batch_name_bytes(const Env& env, emacs_value s) {
   emacs_env* raw = env.raw();
-  ptrdiff_t size = 0;
+  // Only a refused string (or one too long for the buffer) is tried again;
+  // a quit or anything else unwinds.
+  auto forgive = [&] {
+    if (raw->non_local_exit_check(raw) == emacs_funcall_exit_signal) {
+      emacs_value symbol = nullptr, data = nullptr;
+      raw->non_local_exit_get(raw, &symbol, &data);
+      if (env.eq(symbol, symbols.quit)) env.check();
+      raw->non_local_exit_clear(raw);
+    }
+    env.check();
+  };
+  // One call for a name that fits, as nearly every name does.
+  char buffer[1024];
+  ptrdiff_t size = sizeof buffer;
+  if (raw->copy_string_contents(raw, s, buffer, &size)) return std::string(buffer, size > 0 ? size - 1 : 0);
+  forgive();
+  size = 0;
   if (raw->copy_string_contents(raw, s, nullptr, &size)) {
     std::string out(static_cast<std::size_t>(size), '\0');
     if (raw->copy_string_contents(raw, s, out.data(), &size)) {
@@ -496,14 +512,7 @@ std::string batch_name_bytes(const Env& env, emacs_value s) {
       return out;
     }
   }
-  if (raw->non_local_exit_check(raw) == emacs_funcall_exit_signal) {
-    emacs_value symbol = nullptr, data = nullptr;
-    raw->non_local_exit_get(raw, &symbol, &data);
-    // Only a refused string is retried; a quit or anything else unwinds.
-    if (env.eq(symbol, symbols.quit)) env.check();
-    raw->non_local_exit_clear(raw);
-  }
-  env.check();
+  forgive();
   return name_bytes(env, s);
 }
 

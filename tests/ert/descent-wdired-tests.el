@@ -393,6 +393,21 @@ this call changes nothing, so it is simply made again."
                        before))
         (should (file-exists-p (descent-test-file (concat raw "2"))))))))
 
+(ert-deftest descent-wdired-test-long-file-names ()
+  ;; Names over a kilobyte long go to descentd whole (the module copies a
+  ;; short name in one call, a long one another way).
+  (let* ((level (make-string 200 ?d))
+         (deep (mapconcat #'identity (list level level level level level "") "/")))
+    (descent-wdired-test--with-tree (list (concat deep "f"))
+      (dired (descent-test-file deep))
+      (should (> (length (expand-file-name "f")) 1024))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit (concat deep "f") "g")
+      (descent-wdired-test--commit)
+      (should (eq major-mode 'dired-mode))
+      (should (file-exists-p (descent-test-file (concat deep "g"))))
+      (should-not (file-exists-p (descent-test-file (concat deep "f")))))))
+
 (ert-deftest descent-wdired-test-b-escapes-round-trip ()
   (let ((descent-wdired-test-switches "-alb"))
     (descent-wdired-test--with-tree '("tab\there" "sp ace")
