@@ -44,6 +44,7 @@
 ;;; Code:
 
 (require 'dired)
+(require 'seq)
 (require 'subr-x)
 
 ;; Provided by the module, descent-module.so, once `descent--module-ensure'
@@ -774,6 +775,9 @@ every `dired-filename' property: such listings take its own path."
                      arg)))
               arguments)))
 
+(defconst descent--listing-requests-max 16
+  "How many directories' requests `descent--listing-requests' keeps.")
+
 (defvar-local descent--listing-requests nil
   "Alist of (FILE . PARAMS): the last `list' request for each FILE here.
 `descent--listing-prefetch' asks for the same again ahead of a revert.")
@@ -792,14 +796,17 @@ warn once).  Start the daemon when it is not running."
                                           arguments))
                          (descent--listing-environment)))
          (socket (descent--socket-path))
-         (known (assoc file descent--listing-requests))
          ;; A 100k-entry listing makes some 400k intervals: collecting
          ;; the whole heap every 800 kB of them would cost more than
          ;; making them.  The debt is paid once, by the next collection.
          (gc-cons-threshold (max gc-cons-threshold (* 64 1024 1024))))
-    (if known
-        (setcdr known params)
-      (push (cons file params) descent--listing-requests))
+    ;; Whole directories only (Dired names them with a final slash), a
+    ;; few: Dired lists each file it adds alone, thousands after a copy.
+    (when (directory-name-p file)
+      (setq descent--listing-requests
+            (cons (cons file params)
+                  (seq-take (assoc-delete-all file descent--listing-requests)
+                            (1- descent--listing-requests-max)))))
     (condition-case err
         (condition-case nil
             (descent--mod-insert-listing socket params nil decoding

@@ -648,6 +648,21 @@ this call changes nothing, so it is simply made again."
         (descent--wdired-release-gc)
         (setq gc-cons-threshold before)))))
 
+(ert-deftest descent-wdired-test-only-directory-listings-are-remembered ()
+  ;; The commit asks again for the listing of the buffer's directory;
+  ;; the lines Dired lists one file at a time are not kept for that.
+  ;; (Listed by descentd even if an earlier test stopped a daemon.)
+  (let ((descent--listing-next-try 0))
+    (descent-wdired-test--with-tree '("a")
+      (should (equal (mapcar #'car descent--listing-requests)
+                     (list descent-test-directory)))
+      (descent-test-make-files "b" "c")
+      (dired-add-file (descent-test-file "b"))
+      (dired-add-file (descent-test-file "c"))
+      (should (dired-goto-file (descent-test-file "c")))
+      (should (equal (mapcar #'car descent--listing-requests)
+                     (list descent-test-directory))))))
+
 (ert-deftest descent-wdired-test-trouble-after-the-batch-is-not-a-failed-batch ()
   ;; The batch is committed; an error (or C-g) while buffers are brought
   ;; up to date must neither claim a rollback nor run the built-in.
