@@ -212,7 +212,8 @@ emacs_value make_value(const Env& env, const msgpack::object& o) {
 
 // One persistent connection per socket path. Plain C++ state: no emacs_env
 // and no emacs_value is ever kept here.
-std::map<std::string, std::unique_ptr<protocol::Client>, std::less<>> connections;
+using Connections = std::map<std::string, std::unique_ptr<protocol::Client>, std::less<>>;
+Connections connections;
 
 // A listing asked for before it is inserted (descent--mod-list-prefetch),
 // so that descentd lists while Emacs does what comes before the insertion.
@@ -225,7 +226,7 @@ struct Prefetch {
   std::uint32_t id = 0;
 };
 std::optional<Prefetch> prefetched;
-std::map<std::string, std::unique_ptr<protocol::Client>, std::less<>> prefetch_connections;
+Connections prefetch_connections;
 
 // A cached connection whose daemon went away shows end-of-file while idle;
 // finding that out before sending means a request is never sent into the
@@ -246,12 +247,13 @@ protocol::Wait wait_for(const Env& env, std::optional<std::chrono::milliseconds>
   return wait;
 }
 
-protocol::Client& connection(const Env& env, const std::string& socket) {
-  auto it = connections.find(socket);
-  if (it != connections.end() && still_alive(*it->second)) return *it->second;
-  if (it != connections.end()) connections.erase(it);
+// The live connection of `pool` to `socket`, made anew if it is gone.
+protocol::Client& connection(const Env& env, const std::string& socket, Connections& pool = connections) {
+  auto it = pool.find(socket);
+  if (it != pool.end() && still_alive(*it->second)) return *it->second;
+  if (it != pool.end()) pool.erase(it);
   auto client = std::make_unique<protocol::Client>(socket, "emacs", wait_for(env, std::chrono::seconds(5)));
-  return *connections.emplace(socket, std::move(client)).first->second;
+  return *pool.emplace(socket, std::move(client)).first->second;
 }
 
 // ---------------------------------------------------------------- exported functions
@@ -603,16 +605,9 @@ emacs_value mod_list_prefetch(const Env& env, ptrdiff_t, emacs_value* args) {
   if (prefetched) prefetch_connections.erase(prefetched->socket);  // not taken: stop it
   prefetched.reset();
   try {
-    const auto wait = wait_for(env, std::chrono::seconds(5));
-    auto it = prefetch_connections.find(socket);
-    if (it != prefetch_connections.end() && !still_alive(*it->second)) {
-      prefetch_connections.erase(it);
-      it = prefetch_connections.end();
-    }
-    if (it == prefetch_connections.end())
-      it = prefetch_connections.emplace(socket, std::make_unique<protocol::Client>(socket, "emacs", wait)).first;
-    const std::uint32_t id =
-        it->second->send_request("list", [&](Packer& p) { protocol::pack_packed(p, params); }, wait);
+    const std::uint32_t id = connection(env, socket, prefetch_connections)
+                                 .send_request("list", [&](Packer& p) { protocol::pack_packed(p, params); },
+                                               wait_for(env, std::chrono::seconds(5)));
     prefetched = Prefetch{socket, std::string(params.data(), params.size()), id};
     return symbols.t;
   } catch (const protocol::ConnectionError&) {

@@ -192,6 +192,17 @@ the names its offsets delimit."
         (write-region "" nil (descent-test-file "later") nil 'silent)
         (should (string-match-p "later" (funcall listing other)))
         (should (string-match-p "later" (funcall listing params)))
+        ;; A prefetched listing that failed fails as the call would have,
+        ;; and the next listing works.
+        (let* ((gone (file-name-as-directory (descent-test-file "gone")))
+               (gone-params (vector (encode-coding-string gone 'utf-8)
+                                    ["-al"] '(:LC_ALL "C"))))
+          (should (eq (descent--mod-list-prefetch socket gone-params) t))
+          (with-temp-buffer
+            (should-error (descent--mod-insert-listing socket gone-params)
+                          :type 'descent-daemon-error))
+          (should (eq (descent--mod-list-prefetch socket params) t))
+          (should (string-match-p "later" (funcall listing params))))
         ;; No daemon: nil, no error.
         (should-not (descent--mod-list-prefetch
                      (expand-file-name "nobody.sock" descent-test-directory) params))))))

@@ -2,8 +2,10 @@
 # C-g in a real, interactive Emacs (in tmux) while descentd makes a slow
 # listing (the test hook test.list-delay): control must come back at once,
 # as an ordinary quit, leaving no half-inserted text, and Dired must work
-# afterwards. Two cases: opening a directory (Dired drops the new buffer)
-# and inserting a subdirectory into a Dired buffer (the buffer is unchanged).
+# afterwards. Three cases: opening a directory (Dired drops the new buffer),
+# inserting a subdirectory into a Dired buffer (the buffer is unchanged),
+# and a revert that waits for a listing asked for ahead, as after a wdired
+# commit.
 # Usage: quit-listing-test.sh EMACS MODULE DESCENTD LISP_DIR
 set -euo pipefail
 emacs=$1 module=$2 descentd=$3 lisp=$4
@@ -52,6 +54,13 @@ cat > "$tmp/driver.el" <<LISP
                 (equal (replace-regexp-in-string "\n\n+" "\n" (buffer-string))
                        (replace-regexp-in-string "\n\n+" "\n" before)))
           checks)
+    ;; Case 3: a revert taking the listing asked for ahead.
+    (descent--call "test.list-delay" [0])
+    (with-current-buffer (dired-noselect slow)
+      (descent--call "test.list-delay" [50000])
+      (push (list 'prefetch-sent (eq (descent--listing-prefetch slow) t)) checks)
+      (descent-quit-test--interrupted "prefetched" (lambda () (revert-buffer)))
+      (kill-buffer))
     ;; Dired works afterwards, from the daemon, as with ls.
     (descent--call "test.list-delay" [0])
     (dired-insert-subdir small)
@@ -76,7 +85,7 @@ LISP
 tmux_emacs_drive 10 -L "$lisp" -l "$tmp/driver.el"
 
 fail=0
-for case in open insert; do
+for case in open insert prefetched; do
   wait_for "$tmp/started-$case" || { echo "FAIL: $case never started"; exit 1; }
   sleep 0.3
   pressed=$(date +%s.%N)
