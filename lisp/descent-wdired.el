@@ -132,28 +132,46 @@ Otherwise this is its reading, without a regexp search per line."
             (wdired-normalize-filename text t)
           text)))))
 
-(defun descent--wdired-next-link (pos)
-  "Return where the next link target that wdired may edit begins, from POS."
-  (if (get-text-property pos 'old-link)
-      pos
-    (next-single-property-change pos 'old-link)))
+(defun descent--wdired-line-type (bol)
+  "The file type character of the Dired line at BOL, or nil if unsure.
+In a long listing without -i or -s it is the third character; a
+line whose third character is not a type (-i, -s, an odd listing)
+gives nil, for a caller to fall back on a regexp or a property."
+  (let ((type (char-after (+ bol 2))))
+    (and (memq type '(?- ?d ?l ?b ?c ?p ?s))
+         ;; As `dired-re-dir' and `dired-re-sym' say: "d:" is no type.
+         (not (eq (char-after (+ bol 3)) ?:))
+         type)))
 
 (defun descent--wdired-directory-line-p (bol)
   "Return non-nil if the Dired line at BOL is a directory's.
-As `dired-re-dir' says, without a regexp match on most lines: there
-the file type is the third character."
-  (let ((type (char-after (+ bol 2))))
-    (if (memq type '(?- ?d ?l ?b ?c ?p ?s))
-        (and (eq type ?d) (not (eq (char-after (+ bol 3)) ?:)))
+As `dired-re-dir' says, without a regexp match on most lines."
+  (let ((type (descent--wdired-line-type bol)))
+    (if type
+        (eq type ?d)
       (save-excursion (goto-char bol) (looking-at-p dired-re-dir)))))
+
+(defun descent--wdired-link-line-p (bol name lep)
+  "Return non-nil if the Dired line at BOL has a link target wdired recorded.
+NAME is where the line's `old-name' is, LEP its end.  A symbolic
+link's line is known by its type; another one by the property."
+  (let ((type (descent--wdired-line-type bol)))
+    (if type
+        (eq type ?l)
+      (< (next-single-property-change name 'old-link nil lep) lep))))
 
 (defun descent--wdired-same-name-p (a b)
   "Non-nil if the file names A and B are the same bytes.
 Dired gives a name with raw bytes as a unibyte string, the buffer's
 text as a multibyte one; `equal' alone would see two names."
-  (or (equal a b)
-      (and (not (eq (multibyte-string-p a) (multibyte-string-p b)))
-           (equal (encode-coding-string a (descent--file-name-coding) t)
+  (cond ((equal a b) t)
+        ((eq (multibyte-string-p a) (multibyte-string-p b)) nil)
+        ;; A multibyte name of ASCII only is `equal' to the same bytes
+        ;; unibyte: these differ, with no encoding per line to show it.
+        ((let ((multibyte (if (multibyte-string-p a) a b)))
+           (= (length multibyte) (string-bytes multibyte)))
+         nil)
+        (t (equal (encode-coding-string a (descent--file-name-coding) t)
                   (encode-coding-string b (descent--file-name-coding) t)))))
 
 (cl-defstruct (descent--wdired-edit (:constructor descent--wdired-edit-create)
@@ -184,21 +202,21 @@ indicators, icons) cannot leak into them."
         (only-directory (and (null (cdr dired-subdir-alist))
                              (stringp dired-directory)
                              (file-name-as-directory (caar dired-subdir-alist))))
-        (link (descent--wdired-next-link (point-min))))
+        (links nil))
     (save-excursion
       ;; Renames and emptied names: only the lines wdired preprocessed
-      ;; (the ones the user touched) carry `old-name'.
+      ;; (the ones the user touched) carry `old-name'.  One line at a
+      ;; time, without a search of the whole buffer: a line's link
+      ;; target is recorded with its name.
       (while (setq pos (next-single-property-change pos 'old-name))
         (goto-char pos)
         (let ((old (get-text-property pos 'old-name))
               (lep (line-end-position)))
           (when old
             (let* ((bol (line-beginning-position))
-                   (text (progn
-                           (when (and link (< link bol))
-                             (setq link (descent--wdired-next-link bol)))
-                           (descent--wdired-line-name pos lep classify
-                                                      (and link (< link lep))))))
+                   (link (descent--wdired-link-line-p bol pos lep))
+                   (text (descent--wdired-line-name pos lep classify link)))
+              (when link (setq links t))
               (cond
                ((or (null text) (string= text ""))
                 (push (descent--wdired-edit-of-line 'delete old nil bol nil) edits))
@@ -214,7 +232,7 @@ indicators, icons) cannot leak into them."
                            'rename old new bol (descent--wdired-directory-line-p bol))
                           edits)))))))
           (setq pos (max (1+ pos) lep))))
-      (when (and wdired-allow-to-redirect-links (fboundp 'make-symbolic-link))
+      (when (and links wdired-allow-to-redirect-links (fboundp 'make-symbolic-link))
         (setq edits (nconc (descent--wdired-collect-links) edits)))
       (when (and wdired-allow-to-change-permissions wdired--perm-beg)
         (setq edits (nconc (descent--wdired-collect-perms) edits))))

@@ -453,6 +453,31 @@ this call changes nothing, so it is simply made again."
       (should (file-directory-p (descent-test-file "d2")))
       (should-not (directory-files descent-test-directory nil "[*/]\\'")))))
 
+(ert-deftest descent-wdired-test-links-and-directories-under-any-switches ()
+  ;; The file type is read from its column, and a symbolic link's line is
+  ;; known by it; -i and -s move that column, -F decorates the names.
+  (dolist (switches '("-al" "-ali" "-als" "-alF"))
+    (let ((descent-wdired-test-switches switches))
+      (descent-wdired-test--with-tree '("t1" "t2" "d/" "plain")
+        (make-symbolic-link "t1" (descent-test-file "link"))
+        (make-symbolic-link "t1" (descent-test-file "other"))
+        (revert-buffer)
+        (let ((wdired-allow-to-redirect-links t))
+          (wdired-change-to-wdired-mode)
+          (descent-wdired-test--edit "link" "link2")
+          (descent-wdired-test--edit "d" "d2")
+          (descent-wdired-test--goto "other")
+          (search-forward "-> t1")
+          (delete-char -2)
+          (insert "t2")
+          (descent-wdired-test--commit)
+          (should (eq major-mode 'dired-mode))
+          (should (equal (file-symlink-p (descent-test-file "link2")) "t1"))
+          (should (equal (file-symlink-p (descent-test-file "other")) "t2"))
+          (should (file-directory-p (descent-test-file "d2")))
+          (should (equal (sort (directory-files descent-test-directory nil "\\`[^.]") #'string<)
+                         '("d2" "link2" "other" "plain" "t1" "t2"))))))))
+
 ;;;; wdired's options
 
 (ert-deftest descent-wdired-test-create-parent-directories-off ()
