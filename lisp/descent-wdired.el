@@ -353,15 +353,15 @@ deepest renamed ancestor (or DIR itself) decides."
 
 (defun descent--wdired-wire (name)
   "Return NAME for descentd: a string whose bytes are the file's name.
-An ASCII name goes as it is (the module copies its text, which is its
-bytes); any other is encoded, and crosses as bytes."
-  (let ((coding (descent--file-name-coding)))
-    ;; As many characters as bytes: a multibyte string of ASCII only.
-    (if (and (multibyte-string-p name)
-             (= (length name) (string-bytes name))
-             (eq (coding-system-base coding) 'utf-8))
-        name
-      (encode-coding-string name coding t))))
+A unibyte name is its bytes already, and an ASCII one goes as it
+is: the module copies its text, which is its bytes.  Any other is
+encoded, and crosses as bytes."
+  (cond ((not (multibyte-string-p name)) name)
+        ;; As many characters as bytes: a multibyte string of ASCII only.
+        ((and (= (length name) (string-bytes name))
+              (eq (coding-system-base (descent--file-name-coding)) 'utf-8))
+         name)
+        (t (encode-coding-string name (descent--file-name-coding) t))))
 
 (defun descent--wdired-old-bytes (edit)
   "Return EDIT's old name for descentd (see `descent--wdired-wire')."
