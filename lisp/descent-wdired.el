@@ -186,6 +186,7 @@ text as a multibyte one; `equal' alone would see two names."
   new         ; rename: the new name (before translation); retarget: the target
   mode        ; chmod: the new mode
   old-bytes   ; `old' as bytes, once computed
+  id          ; the source's (DEVICE . INODE) when editing began, once looked up
   pos         ; the line's beginning
   directory-p ; rename: the line shows a directory
   error)      ; a problem found before submitting, or nil
@@ -369,17 +370,15 @@ encoded, and crosses as bytes."
       (setf (descent--wdired-edit-old-bytes edit)
             (descent--wdired-wire (descent--wdired-edit-old edit)))))
 
-(defun descent--wdired-ops (edits ids overwrite)
-  "The vector of operations for EDITS, with IDS from `descent--wdired-ids'.
+(defun descent--wdired-ops (edits overwrite)
+  "The vector of operations for EDITS, identified already.
 OVERWRITE is t to confirm every overwrite, or a hash table of the
 destinations (bytes) the user confirmed."
   (let ((ops (make-vector (length edits) nil))
         (i 0))
     (dolist (edit edits)
-      ;; ASCII keys find their unibyte twins: `equal' and `sxhash-equal'
-      ;; see the same characters.
-      (let* ((old (descent--wdired-old-bytes edit))
-             (id (gethash old ids '(0 . 0))))
+      (let ((old (descent--wdired-old-bytes edit))
+            (id (or (descent--wdired-edit-id edit) '(0 . 0))))
         (aset ops i
               (pcase (descent--wdired-edit-kind edit)
                 ('rename
@@ -395,19 +394,30 @@ destinations (bytes) the user confirmed."
         (setq i (1+ i))))
     ops))
 
-(defun descent--wdired-identify-missing (edits)
-  "Make sure `descent--wdired-ids' knows every source of EDITS.
-Files the buffer did not list when editing began (a Dired buffer of
-a file list, say) are identified now, in one request."
+(defun descent--wdired-identify (edits)
+  "Give every edit of EDITS the (DEVICE . INODE) its source had.
+From `descent--wdired-ids', what editing began with; files the
+buffer did not list then (a Dired buffer of a file list, say) are
+identified now, in one request.  A source nobody identified gets
+none, and descentd refuses to touch it if it is not what it was."
   (let ((ids (or descent--wdired-ids (make-hash-table :test #'equal)))
         (dirs nil))
     (dolist (edit edits)
       (unless (eq (descent--wdired-edit-kind edit) 'delete)
-        (let ((old (descent--wdired-old-bytes edit)))
-          (unless (gethash old ids)
+        ;; ASCII keys find their unibyte twins: `equal' and
+        ;; `sxhash-equal' see the same characters.
+        (let* ((old (descent--wdired-old-bytes edit))
+               (id (gethash old ids)))
+          (if id
+              (setf (descent--wdired-edit-id edit) id)
             (push (file-name-directory old) dirs)))))
     (when dirs
-      (descent--wdired-fill-ids ids (delete-dups dirs)))
+      (descent--wdired-fill-ids ids (delete-dups dirs))
+      (dolist (edit edits)
+        (unless (or (eq (descent--wdired-edit-kind edit) 'delete)
+                    (descent--wdired-edit-id edit))
+          (setf (descent--wdired-edit-id edit)
+                (gethash (descent--wdired-old-bytes edit) ids)))))
     (setq descent--wdired-ids ids)))
 
 (defun descent--wdired-submit (ops)
@@ -572,6 +582,21 @@ MAP is a function from a name to its new name or nil (see
           (setq renamed t))))
     renamed))
 
+(defun descent--wdired-follow-file-list (map)
+  "Make a Dired buffer of a file list list its files by their new names.
+MAP is as for `descent--wdired-rename-subdirs'.  Return non-nil if
+a name changed.  (The built-in commit leaves the old names, and its
+revert fails on them.)"
+  (when (consp dired-directory)
+    (let* ((changed nil)
+           (files (mapcar (lambda (file)
+                            (let ((new (funcall map (expand-file-name file))))
+                              (if (not new) file (setq changed t) new)))
+                          (cdr dired-directory))))
+      (when changed
+        (setq dired-directory (cons (car dired-directory) files)))
+      changed)))
+
 (defun descent--wdired-update-buffers (renames directories)
   "Point every buffer at the new names after RENAMES, an alist (OLD . NEW).
 Return the function that maps a name to its new name (or nil).
@@ -590,11 +615,13 @@ those in wdired).  One pass over the buffer list."
           (cond
            ((eq major-mode 'wdired-mode))
            ((derived-mode-p 'dired-mode)
-            (when (or (descent--wdired-rename-subdirs map)
-                      (cl-some (lambda (entry)
-                                 (gethash (file-name-as-directory (car entry)) shown))
-                               dired-subdir-alist))
-              (revert-buffer nil t)))
+            (let ((renamed (descent--wdired-rename-subdirs map))
+                  (followed (descent--wdired-follow-file-list map)))
+              (when (or renamed followed
+                        (cl-some (lambda (entry)
+                                   (gethash (file-name-as-directory (car entry)) shown))
+                                 dired-subdir-alist))
+                (revert-buffer nil t))))
            (buffer-file-name
             (let ((new (funcall map buffer-file-name)))
               (when new (set-visited-file-name new nil t))))))))
@@ -661,7 +688,8 @@ One pass over the buffer's file lines, whatever the number of marks."
         (setcdr (nthcdr (1- descent--wdired-history-max) descent--wdired-history) nil)))
     (let ((map (descent--wdired-update-buffers renames directories)))
       (when (cl-some #'descent--wdired-edit-directory-p edits)
-        (descent--wdired-rename-subdirs map)))
+        (descent--wdired-rename-subdirs map))
+      (descent--wdired-follow-file-list map))
     ;; Undo is reset below: recording the old text (with its properties)
     ;; as the revert erases it would be wasted.
     (let ((buffer-undo-list t))
@@ -764,7 +792,7 @@ after one warning; in remote directories it runs without one."
              (and work
                   (condition-case err
                       (progn
-                        (descent--wdired-identify-missing work)
+                        (descent--wdired-identify work)
                         (descent--wdired-submit-confirming work))
                     ((descent-daemon-unavailable descent-module-unavailable
                                                  descent-protocol-mismatch)
@@ -787,13 +815,13 @@ a refusal for occupied destinations only asks about each one, and the
 batch goes again with the confirmed ones."
   (let ((overwrite (not (or wdired-confirm-overwrite wdired-use-interactive-rename))))
     (condition-case err
-        (descent--wdired-submit (descent--wdired-ops work descent--wdired-ids overwrite))
+        (descent--wdired-submit (descent--wdired-ops work overwrite))
       (descent-daemon-error
        (let ((confirmed (and (equal (nth 2 err) "refused")
                              (descent--wdired-confirm
                               (append (plist-get (nth 3 err) :problems) nil)))))
          (if confirmed
-             (descent--wdired-submit (descent--wdired-ops work descent--wdired-ids confirmed))
+             (descent--wdired-submit (descent--wdired-ops work confirmed))
            (signal (car err) (cdr err))))))))
 
 ;;;###autoload
