@@ -24,7 +24,13 @@ struct OsError : std::runtime_error {
   int error;
 };
 
-std::pair<std::string_view, std::string_view> split(std::string_view path);  // parent, name
+// Parent and name. Inline: the planner splits every path of a batch several times.
+inline std::pair<std::string_view, std::string_view> split(std::string_view path) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string_view::npos) return {".", path};
+  if (slash == 0) return {"/", path.substr(1)};
+  return {path.substr(0, slash), path.substr(slash + 1)};
+}
 
 // Directory descriptors by path, so that a batch of 100k renames in one
 // directory resolves that directory once. Entries under a moved directory
