@@ -27,7 +27,7 @@ struct OsError : std::runtime_error {
 
 // Parent and name. Inline, with memrchr: the planner splits every path of a
 // batch several times (string_view::rfind goes a byte at a time).
-inline std::pair<std::string_view, std::string_view> split(std::string_view path) {
+[[gnu::always_inline]] inline std::pair<std::string_view, std::string_view> split(std::string_view path) {
   const void* found = path.empty() ? nullptr : ::memrchr(path.data(), '/', path.size());
   if (!found) return {".", path};
   const std::size_t slash = static_cast<std::size_t>(static_cast<const char*>(found) - path.data());

@@ -203,6 +203,8 @@ class PathIndex {
       if (slot.index != erased && slot.hash == h && objects_[slot.index].*Key == key) return slot.index;
     }
   }
+  // No key held is shorter than this (a bound: erasing does not raise it).
+  std::size_t shortest() const { return shortest_; }
   bool count(std::string_view key) const { return find(key).has_value(); }
   bool count(std::string_view key, std::uint32_t h) const { return find(key, h).has_value(); }
   // Holds object `o` under its path (whose hash is `h`) unless another
@@ -214,6 +216,7 @@ class PathIndex {
     std::vector<Slot>().swap(slots_);
     std::vector<std::uint32_t>().swap(lengths_);
     size_ = used_ = 0;
+    shortest_ = SIZE_MAX;
   }
   // Given hash(key).
   void erase(std::string_view key, std::uint32_t h) {
@@ -282,6 +285,7 @@ class PathIndex {
     free->hash = h;
     ++size_;
     ++lengths_[length_class(key)];
+    shortest_ = std::min(shortest_, key.size());
     return o;
   }
   void rehash(std::size_t capacity) {
@@ -302,6 +306,7 @@ class PathIndex {
   std::vector<std::uint32_t> lengths_;  // how many keys of each length (PATH_MAX: that or longer)
   std::size_t size_ = 0;  // objects held
   std::size_t used_ = 0;  // slots not empty: objects held and erased slots (none since remove_at)
+  std::size_t shortest_ = SIZE_MAX;
 };
 
 class Planner {
@@ -330,9 +335,10 @@ class Planner {
   void problem(std::string_view path, std::string reason, std::string_view occupied = {}) {
     problems_.push_back({std::string(path), std::move(reason), std::string(occupied)});
   }
-  // path_problem(), knowing that paths mostly share the directory of the
-  // last acceptable one: then only the name is checked.
-  std::string check_path(std::string_view path) {
+  // Whether path_problem() finds nothing (else `why` is what it found).
+  // Paths mostly share the directory of the last acceptable one: then only
+  // the name is checked, and no string is made.
+  bool path_ok(std::string_view path, std::string& why) {
     const char* data = path.data();
     const std::size_t n = path.size();
     const void* found = n ? ::memrchr(data, '/', n) : nullptr;
@@ -342,11 +348,12 @@ class Planner {
       const std::size_t length = n - slash - 1;
       if (length > 0 && length <= NAME_MAX && !(length == 1 && name[0] == '.') &&
           !(length == 2 && name[0] == '.' && name[1] == '.') && !std::memchr(name, '\0', length))
-        return {};
+        return true;
     }
-    std::string why = path_problem(path);
-    if (why.empty() && slash > 0) good_parent_.assign(data, slash);
-    return why;
+    why = path_problem(path);
+    if (!why.empty()) return false;
+    if (slash > 0) good_parent_.assign(data, slash);
+    return true;
   }
   std::string good_parent_;  // the directory of a path that path_problem() accepted
   void check_cancel() {
@@ -744,7 +751,7 @@ RenamePlan Planner::make(std::span<const OperationView> operations, std::vector<
   for (std::size_t i = 0; i < operations.size(); ++i) {
     if ((i & 1023) == 0) check_cancel();
     const OperationView& op = operations[i];
-    if (auto why = check_path(op.source); !why.empty()) {
+    if (std::string why; !path_ok(op.source, why)) {
       problem(op.source, why);
       continue;
     }
@@ -757,7 +764,7 @@ RenamePlan Planner::make(std::span<const OperationView> operations, std::vector<
     const bool exists = object.st.st_ino != 0;
     switch (op.kind) {
       case Operation::Kind::rename:
-        if (auto why = check_path(op.destination); !why.empty()) {
+        if (std::string why; !path_ok(op.destination, why)) {
           problem(op.destination, why);
           break;
         }
@@ -879,7 +886,10 @@ Planner::Blocker Planner::blocker(std::size_t o) {
   const Object& object = objects_[o];
   const std::string_view dest = object.final_path;
   Blocker b;
-  for (std::string_view a = split(dest).first;; a = split(a).first) {
+  // No ancestor can be held when the parent is shorter than every key (a
+  // batch in one directory: no walk at all).
+  const bool ancestors_held = split(dest).first.size() >= std::min(arriving_.shortest(), occupant_.shortest());
+  for (std::string_view a = split(dest).first; ancestors_held; a = split(a).first) {
     if (const auto coming = arriving_.find(a); coming && *coming != o && !objects_[*coming].done) {
       b.kind = Blocker::Kind::edge;
       b.edge = Edge::arrive;
@@ -1067,6 +1077,10 @@ void Planner::move(std::size_t o, std::string_view to, bool temporary) {
     object.through_temporary = true;
   } else {
     object.done = true;
+  }
+  if (step.kind == Step::Kind::move && !object.link) {  // a plain move, as add_step() would draft it
+    drafts_.push_back({from, object.current, step.id, Step::Kind::move});
+    return;
   }
   add_step(std::move(step), from, object.current);  // where `to` is kept now
 }
