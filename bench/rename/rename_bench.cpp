@@ -8,6 +8,10 @@
 //   rename_bench --only floor|engine --count N
 //                                    one run of one side, for timing whole
 //                                    processes (/usr/bin/time -v: peak RSS)
+//   rename_bench --only plan --count N --runs R
+//                                    RenamePlan::make alone (validation and
+//                                    ordering, nothing renamed): the median
+//                                    of R plans of one directory
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -103,6 +107,23 @@ double engine_run(const std::string& state, const std::string& dir, std::size_t 
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// Planning only: RenamePlan::make touches nothing, so one directory serves every run.
+double plan_run(const std::string& state, const std::string& dir, std::size_t count, long& faults) {
+  const rename::Batch batch = batch_for(dir, count);  // the client's work, not timed
+  rusage before{}, after{};
+  ::getrusage(RUSAGE_SELF, &before);
+  const auto start = Clock::now();
+  const rename::RenamePlan plan = rename::RenamePlan::make(batch, state + "/Trash");
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  ::getrusage(RUSAGE_SELF, &after);
+  faults = after.ru_minflt - before.ru_minflt;
+  if (plan.steps.size() != count) {
+    std::fprintf(stderr, "rename_bench: planned %zu steps for %zu renames\n", plan.steps.size(), count);
+    std::exit(1);
+  }
+  return seconds;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -126,11 +147,26 @@ int main(int argc, char** argv) {
     else if (arg == "--runs" && i + 1 < argc) runs = std::max(1, std::atoi(argv[++i]));
     else if (arg == "--only" && i + 1 < argc) only = argv[++i];
     else {
-      std::fprintf(stderr, "usage: rename_bench [--count N] [--runs R] [--only floor|engine]\n");
+      std::fprintf(stderr, "usage: rename_bench [--count N] [--runs R] [--only floor|engine|plan]\n");
       return 2;
     }
   }
   Scratch scratch;
+  if (only == "plan") {
+    const std::string dir = populate(scratch.root, "d", counts.front());
+    std::vector<double> times;
+    long first_faults = 0, faults = 0;
+    for (int r = 0; r < runs; ++r) {
+      times.push_back(plan_run(scratch.root, dir, counts.front(), faults));
+      if (r == 0) first_faults = faults;
+    }
+    // The first run touches fresh pages (as a daemon's first batch does); later ones reuse the heap.
+    std::printf("plan %zu renames: median %.2f ms of %d, first %.2f ms, min %.2f ms; page faults: first %ld, last %ld; "
+                "peak RSS %ld KiB\n",
+                counts.front(), median(times) * 1e3, runs, times.front() * 1e3,
+                *std::min_element(times.begin(), times.end()) * 1e3, first_faults, faults, peak_rss_kib());
+    return 0;
+  }
   if (!only.empty()) {
     const std::string dir = populate(scratch.root, "d", counts.front());
     const double seconds = only == "floor" ? floor_run(dir, counts.front())

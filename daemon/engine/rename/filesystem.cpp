@@ -32,13 +32,6 @@ std::string z(std::string_view s) { return std::string(s); }
 OsError::OsError(const std::string& doing, std::string path, int error)
     : std::runtime_error(doing + ": " + std::strerror(error)), path(std::move(path)), error(error) {}
 
-std::pair<std::string_view, std::string_view> split(std::string_view path) {
-  const auto slash = path.rfind('/');
-  if (slash == std::string_view::npos) return {".", path};
-  if (slash == 0) return {"/", path.substr(1)};
-  return {path.substr(0, slash), path.substr(slash + 1)};
-}
-
 Directories::~Directories() {
   for (auto& [path, fd] : fds_) ::close(fd);
 }

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -24,7 +25,15 @@ struct OsError : std::runtime_error {
   int error;
 };
 
-std::pair<std::string_view, std::string_view> split(std::string_view path);  // parent, name
+// Parent and name. Inline, with memrchr: the planner splits every path of a
+// batch several times (string_view::rfind goes a byte at a time).
+[[gnu::always_inline]] inline std::pair<std::string_view, std::string_view> split(std::string_view path) {
+  const void* found = path.empty() ? nullptr : ::memrchr(path.data(), '/', path.size());
+  if (!found) return {".", path};
+  const std::size_t slash = static_cast<std::size_t>(static_cast<const char*>(found) - path.data());
+  if (slash == 0) return {"/", std::string_view(path.data() + 1, path.size() - 1)};
+  return {std::string_view(path.data(), slash), std::string_view(path.data() + slash + 1, path.size() - slash - 1)};
+}
 
 // Directory descriptors by path, so that a batch of 100k renames in one
 // directory resolves that directory once. Entries under a moved directory

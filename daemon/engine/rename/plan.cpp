@@ -92,10 +92,44 @@ std::string trash_date() {
   return text;
 }
 
+// The hash of every table here. Inline, 8 bytes a round: std::hash (an
+// out-of-line murmur over bytes) was an eighth of planning's instructions,
+// with a dozen hashes of ~50-byte paths per operation.
+inline std::uint64_t path_hash(std::string_view path) {
+  constexpr std::uint64_t k = 0x9e3779b97f4a7c15ULL;
+  const char* p = path.data();
+  std::size_t n = path.size();
+  std::uint64_t h = (n + 1) * k;
+  for (; n >= 8; p += 8, n -= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ w) * k;
+    h ^= h >> 29;
+  }
+  std::uint64_t tail = 0;
+  if (n >= 4) {  // two overlapping words: the length is already in `h`
+    std::uint32_t a, b;
+    std::memcpy(&a, p, 4);
+    std::memcpy(&b, p + n - 4, 4);
+    tail = (std::uint64_t(a) << 32) | b;
+  } else if (n > 0) {
+    tail = (std::uint64_t(static_cast<unsigned char>(p[0])) << 16) |
+           (std::uint64_t(static_cast<unsigned char>(p[n / 2])) << 8) | static_cast<unsigned char>(p[n - 1]);
+  }
+  h ^= tail;
+  // murmur3's finalizer: every bit of the input reaches the low bits that pick a slot.
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
 // Lookups by string_view, without building a std::string per ancestor.
 struct PathHash {
   using is_transparent = void;
-  std::size_t operator()(std::string_view path) const { return std::hash<std::string_view>{}(path); }
+  std::size_t operator()(std::string_view path) const { return static_cast<std::size_t>(path_hash(path)); }
 };
 template <typename T>
 using PathMap = std::unordered_map<std::string, T, PathHash, std::equal_to<>>;
@@ -114,6 +148,9 @@ struct Object {
     ino_t st_ino = 0;
   } st;
   FileId id;
+  // PathIndex hashes of `current` and (if moving) `final_path`, kept so
+  // that each path is hashed once rather than at every lookup.
+  std::uint32_t hash_current = 0, hash_final = 0;
   bool moving = false;
   bool done = false;
   bool overwrite = false;
@@ -130,6 +167,12 @@ struct Object {
   std::optional<std::uint32_t> new_mode;
 };
 
+// What PathIndex keeps of a path's hash.
+inline std::uint32_t index_hash(std::string_view path) {
+  const std::uint64_t h = path_hash(path);
+  return static_cast<std::uint32_t>(h ^ (h >> 32));
+}
+
 // Object indices by one of their paths (`Key`): open addressing with the
 // hash kept beside the index, 8 bytes a slot instead of a 40-byte node (and
 // an allocation) per entry. The key is read from the object, so an object's
@@ -144,37 +187,47 @@ class PathIndex {
     while (capacity < 2 * n) capacity *= 2;
     if (capacity > slots_.size()) rehash(capacity);
   }
+  static std::uint32_t hash(std::string_view key) { return index_hash(key); }
   // The object held under `key`, if any.
   std::optional<std::size_t> find(std::string_view key) const {
     // Most lookups are of ancestors, shorter than any path held: no hashing.
     if (slots_.empty() || lengths_[length_class(key)] == 0) return std::nullopt;
-    const std::uint32_t h = hash(key);
+    return find(key, hash(key));
+  }
+  // The same, given hash(key).
+  std::optional<std::size_t> find(std::string_view key, std::uint32_t h) const {
+    if (slots_.empty() || lengths_[length_class(key)] == 0) return std::nullopt;
     for (std::size_t i = h & mask();; i = (i + 1) & mask()) {
       const Slot& slot = slots_[i];
       if (slot.index == empty) return std::nullopt;
       if (slot.index != erased && slot.hash == h && objects_[slot.index].*Key == key) return slot.index;
     }
   }
+  // No key held is shorter than this (a bound: erasing does not raise it).
+  std::size_t shortest() const { return shortest_; }
   bool count(std::string_view key) const { return find(key).has_value(); }
-  // Holds object `o` under its path unless another object is held there;
-  // returns the object held there now.
-  std::size_t emplace(std::size_t o) { return put(o, false); }
-  // Holds object `o` under its path, in place of any other.
-  void assign(std::size_t o) { put(o, true); }
+  bool count(std::string_view key, std::uint32_t h) const { return find(key, h).has_value(); }
+  // Holds object `o` under its path (whose hash is `h`) unless another
+  // object is held there; returns the object held there now.
+  std::size_t emplace(std::size_t o, std::uint32_t h) { return put(o, false, h); }
+  // Holds object `o` under its path (whose hash is `h`), in place of any other.
+  void assign(std::size_t o, std::uint32_t h) { put(o, true, h); }
   void clear() {
     std::vector<Slot>().swap(slots_);
     std::vector<std::uint32_t>().swap(lengths_);
     size_ = used_ = 0;
+    shortest_ = SIZE_MAX;
   }
-  void erase(std::string_view key) {
+  // Given hash(key).
+  void erase(std::string_view key, std::uint32_t h) {
     if (slots_.empty() || lengths_[length_class(key)] == 0) return;
-    const std::uint32_t h = hash(key);
     for (std::size_t i = h & mask();; i = (i + 1) & mask()) {
       Slot& slot = slots_[i];
       if (slot.index == empty) return;
       if (slot.index != erased && slot.hash == h && objects_[slot.index].*Key == key) {
-        slot.index = erased;
+        remove_at(i);
         --size_;
+        --used_;
         --lengths_[length_class(key)];
         return;
       }
@@ -187,17 +240,28 @@ class PathIndex {
     std::uint32_t index = empty;
     std::uint32_t hash = 0;
   };
-  static std::uint32_t hash(std::string_view key) {
-    const std::size_t h = std::hash<std::string_view>{}(key);
-    return static_cast<std::uint32_t>(h ^ (h >> 32));
-  }
   std::size_t mask() const { return slots_.size() - 1; }
+  // Empties slot `hole`, moving back the entries after it that may take its
+  // place (no tombstones: a batch erases and re-adds every object that moves,
+  // and tombstones made the index of current paths grow to four times the
+  // objects, 512 KB of fresh pages at 10k).
+  void remove_at(std::size_t hole) {
+    for (std::size_t j = (hole + 1) & mask(); slots_[j].index != empty; j = (j + 1) & mask()) {
+      const std::size_t home = slots_[j].hash & mask();
+      // The entry at j stays if its home lies cyclically in (hole, j].
+      const bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+      if (!stays) {
+        slots_[hole] = slots_[j];
+        hole = j;
+      }
+    }
+    slots_[hole].index = empty;
+  }
   static std::size_t length_class(std::string_view key) { return std::min<std::size_t>(key.size(), PATH_MAX); }
-  std::size_t put(std::size_t o, bool replace) {
+  std::size_t put(std::size_t o, bool replace, std::uint32_t h) {
     if (2 * (used_ + 1) > slots_.size())  // grow, or just sweep out erased slots
       rehash(std::max<std::size_t>(16, 4 * (size_ + 1) > slots_.size() ? 2 * slots_.size() : slots_.size()));
     const std::string_view key = objects_[o].*Key;
-    const std::uint32_t h = hash(key);
     Slot* free = nullptr;
     for (std::size_t i = h & mask();; i = (i + 1) & mask()) {
       Slot& slot = slots_[i];
@@ -221,6 +285,7 @@ class PathIndex {
     free->hash = h;
     ++size_;
     ++lengths_[length_class(key)];
+    shortest_ = std::min(shortest_, key.size());
     return o;
   }
   void rehash(std::size_t capacity) {
@@ -240,7 +305,8 @@ class PathIndex {
   std::vector<Slot> slots_;
   std::vector<std::uint32_t> lengths_;  // how many keys of each length (PATH_MAX: that or longer)
   std::size_t size_ = 0;  // objects held
-  std::size_t used_ = 0;  // slots not empty: objects held and erased slots
+  std::size_t used_ = 0;  // slots not empty: objects held and erased slots (none since remove_at)
+  std::size_t shortest_ = SIZE_MAX;
 };
 
 class Planner {
@@ -269,6 +335,27 @@ class Planner {
   void problem(std::string_view path, std::string reason, std::string_view occupied = {}) {
     problems_.push_back({std::string(path), std::move(reason), std::string(occupied)});
   }
+  // Whether path_problem() finds nothing (else `why` is what it found).
+  // Paths mostly share the directory of the last acceptable one: then only
+  // the name is checked, and no string is made.
+  bool path_ok(std::string_view path, std::string& why) {
+    const char* data = path.data();
+    const std::size_t n = path.size();
+    const void* found = n ? ::memrchr(data, '/', n) : nullptr;
+    const std::size_t slash = found ? static_cast<std::size_t>(static_cast<const char*>(found) - data) : 0;
+    if (slash > 0 && slash == good_parent_.size() && n < PATH_MAX && std::memcmp(data, good_parent_.data(), slash) == 0) {
+      const char* name = data + slash + 1;
+      const std::size_t length = n - slash - 1;
+      if (length > 0 && length <= NAME_MAX && !(length == 1 && name[0] == '.') &&
+          !(length == 2 && name[0] == '.' && name[1] == '.') && !std::memchr(name, '\0', length))
+        return true;
+    }
+    why = path_problem(path);
+    if (!why.empty()) return false;
+    if (slash > 0) good_parent_.assign(data, slash);
+    return true;
+  }
+  std::string good_parent_;  // the directory of a path that path_problem() accepted
   void check_cancel() {
     if (cancelled_ && cancelled_->load(std::memory_order_relaxed)) throw BatchCancelled("cancelled before any change");
   }
@@ -276,8 +363,17 @@ class Planner {
   std::optional<struct stat> disk(std::string_view path);
   std::optional<struct stat> disk_exact(std::string_view path);
   void list_busy_directories(std::span<const OperationView> operations);
-  Place resolve(std::string_view path);
-  Place resolve_uncached(std::string_view path);
+  // How resolve_uncached() concluded for a directory: the walk up reached the
+  // root (ask the disk), found the directory created by the batch, or found it
+  // inside an object that moved (ask the disk at `original`).
+  struct Chain {
+    enum class Kind { root, created, inside } kind = Kind::root;
+    std::string original;
+  };
+  // `hash`, if known: index_hash(path).
+  Place resolve(std::string_view path, std::optional<std::uint32_t> hash = std::nullopt);
+  Place resolve_entry(std::string_view path, std::uint32_t hash);
+  Place resolve_uncached(std::string_view path, Chain& chain);
   void relocate(std::size_t o, std::string_view path, bool stable);
   Blocker blocker(std::size_t o);
   bool ensure_directory(const std::string& path, std::string_view why_path);
@@ -309,7 +405,7 @@ class Planner {
   // was the request, the simulation and 100k complete steps at once.
   struct Draft {
     std::string_view from, to;  // null: the step has its own paths
-    FileId id, other;
+    FileId id;                  // (an exchange, with its `other`, is whole)
     Step::Kind kind = Step::Kind::move;
     std::uint32_t whole = UINT32_MAX;  // its index in whole_, if any
   };
@@ -320,11 +416,11 @@ class Planner {
   std::deque<std::string> made_up_;
   std::string_view make_up(std::string path) { return made_up_.emplace_back(std::move(path)); }
   void add_step(Step step, std::string_view from = {}, std::string_view to = {}) {
-    Draft draft{from, to, step.id, step.other, step.kind};
+    Draft draft{from, to, step.id, step.kind};
     const Step& read = step;  // const: reading the rare fields makes nothing
     const bool plain = to.data() != nullptr && read.link_old().empty() && read.link_new().empty() &&
                        read.scratch().empty() && read.info().empty() && step.old_mode == 0 && step.new_mode == 0 &&
-                       step.from.empty() && step.to.empty();
+                       step.from.empty() && step.to.empty() && step.other == FileId{};
     if (!plain) {
       draft.whole = static_cast<std::uint32_t>(whole_.size());
       whole_.push_back(std::move(step));
@@ -344,17 +440,22 @@ class Planner {
   // big directory asks about the same parent. Any change to directories in
   // the simulation (a directory moved, created, trashed) bumps `generation_`.
   std::uint64_t generation_ = 0, memo_generation_ = ~std::uint64_t(0);
+  // The memo also answers for the entries of that directory: how its walk
+  // up concluded is how theirs would (see resolve_entry).
   std::string memo_path_;
   Place memo_place_;
+  Chain::Kind memo_chain_ = Chain::Kind::root;
+  std::string memo_original_;
   // Names and inodes of directories that many operations touch, read once
   // with getdents instead of one lstat per name (see list_busy_directories).
   // Compact (24 bytes an entry plus the name, and 8 for the index): entries
   // in one arena, found by hash. A sorted index cost a sort and ~17 string
   // comparisons a lookup: a quarter of planning's instructions.
   struct Listing {
-    struct Entry {
-      std::uint32_t offset, length;
+    struct Entry {  // 16 bytes: a listing of 100k names is 1.6 MB of them
       ino_t ino;
+      std::uint32_t offset;
+      std::uint16_t length;  // NAME_MAX at most
       unsigned char type;
     };
     dev_t dev = 0;
@@ -364,7 +465,7 @@ class Planner {
     // at least twice the entries.
     std::vector<std::uint32_t> slots;
     std::string_view name(const Entry& e) const { return std::string_view(names).substr(e.offset, e.length); }
-    static std::size_t hash(std::string_view key) { return std::hash<std::string_view>{}(key); }
+    static std::size_t hash(std::string_view key) { return static_cast<std::size_t>(path_hash(key)); }
     void index() {
       std::size_t capacity = 16;
       while (capacity < 2 * entries.size()) capacity *= 2;
@@ -386,6 +487,9 @@ class Planner {
     }
   };
   PathMap<Listing> listings_;
+  std::string_view last_listing_dir_;  // a key of listings_
+  const Listing* last_listing_ = nullptr;
+  std::vector<bool> disk_cache_lengths_ = std::vector<bool>(PATH_MAX + 1);  // of disk_cache_'s keys (PATH_MAX: that or longer)
   std::vector<std::string> make_directories_;
 };
 
@@ -400,18 +504,30 @@ std::optional<struct stat> Planner::disk_exact(std::string_view path) {
 }
 
 std::optional<struct stat> Planner::disk(std::string_view path) {
-  auto it = disk_cache_.find(path);
-  if (it != disk_cache_.end()) return it->second;
+  // The cache holds directories, mostly shorter than the paths asked about:
+  // no hashing for a length it does not hold.
+  if (disk_cache_lengths_[std::min<std::size_t>(path.size(), PATH_MAX)]) {
+    auto it = disk_cache_.find(path);
+    if (it != disk_cache_.end()) return it->second;
+  }
   if (!listings_.empty()) {
     auto [parent, name] = split(path);
-    if (auto listing = listings_.find(parent); listing != listings_.end()) {
-      const Listing::Entry* entry = listing->second.find(name);
+    const Listing* listing = nullptr;
+    if (last_listing_ && parent == last_listing_dir_) {  // most entries asked about are in the last one
+      listing = last_listing_;
+    } else if (auto it = listings_.find(parent); it != listings_.end()) {
+      listing = &it->second;
+      last_listing_dir_ = it->first;
+      last_listing_ = listing;
+    }
+    if (listing) {
+      const Listing::Entry* entry = listing->find(name);
       if (!entry) return std::nullopt;
       const unsigned char type = entry->type;
       if (type != DT_DIR && type != DT_UNKNOWN) {
         // Enough to plan with; permission bits are read exactly where needed.
         struct stat st {};
-        st.st_dev = listing->second.dev;
+        st.st_dev = listing->dev;
         st.st_ino = entry->ino;
         st.st_mode = DTTOIF(type);
         return st;
@@ -420,7 +536,10 @@ std::optional<struct stat> Planner::disk(std::string_view path) {
   }
   std::optional<struct stat> st = disk_exact(path);
   // Directories are asked about again and again (every entry's parent); files once.
-  if (st && S_ISDIR(st->st_mode)) disk_cache_.emplace(std::string(path), st);
+  if (st && S_ISDIR(st->st_mode)) {
+    disk_cache_.emplace(std::string(path), st);
+    disk_cache_lengths_[std::min<std::size_t>(path.size(), PATH_MAX)] = true;
+  }
   return st;
 }
 
@@ -431,13 +550,26 @@ std::optional<struct stat> Planner::disk(std::string_view path) {
 // asked again with lstat.
 void Planner::list_busy_directories(std::span<const OperationView> operations) {
   constexpr std::size_t busy = 64;
-  // Keyed by views into the operations: no string per operation.
-  std::unordered_map<std::string_view, std::size_t> uses;
+  // Keyed by views into the operations: no string per operation. Counted
+  // by runs: a batch's operations mostly come directory by directory.
+  std::unordered_map<std::string_view, std::size_t, PathHash> uses;
+  std::string_view run;
+  std::size_t run_length = 0;
+  auto use = [&](std::string_view dir) {
+    if (dir == run) {
+      ++run_length;
+      return;
+    }
+    if (run_length) uses[run] += run_length;
+    run = dir;
+    run_length = 1;
+  };
   for (const OperationView& op : operations) {
     if (op.kind != Operation::Kind::rename) continue;
-    ++uses[split(op.source).first];
-    ++uses[split(op.destination).first];
+    use(split(op.source).first);
+    use(split(op.destination).first);
   }
+  if (run_length) uses[run] += run_length;
   for (const auto& [dir, count] : uses) {
     if (count < busy) continue;
     const int fd = ::open(std::string(dir).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -450,11 +582,14 @@ void Planner::list_busy_directories(std::span<const OperationView> operations) {
     }
     Listing listing;
     listing.dev = st.st_dev;
+    // Enough for the entries the batch names, without copies while it
+    // grows (pages reserved and not written cost nothing).
+    listing.entries.reserve(count);
     while (const dirent* entry = ::readdir(stream)) {
       const std::string_view name = entry->d_name;
       if (name == "." || name == "..") continue;
-      listing.entries.push_back({static_cast<std::uint32_t>(listing.names.size()),
-                                 static_cast<std::uint32_t>(name.size()), entry->d_ino, entry->d_type});
+      listing.entries.push_back({entry->d_ino, static_cast<std::uint32_t>(listing.names.size()),
+                                 static_cast<std::uint16_t>(name.size()), entry->d_type});
       listing.names += name;
     }
     ::closedir(stream);
@@ -465,18 +600,70 @@ void Planner::list_busy_directories(std::span<const OperationView> operations) {
 }
 
 // What is at `path` in the simulated tree.
-Planner::Place Planner::resolve(std::string_view path) {
-  if (memo_generation_ == generation_ && path == memo_path_) return memo_place_;
-  Place place = resolve_uncached(path);
+Planner::Place Planner::resolve(std::string_view path, std::optional<std::uint32_t> hash) {
+  if (memo_generation_ == generation_) {
+    if (path == memo_path_) return memo_place_;
+    // An entry of the remembered directory (every rename in a big directory
+    // asks about its destination there): its ancestors were walked already.
+    const std::size_t n = memo_path_.size();
+    if (path.size() > n + 1 && path[n] == '/' && path.starts_with(memo_path_) &&
+        path.find('/', n + 1) == std::string_view::npos)
+      return resolve_entry(path, hash ? *hash : index_hash(path));
+  }
+  Chain chain;
+  Place place = resolve_uncached(path, chain);
   if (place.kind != Place::Kind::object && place.kind != Place::Kind::absent && S_ISDIR(place.st.st_mode)) {
     memo_generation_ = generation_;
     memo_path_ = path;
     memo_place_ = place;
+    memo_chain_ = chain.kind;
+    if (chain.kind == Chain::Kind::inside) memo_original_ = std::move(chain.original);
   }
   return place;
 }
 
-Planner::Place Planner::resolve_uncached(std::string_view path) {
+// resolve_uncached() for `path` directly inside the remembered directory:
+// the same checks of `path` itself, then the answer its walk above gave.
+Planner::Place Planner::resolve_entry(std::string_view path, std::uint32_t hash) {
+  Place place;
+  if (const auto there = occupant_.find(path, hash)) {
+    place.kind = Place::Kind::object;
+    place.object = *there;
+    place.st.st_mode = objects_[*there].st.st_mode;
+    place.st.st_dev = objects_[*there].st.st_dev;
+    place.st.st_ino = objects_[*there].st.st_ino;
+    return place;
+  }
+  if (auto it = created_.empty() ? created_.end() : created_.find(path); it != created_.end()) {
+    place.kind = Place::Kind::created;
+    place.st.st_mode = S_IFDIR | 0755;
+    place.st.st_dev = it->second;
+    return place;
+  }
+  if (by_original_.count(path, hash) || moved_to_trash(path)) return place;  // moved away or trashed
+  switch (memo_chain_) {
+    case Chain::Kind::created:  // nothing is in a created directory but what the simulation put there
+      return place;
+    case Chain::Kind::inside: {  // the directory is inside a moved object: its original contents
+      const std::string original = memo_original_ + std::string(path.substr(memo_path_.size()));
+      if (by_original_.count(original) || moved_to_trash(original)) return place;
+      if (auto st = disk(original)) {
+        place.kind = Place::Kind::disk;
+        place.st = *st;
+      }
+      return place;
+    }
+    case Chain::Kind::root:
+      break;
+  }
+  if (auto st = disk(path)) {
+    place.kind = Place::Kind::disk;
+    place.st = *st;
+  }
+  return place;
+}
+
+Planner::Place Planner::resolve_uncached(std::string_view path, Chain& chain) {
   Place place;
   std::string_view q = path;
   for (;;) {
@@ -495,6 +682,8 @@ Planner::Place Planner::resolve_uncached(std::string_view path) {
       if (auto st = disk(original)) {
         place.kind = Place::Kind::disk;
         place.st = *st;
+        chain.kind = Chain::Kind::inside;
+        chain.original = original;
       }
       return place;
     }
@@ -504,6 +693,7 @@ Planner::Place Planner::resolve_uncached(std::string_view path) {
         place.kind = Place::Kind::created;
         place.st.st_mode = S_IFDIR | 0755;
         place.st.st_dev = it->second;
+        chain.kind = Chain::Kind::created;
       }
       return place;
     }
@@ -514,18 +704,21 @@ Planner::Place Planner::resolve_uncached(std::string_view path) {
   if (auto st = disk(path)) {
     place.kind = Place::Kind::disk;
     place.st = *st;
+    chain.kind = Chain::Kind::root;
   }
   return place;
 }
 
 std::size_t Planner::object_at(std::string_view original, const OperationView& op) {
-  if (const auto known = by_original_.find(original)) {
+  const std::uint32_t hash = index_hash(original);  // of all three keys for now
+  if (const auto known = by_original_.find(original, hash)) {
     if (!(objects_[*known].id == op.id)) problem(original, "appears twice with different inodes");
     return *known;
   }
   Object object;
   object.original = object.current = object.final_path = original;
   object.id = op.id;
+  object.hash_current = object.hash_final = hash;
   const std::size_t index = objects_.size();
   auto st = disk(original);
   if (st && (st->st_dev != op.id.dev || st->st_ino != op.id.ino))
@@ -543,8 +736,8 @@ std::size_t Planner::object_at(std::string_view original, const OperationView& o
     object.refused = true;
   }
   objects_.push_back(std::move(object));
-  by_original_.emplace(index);
-  occupant_.emplace(index);
+  by_original_.emplace(index, hash);
+  occupant_.emplace(index, hash);
   return index;
 }
 
@@ -558,7 +751,7 @@ RenamePlan Planner::make(std::span<const OperationView> operations, std::vector<
   for (std::size_t i = 0; i < operations.size(); ++i) {
     if ((i & 1023) == 0) check_cancel();
     const OperationView& op = operations[i];
-    if (auto why = path_problem(op.source); !why.empty()) {
+    if (std::string why; !path_ok(op.source, why)) {
       problem(op.source, why);
       continue;
     }
@@ -571,7 +764,7 @@ RenamePlan Planner::make(std::span<const OperationView> operations, std::vector<
     const bool exists = object.st.st_ino != 0;
     switch (op.kind) {
       case Operation::Kind::rename:
-        if (auto why = path_problem(op.destination); !why.empty()) {
+        if (std::string why; !path_ok(op.destination, why)) {
           problem(op.destination, why);
           break;
         }
@@ -637,7 +830,8 @@ RenamePlan Planner::make(std::span<const OperationView> operations, std::vector<
   // 2. The batch as a whole: one destination per source.
   for (std::size_t o = 0; o < objects_.size(); ++o) {
     if (!objects_[o].moving) continue;
-    const std::size_t first = arriving_.emplace(o);
+    objects_[o].hash_final = index_hash(objects_[o].final_path);
+    const std::size_t first = arriving_.emplace(o, objects_[o].hash_final);
     if (first != o) {
       objects_[o].refused = true;
       problem(objects_[o].final_path, "two files would get this name: " + printable(objects_[first].original) +
@@ -663,23 +857,20 @@ void Planner::finish_steps() {
   occupant_.clear();
   arriving_.clear();
   std::vector<Object>().swap(objects_);
+  last_listing_ = nullptr;
   listings_.clear();
   disk_cache_.clear();
   steps_.reserve(drafts_.size());
-  for (const Draft& draft : drafts_) {
-    Step step;
-    if (draft.whole != UINT32_MAX) {
-      step = std::move(whole_[draft.whole]);
-    } else {
+  for (const Draft& draft : drafts_) {  // made in place: 100k of them
+    Step& step = draft.whole != UINT32_MAX ? steps_.emplace_back(std::move(whole_[draft.whole])) : steps_.emplace_back();
+    if (draft.whole == UINT32_MAX) {
       step.kind = draft.kind;
       step.id = draft.id;
-      step.other = draft.other;
     }
     if (draft.to.data() != nullptr) {
-      step.from = draft.from;
-      step.to = draft.to;
+      step.from = std::string(draft.from);  // constructed, then moved: assign() is slower into an empty string
+      step.to = std::string(draft.to);
     }
-    steps_.push_back(std::move(step));
   }
   std::vector<Draft>().swap(drafts_);
   std::vector<Step>().swap(whole_);
@@ -695,7 +886,10 @@ Planner::Blocker Planner::blocker(std::size_t o) {
   const Object& object = objects_[o];
   const std::string_view dest = object.final_path;
   Blocker b;
-  for (std::string_view a = split(dest).first;; a = split(a).first) {
+  // No ancestor can be held when the parent is shorter than every key (a
+  // batch in one directory: no walk at all).
+  const bool ancestors_held = split(dest).first.size() >= std::min(arriving_.shortest(), occupant_.shortest());
+  for (std::string_view a = split(dest).first; ancestors_held; a = split(a).first) {
     if (const auto coming = arriving_.find(a); coming && *coming != o && !objects_[*coming].done) {
       b.kind = Blocker::Kind::edge;
       b.edge = Edge::arrive;
@@ -724,7 +918,7 @@ Planner::Blocker Planner::blocker(std::size_t o) {
     b.reason = "cannot go to " + printable(dest) + ": " + printable(parent) + " is not a directory";
     return b;
   }
-  if (const auto at = occupant_.find(dest)) {
+  if (const auto at = occupant_.find(dest, object.hash_final)) {
     const Object& there = objects_[*at];
     if (there.moving && !there.done) {
       b.kind = Blocker::Kind::edge;
@@ -736,7 +930,7 @@ Planner::Blocker Planner::blocker(std::size_t o) {
     b.reason = "cannot become " + printable(dest) + ": it exists and is part of this batch without leaving";
     return b;
   }
-  const Place here = resolve(dest);
+  const Place here = resolve(dest, object.hash_final);
   if (here.kind == Place::Kind::disk) {
     if (here.st.st_dev == object.id.dev && here.st.st_ino == object.id.ino) return b;  // case-insensitive alias
     if (object.overwrite) {
@@ -791,12 +985,13 @@ void Planner::rewrite(const std::string& from, const std::string& to) {
   for (std::size_t i = 0; i < objects_.size(); ++i) {
     Object& object = objects_[i];
     if (object.current == from || object.current.starts_with(prefix)) {
-      occupant_.erase(object.current);
+      occupant_.erase(object.current, object.hash_current);
       object.current = make_up(to + std::string(object.current.substr(from.size())));
+      object.hash_current = index_hash(object.current);
       moved_objects.push_back(i);
     }
   }
-  for (const std::size_t i : moved_objects) occupant_.assign(i);
+  for (const std::size_t i : moved_objects) occupant_.assign(i, objects_[i].hash_current);
   std::vector<std::pair<std::string, dev_t>> moved;
   for (auto it = created_.begin(); it != created_.end();) {
     if (it->first.starts_with(prefix)) {
@@ -813,13 +1008,15 @@ void Planner::rewrite(const std::string& from, const std::string& to) {
 // `stable` when `path` is the object's own final path (a view into the Batch).
 void Planner::relocate(std::size_t o, std::string_view path, bool stable) {
   Object& object = objects_[o];
-  occupant_.erase(object.current);
+  occupant_.erase(object.current, object.hash_current);
   if (stable) {
     object.current = path;
+    object.hash_current = object.hash_final;
   } else {
     object.current = make_up(std::string(path));
+    object.hash_current = index_hash(object.current);
   }
-  occupant_.assign(o);
+  occupant_.assign(o, object.hash_current);
 }
 
 // A directory copied to another file system: nothing else of the batch may
@@ -880,6 +1077,10 @@ void Planner::move(std::size_t o, std::string_view to, bool temporary) {
     object.through_temporary = true;
   } else {
     object.done = true;
+  }
+  if (step.kind == Step::Kind::move && !object.link) {  // a plain move, as add_step() would draft it
+    drafts_.push_back({from, object.current, step.id, Step::Kind::move});
+    return;
   }
   add_step(std::move(step), from, object.current);  // where `to` is kept now
 }

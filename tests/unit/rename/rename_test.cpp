@@ -244,6 +244,100 @@ TEST_F(RenameTest, DirectoryAndEntriesInsideItInOneBatch) {
   EXPECT_EQ(after.size(), 3u);
 }
 
+// The planner remembers the last directory it resolved and answers for its
+// entries from that; a batch that moves, creates or re-creates directories
+// between entries must see each change. Over 64 entries a directory is also
+// read with getdents, so these take that path too.
+TEST_F(RenameTest, ManyEntriesOfAMovedDirectoryUnderItsNewName) {
+  make_dir(p("d"));
+  for (int i = 0; i < 100; ++i) write_file(p("d/f" + std::to_string(i)), "F" + std::to_string(i));
+  write_file(p("d/keep"), "K");
+  auto before = snapshot(tree_.root);
+  std::vector<Operation> ops;
+  for (int i = 0; i < 50; ++i) ops.push_back(rename_op(p("d/f" + std::to_string(i)), p("e/g" + std::to_string(i))));
+  ops.push_back(rename_op(p("d"), p("e")));
+  for (int i = 50; i < 100; ++i) ops.push_back(rename_op(p("d/f" + std::to_string(i)), p("e/g" + std::to_string(i))));
+  submit(ops);
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("e"), before.at("d"));
+  EXPECT_EQ(after.at("e/keep"), before.at("d/keep"));
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(after.at("e/g" + std::to_string(i)), before.at("d/f" + std::to_string(i))) << i;
+  EXPECT_EQ(after.size(), 102u);
+}
+
+TEST_F(RenameTest, ManyEntriesIntoTheOldNameOfADirectoryThatMovesAway) {
+  make_dir(p("d"));
+  write_file(p("d/in"), "I");
+  for (int i = 0; i < 80; ++i) write_file(p("a" + std::to_string(i)), "A" + std::to_string(i));
+  auto before = snapshot(tree_.root);
+  std::vector<Operation> ops;
+  for (int i = 0; i < 40; ++i) ops.push_back(rename_op(p("a" + std::to_string(i)), p("d/a" + std::to_string(i))));
+  ops.push_back(rename_op(p("d"), p("e")));
+  // A name that is free in the new d, though the old d has it.
+  ops.push_back(rename_op(p("a40"), p("d/in")));
+  for (int i = 41; i < 80; ++i) ops.push_back(rename_op(p("a" + std::to_string(i)), p("d/a" + std::to_string(i))));
+  submit(ops);
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("e"), before.at("d"));
+  EXPECT_EQ(after.at("e/in"), before.at("d/in"));
+  EXPECT_EQ(after.at("d/in"), before.at("a40"));
+  for (int i = 0; i < 80; ++i)
+    if (i != 40) {
+      EXPECT_EQ(after.at("d/a" + std::to_string(i)), before.at("a" + std::to_string(i))) << i;
+    }
+  EXPECT_EQ(after.size(), 83u);  // d (new), e, e/in, d/in and 79 entries
+}
+
+TEST_F(RenameTest, ManyEntriesWithCyclesAndChainsAndNewDirectories) {
+  make_dir(p("c"));
+  for (int i = 0; i < 70; ++i) write_file(p("c/f" + std::to_string(i)), "F" + std::to_string(i));
+  auto before = snapshot(tree_.root);
+  std::vector<Operation> ops;
+  ops.push_back(rename_op(p("c/f0"), p("c/f1")));  // a swap
+  ops.push_back(rename_op(p("c/f1"), p("c/f0")));
+  ops.push_back(rename_op(p("c/f2"), p("c/f3")));  // a cycle of three
+  ops.push_back(rename_op(p("c/f3"), p("c/f4")));
+  ops.push_back(rename_op(p("c/f4"), p("c/f2")));
+  ops.push_back(rename_op(p("c/f5"), p("c/f6")));  // a chain ending in a free name
+  ops.push_back(rename_op(p("c/f6"), p("c/f7")));
+  ops.push_back(rename_op(p("c/f7"), p("c/g7")));
+  for (int i = 8; i < 40; ++i) ops.push_back(rename_op(p("c/f" + std::to_string(i)), p("c/new/h" + std::to_string(i))));
+  for (int i = 40; i < 70; ++i) ops.push_back(rename_op(p("c/f" + std::to_string(i)), p("c/h" + std::to_string(i))));
+  submit(ops);
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("c/f1"), before.at("c/f0"));
+  EXPECT_EQ(after.at("c/f0"), before.at("c/f1"));
+  EXPECT_EQ(after.at("c/f3"), before.at("c/f2"));
+  EXPECT_EQ(after.at("c/f4"), before.at("c/f3"));
+  EXPECT_EQ(after.at("c/f2"), before.at("c/f4"));
+  EXPECT_EQ(after.at("c/f6"), before.at("c/f5"));
+  EXPECT_EQ(after.at("c/f7"), before.at("c/f6"));
+  EXPECT_EQ(after.at("c/g7"), before.at("c/f7"));
+  EXPECT_EQ(after.count("c/f5"), 0u);
+  for (int i = 8; i < 40; ++i) EXPECT_EQ(after.at("c/new/h" + std::to_string(i)), before.at("c/f" + std::to_string(i))) << i;
+  for (int i = 40; i < 70; ++i) EXPECT_EQ(after.at("c/h" + std::to_string(i)), before.at("c/f" + std::to_string(i))) << i;
+  EXPECT_TRUE(temporaries(after).empty());
+  EXPECT_EQ(after.size(), 72u);  // c, c/new and 70 entries
+}
+
+TEST_F(RenameTest, ManyEntriesRefusedWhereTheMovedDirectoryHasTheName) {
+  make_dir(p("d"));
+  for (int i = 0; i < 80; ++i) write_file(p("d/f" + std::to_string(i)), "F" + std::to_string(i));
+  write_file(p("d/keep"), "K");
+  std::vector<Operation> ops;
+  ops.push_back(rename_op(p("d"), p("e")));
+  for (int i = 0; i < 79; ++i) ops.push_back(rename_op(p("d/f" + std::to_string(i)), p("e/g" + std::to_string(i))));
+  // Taken on disk inside the moved directory.
+  ops.push_back(rename_op(p("d/f79"), p("e/keep")));
+  const auto problems = refused(ops);
+  const std::string reasons = all_reasons(problems);
+  ASSERT_EQ(problems.size(), 1u) << reasons;
+  EXPECT_EQ(problems[0].path, p("d/f79"));
+  EXPECT_EQ(problems[0].occupied, p("e/keep"));
+  EXPECT_NE(reasons.find(p("e/keep") + " already exists"), std::string::npos) << reasons;
+}
+
 TEST_F(RenameTest, SwappedDirectoriesWithARenameInside) {
   make_dir(p("d1"));
   make_dir(p("d2"));
