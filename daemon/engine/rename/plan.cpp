@@ -331,6 +331,16 @@ class Planner {
     std::size_t object = 0;
     struct stat st {};
   };
+  // Where object `o` stands now, as resolve() says it.
+  Place object_place(std::size_t o) const {
+    Place place;
+    place.kind = Place::Kind::object;
+    place.object = o;
+    place.st.st_mode = objects_[o].st.st_mode;
+    place.st.st_dev = objects_[o].st.st_dev;
+    place.st.st_ino = objects_[o].st.st_ino;
+    return place;
+  }
 
   void problem(std::string_view path, std::string reason, std::string_view occupied = {}) {
     problems_.push_back({std::string(path), std::move(reason), std::string(occupied)});
@@ -626,14 +636,7 @@ Planner::Place Planner::resolve(std::string_view path, std::optional<std::uint32
 // the same checks of `path` itself, then the answer its walk above gave.
 Planner::Place Planner::resolve_entry(std::string_view path, std::uint32_t hash) {
   Place place;
-  if (const auto there = occupant_.find(path, hash)) {
-    place.kind = Place::Kind::object;
-    place.object = *there;
-    place.st.st_mode = objects_[*there].st.st_mode;
-    place.st.st_dev = objects_[*there].st.st_dev;
-    place.st.st_ino = objects_[*there].st.st_ino;
-    return place;
-  }
+  if (const auto there = occupant_.find(path, hash)) return object_place(*there);
   if (auto it = created_.empty() ? created_.end() : created_.find(path); it != created_.end()) {
     place.kind = Place::Kind::created;
     place.st.st_mode = S_IFDIR | 0755;
@@ -668,14 +671,7 @@ Planner::Place Planner::resolve_uncached(std::string_view path, Chain& chain) {
   std::string_view q = path;
   for (;;) {
     if (const auto there = occupant_.find(q)) {
-      if (q.size() == path.size()) {
-        place.kind = Place::Kind::object;
-        place.object = *there;
-        place.st.st_mode = objects_[*there].st.st_mode;
-        place.st.st_dev = objects_[*there].st.st_dev;
-        place.st.st_ino = objects_[*there].st.st_ino;
-        return place;
-      }
+      if (q.size() == path.size()) return object_place(*there);
       // Inside an object that is a directory: look at its original contents.
       const std::string original = std::string(objects_[*there].original).append(path.substr(q.size()));
       if (by_original_.count(original) || moved_to_trash(original)) return place;  // moved away
