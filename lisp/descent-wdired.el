@@ -841,6 +841,7 @@ the renamed files follow them back, and Dired buffers are refreshed."
                                  (append (plist-get outcome :directories) nil)))))
       (when (and (derived-mode-p 'dired-mode) (not (eq major-mode 'wdired-mode)))
         (descent--wdired-rename-subdirs map)
+        (descent--wdired-follow-file-list map)
         (revert-buffer)))
     (let ((n (plist-get outcome :operations)))
       (message "Undid rename batch %s (%s operation%s)" batch n (if (eql n 1) "" "s")))

@@ -218,22 +218,20 @@ this call changes nothing, so it is simply made again."
 
 (ert-deftest descent-wdired-test-file-list-buffer ()
   ;; A Dired buffer of a file list: `sub' was never listed, so `sub/b' is
-  ;; identified when the commit starts, and a replaced `sub/b' is refused.
+  ;; identified when the commit starts.  After the commit and after an
+  ;; undo, the buffer lists the files by the names they have (the
+  ;; built-in's revert looks for the old ones, and fails).
   (descent-wdired-test--with-tree '("a" "sub/b" "sub/c")
     (dolist (replace '(nil t))
       (let ((other (and (not replace)
                         (dired-noselect (cons "other" (list (descent-test-file "a"))))))
             (buffer (dired (cons (if replace "replaced" "listed")
-                                 (if replace
-                                     (list (descent-test-file "a2") (descent-test-file "sub/b2"))
-                                   (list (descent-test-file "a") (descent-test-file "sub/b")))))))
+                                 (list (descent-test-file "a") (descent-test-file "sub/b"))))))
         (with-current-buffer buffer
           (wdired-change-to-wdired-mode)
           ;; The lines show the names as listed: absolute.
-          (descent-wdired-test--edit (if replace "a2" "a")
-                                     (descent-test-file (if replace "a3" "a2")))
-          (descent-wdired-test--edit (if replace "sub/b2" "sub/b")
-                                     (descent-test-file (if replace "sub/b3" "sub/b2")))
+          (descent-wdired-test--edit "a" (descent-test-file "a2"))
+          (descent-wdired-test--edit "sub/b" (descent-test-file "sub/b2"))
           (if (not replace)
               (progn
                 (descent-wdired-test--commit)
@@ -241,18 +239,22 @@ this call changes nothing, so it is simply made again."
                 (should (file-exists-p (descent-test-file "a2")))
                 (should (file-exists-p (descent-test-file "sub/b2")))
                 (should-not (file-exists-p (descent-test-file "sub/b")))
-                ;; The buffer lists the files by their new names (the
-                ;; built-in's revert looks for the old ones, and fails).
                 (should (dired-goto-file (descent-test-file "a2")))
                 (should (dired-goto-file (descent-test-file "sub/b2")))
                 (with-current-buffer other
                   (should (dired-goto-file (descent-test-file "a2"))))
+                (descent-undo-rename)
+                (should (file-exists-p (descent-test-file "sub/b")))
+                (should (dired-goto-file (descent-test-file "a")))
+                (should (dired-goto-file (descent-test-file "sub/b")))
+                (should-not (buffer-modified-p))
+                (with-current-buffer other
+                  (should (dired-goto-file (descent-test-file "a"))))
                 (kill-buffer other))
-            ;; Nothing of sub was recorded when editing began: the file
-            ;; found there at the commit is the one renamed.  What the
-            ;; buffer did list is checked as always.
-            (write-region "new" nil (descent-test-file "a2.new") nil 'silent)
-            (rename-file (descent-test-file "a2.new") (descent-test-file "a2") t)
+            ;; What the buffer did list is checked as always: a replaced
+            ;; `a' is refused, and nothing changes.
+            (write-region "new" nil (descent-test-file "a.new") nil 'silent)
+            (rename-file (descent-test-file "a.new") (descent-test-file "a") t)
             (let ((before (descent-wdired-test--snapshot)))
               (should-error (descent-wdired-test--commit) :type 'descent-rename-refused)
               (should (equal (descent-wdired-test--snapshot) before))
