@@ -44,9 +44,14 @@ Reply call(const server::MethodTable& table, const std::string& method, const pr
   return {msgpack::unpack(result_buf.data(), result_buf.size())};
 }
 
+// The tree lives one level down, so that its ".." (in the listing) is ours
+// and does not change while other tests create and remove things in /tmp
+// between the two listings a test compares. Remove it with remove_tree.
 std::string make_tree() {
   std::string templ = (std::filesystem::temp_directory_path() / "descent-lister-rpc-XXXXXX").string();
   if (!::mkdtemp(templ.data())) throw std::runtime_error("mkdtemp");
+  templ += "/tree";
+  if (::mkdir(templ.c_str(), 0755) != 0) throw std::runtime_error("mkdir");
   for (const char* name : {"a", "new\nline", "bad\xff", "-dash"}) {
     const std::string p = templ + "/" + name;
     FILE* f = std::fopen(p.c_str(), "w");
@@ -55,6 +60,8 @@ std::string make_tree() {
   }
   return templ;
 }
+
+void remove_tree(const std::string& tree) { std::filesystem::remove_all(std::filesystem::path(tree).parent_path()); }
 
 lister::Environment c_env() {
   lister::Environment env{{"LC_ALL", "C"}};
@@ -105,7 +112,7 @@ TEST(ListMethod, ReturnsTextAndPackedOffsets) {
     EXPECT_EQ(u32(i * 8 + 4), expected.names[i].end);
   }
   EXPECT_EQ(std::string(style->via.str.ptr, style->via.str.size), "literal");
-  std::filesystem::remove_all(dir);
+  remove_tree(dir);
 }
 
 std::string error_kind(const server::MethodTable& table, const protocol::Writer& write, bool cancel = false) {
@@ -145,7 +152,7 @@ TEST(ListMethod, RefusalsBecomeErrorKinds) {
   if (!std::getenv("TZ")) {
     EXPECT_EQ(error_kind(table, with(dir, "-al", true)), "no error");
   }
-  std::filesystem::remove_all(dir);
+  remove_tree(dir);
 }
 
 TEST(ListMethod, CancelledCallsReplyCancelled) {
