@@ -349,20 +349,13 @@ class Planner {
   // Paths mostly share the directory of the last acceptable one: then only
   // the name is checked, and no string is made.
   bool path_ok(std::string_view path, std::string& why) {
-    const char* data = path.data();
-    const std::size_t n = path.size();
-    const void* found = n ? ::memrchr(data, '/', n) : nullptr;
-    const std::size_t slash = found ? static_cast<std::size_t>(static_cast<const char*>(found) - data) : 0;
-    if (slash > 0 && slash == good_parent_.size() && n < PATH_MAX && std::memcmp(data, good_parent_.data(), slash) == 0) {
-      const char* name = data + slash + 1;
-      const std::size_t length = n - slash - 1;
-      if (length > 0 && length <= NAME_MAX && !(length == 1 && name[0] == '.') &&
-          !(length == 2 && name[0] == '.' && name[1] == '.') && !std::memchr(name, '\0', length))
-        return true;
-    }
+    const auto [parent, name] = split(path);
+    if (parent == good_parent_ && path.size() < PATH_MAX && !name.empty() && name.size() <= NAME_MAX &&
+        name != "." && name != ".." && name.find('\0') == std::string_view::npos)
+      return true;
     why = path_problem(path);
     if (!why.empty()) return false;
-    if (slash > 0) good_parent_.assign(data, slash);
+    good_parent_.assign(parent);  // accepted whole: its every component is a good name
     return true;
   }
   std::string good_parent_;  // the directory of a path that path_problem() accepted
