@@ -143,22 +143,22 @@ gives nil, for a caller to fall back on a regexp or a property."
          (not (eq (char-after (+ bol 3)) ?:))
          type)))
 
-(defun descent--wdired-directory-line-p (bol)
+(defun descent--wdired-directory-line-p (bol type)
   "Return non-nil if the Dired line at BOL is a directory's.
-As `dired-re-dir' says, without a regexp match on most lines."
-  (let ((type (descent--wdired-line-type bol)))
-    (if type
-        (eq type ?d)
-      (save-excursion (goto-char bol) (looking-at-p dired-re-dir)))))
+TYPE is the line's `descent--wdired-line-type'.  As `dired-re-dir'
+says, without a regexp match on most lines."
+  (if type
+      (eq type ?d)
+    (save-excursion (goto-char bol) (looking-at-p dired-re-dir))))
 
-(defun descent--wdired-link-line-p (bol name lep)
-  "Return non-nil if the Dired line at BOL has a link target wdired recorded.
-NAME is where the line's `old-name' is, LEP its end.  A symbolic
-link's line is known by its type; another one by the property."
-  (let ((type (descent--wdired-line-type bol)))
-    (if type
-        (eq type ?l)
-      (< (next-single-property-change name 'old-link nil lep) lep))))
+(defun descent--wdired-link-line-p (type name lep)
+  "Return non-nil if a Dired line has a link target wdired recorded.
+TYPE is the line's `descent--wdired-line-type', NAME where its
+`old-name' is, LEP its end.  A symbolic link's line is known by its
+type; another one by the property."
+  (if type
+      (eq type ?l)
+    (< (next-single-property-change name 'old-link nil lep) lep)))
 
 (defun descent--wdired-same-name-p (a b)
   "Non-nil if the file names A and B are the same bytes.
@@ -215,7 +215,8 @@ indicators, icons) cannot leak into them."
               (lep (line-end-position)))
           (when old
             (let* ((bol (line-beginning-position))
-                   (link (descent--wdired-link-line-p bol pos lep))
+                   (type (descent--wdired-line-type bol))
+                   (link (descent--wdired-link-line-p type pos lep))
                    (text (descent--wdired-line-name pos lep classify link)))
               (when link (setq links t))
               (cond
@@ -230,7 +231,7 @@ indicators, icons) cannot leak into them."
                              (descent--wdired-new-name text (dired-current-directory)))))
                   (unless (descent--wdired-same-name-p new old)
                     (push (descent--wdired-edit-of-line
-                           'rename old new bol (descent--wdired-directory-line-p bol))
+                           'rename old new bol (descent--wdired-directory-line-p bol type))
                           edits)))))))
           (setq pos (max (1+ pos) lep))))
       (when (and links wdired-allow-to-redirect-links (fboundp 'make-symbolic-link))
