@@ -79,6 +79,13 @@ struct Call {
   // params array still packed (a view into the request, valid during the
   // call), and `params` empty. Empty otherwise.
   std::string_view packed_params = {};
+  // Set by a handler whose work is done but can be taken back (a rename
+  // batch, by its undo). A client that pressed C-g just as the work ended
+  // sends `cancel` for a call that has finished, or is finishing, and hangs
+  // up without reading the reply: the server then runs this, on a worker,
+  // so that "cancelled" stays true whenever the cancel came. It returns
+  // what it did, for the log.
+  std::function<std::string()> take_back = {};
 };
 
 enum class Execution {

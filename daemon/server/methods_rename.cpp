@@ -230,6 +230,19 @@ void translating(std::string_view method, Body body) {
   }
 }
 
+// Undoes `batch`, committed a moment ago, for a client that cancelled it as
+// it ended (see Call::take_back); under area.mutex. Returns what happened,
+// for the log: that client has gone.
+std::string undo_late(RenameArea& area, std::int64_t batch) {
+  const std::atomic<bool> never{false};
+  try {
+    area.renamer.undo(never, {}, batch);
+    return "undid rename batch " + std::to_string(batch) + ", cancelled as it ended";
+  } catch (const std::exception& e) {
+    return "could not undo rename batch " + std::to_string(batch) + ", cancelled as it ended: " + e.what();
+  }
+}
+
 rename::Renamer::Progress progress_of(Call& call) {
   return [&call](std::size_t done, std::size_t total) {
     call.notify("rename.progress", [&](Packer& out) {
@@ -263,8 +276,19 @@ void add_rename_methods(MethodTable& methods, const DaemonInfo&, RenameArea& are
                                   auto operations = operations_of(call, unpacked);
                                   translating("rename.submit", [&] {
                                     std::lock_guard lock(area.mutex);
-                                    pack_outcome(call.result, area.renamer.submit(std::move(operations),
-                                                                                  call.cancelled, progress_of(call)));
+                                    const auto outcome = area.renamer.submit(std::move(operations), call.cancelled,
+                                                                             progress_of(call));
+                                    if (outcome.batch == 0) return pack_outcome(call.result, outcome);
+                                    // The batch ends with no look at the cancel flag after the last step:
+                                    // a cancel that came since still means "as if never submitted".
+                                    if (call.cancelled.load())
+                                      throw MethodError("cancelled", "rename.submit: cancelled as the batch ended: " +
+                                                                         undo_late(area, outcome.batch));
+                                    call.take_back = [&area, batch = outcome.batch] {
+                                      std::lock_guard again(area.mutex);
+                                      return undo_late(area, batch);
+                                    };
+                                    pack_outcome(call.result, outcome);
                                   });
                                 },
                                 Execution::worker, /*packed_params=*/true});

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -86,6 +87,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
            const msgpack::object* params, std::string_view packed = {});
   void hello(std::uint32_t id, const msgpack::object& params);
   void cancel(const msgpack::object& params);
+  void take_back(std::uint32_t id, std::function<std::string()> action);
   void close_when_idle() {
     if (closing_ && !writing_ && in_flight_.empty()) close();
   }
@@ -104,6 +106,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closed_ = false;
   bool said_hello_ = false;
   std::map<std::uint32_t, std::shared_ptr<std::atomic<bool>>> in_flight_;
+  // The last finished call whose work can be taken back (Call::take_back),
+  // until the client's next request shows that it read the reply.
+  std::optional<std::pair<std::uint32_t, std::function<std::string()>>> revocable_;
 };
 
 bool Connection::peer_allowed() {
@@ -245,6 +250,7 @@ void Connection::handle(std::string payload) {
   }
 
   const auto& request = std::get<protocol::Request>(message);
+  if (request.method != "cancel") revocable_.reset();  // the client moved on: it has the reply
   if (request.method == protocol::hello_method) return hello(request.id, *request.params);
   if (!said_hello_) {
     send(protocol::error_frame(request.id, "bad-request",
@@ -300,10 +306,27 @@ void Connection::cancel(const msgpack::object& params) {
   if (params.via.array.size < 1) return;
   const auto& id = params.via.array.ptr[0];
   if (id.type != msgpack::type::POSITIVE_INTEGER) return;
-  if (auto it = in_flight_.find(static_cast<std::uint32_t>(id.via.u64)); it != in_flight_.end()) {
+  const auto which = static_cast<std::uint32_t>(id.via.u64);
+  if (auto it = in_flight_.find(which); it != in_flight_.end()) {
     it->second->store(true);
     log("cancelling call " + std::to_string(it->first) + " at the client's request");
+  } else if (revocable_ && revocable_->first == which) {
+    auto action = std::move(revocable_->second);
+    revocable_.reset();
+    take_back(which, std::move(action));
   }
+}
+
+void Connection::take_back(std::uint32_t id, std::function<std::string()> action) {
+  log("call " + std::to_string(id) + " was cancelled after its work was done; taking it back");
+  // As a call runs: on a worker, and an orderly stop waits for it.
+  asio::post(server_.workers(), [action = std::move(action), guard = asio::make_work_guard(socket_.get_executor())] {
+    try {
+      log(action());
+    } catch (const std::exception& e) {
+      log(std::string("taking a call back failed: ") + e.what());
+    }
+  });
 }
 
 void Connection::run(const Method& method, std::string name, std::optional<std::uint32_t> id,
@@ -316,6 +339,7 @@ void Connection::run(const Method& method, std::string name, std::optional<std::
     msgpack::sbuffer buffer;
     protocol::Packer packer(buffer);
     std::string frame;
+    std::function<std::string()> take_back;
     auto notify = [self, executor](std::string_view method_name, const std::function<void(Packer&)>& write) {
       asio::post(executor, [self, frame = protocol::notification_frame(method_name, write)]() mutable {
         self->send(std::move(frame));
@@ -324,6 +348,7 @@ void Connection::run(const Method& method, std::string name, std::optional<std::
     try {
       Call call{Params(name, *params), packer, *cancelled, notify, id.value_or(0), packed};
       method.run(call);
+      take_back = std::move(call.take_back);
       if (id) frame = protocol::result_frame(*id, buffer);
     } catch (const MethodError& e) {
       if (id)
@@ -337,8 +362,22 @@ void Connection::run(const Method& method, std::string name, std::optional<std::
       log(name + " failed with an unknown exception");
       if (id) frame = protocol::error_frame(id, "internal", name + " failed");
     }
-    asio::post(executor, [self, id, frame = std::move(frame)]() mutable {
-      if (id) self->in_flight_.erase(*id);
+    asio::post(executor, [self, id, name, frame = std::move(frame), take_back = std::move(take_back)]() mutable {
+      if (id) {
+        // A cancel that came after the handler last looked (cancel() and
+        // this run on the same thread, so none falls in between): the work
+        // is taken back and the reply says so. A later one finds it in
+        // `revocable_`.
+        const auto it = self->in_flight_.find(*id);
+        const bool cancelled = it != self->in_flight_.end() && it->second->load();
+        self->in_flight_.erase(*id);
+        if (take_back && cancelled) {
+          frame = protocol::error_frame(id, "cancelled", name + ": cancelled as it ended; it was taken back");
+          self->take_back(*id, std::move(take_back));
+        } else if (take_back) {
+          self->revocable_.emplace(*id, std::move(take_back));
+        }
+      }
       if (!frame.empty()) self->send(std::move(frame));
       self->close_when_idle();
       self->server_.call_finished();

@@ -270,8 +270,10 @@ class Renamer {
 
   // Reverts the most recent committed batch not undone yet. Throws
   // UndoRefused if there is none or if its files moved since (nothing
-  // touched), StepFailed / BatchCancelled as submit does.
-  Outcome undo(const std::atomic<bool>& cancelled, const Progress& progress = {});
+  // touched), StepFailed / BatchCancelled as submit does. With `only`, that
+  // batch, and UndoRefused if another one is the most recent.
+  Outcome undo(const std::atomic<bool>& cancelled, const Progress& progress = {},
+               std::optional<std::int64_t> only = std::nullopt);
 
   // Once at start-up, before serving: reverts any batch a crash interrupted
   // (and finishes any undo a crash interrupted, backwards), records what it

@@ -96,9 +96,12 @@ Outcome Renamer::execute(const RenamePlan& plan, const std::atomic<bool>& cancel
   return outcome;
 }
 
-Outcome Renamer::undo(const std::atomic<bool>& cancelled, const Progress& progress) {
+Outcome Renamer::undo(const std::atomic<bool>& cancelled, const Progress& progress, std::optional<std::int64_t> only) {
   const auto entry = journal_.last_done();
   if (!entry) throw UndoRefused("no rename batch to undo");
+  if (only && entry->id != *only)
+    throw UndoRefused("batch " + std::to_string(*only) + " is not the most recent one (" + std::to_string(entry->id) +
+                      " is); nothing was changed");
   const std::vector<Step> steps = journal_.steps(entry->id);
   // Nothing may have moved since: every object where the batch left it.
   // A path below a directory that a later step moved is checked as the undo

@@ -2,7 +2,11 @@
 // (DESCENT_FAILPOINT) fails, sends SIGTERM, or kill -9s it at step k; the
 // tree must be exactly as before, and after a kill the restarted daemon
 // recovers and tells the next client.
+#include <poll.h>
 #include <signal.h>
+
+#include <chrono>
+#include <thread>
 
 #include "daemon_harness.hpp"
 #include "protocol/rpc.hpp"
@@ -154,17 +158,18 @@ TEST_F(DaemonRenameTest, FailureAtAStepNamesTheFileAndTheErrno) {
   daemon.stop();
 }
 
-TEST_F(DaemonRenameTest, SubmitThenUndoThroughTheDaemon) {
-  const auto ops = rich_batch(tree_);
-  const Snapshot before = snapshot(tree_.root);
-  Daemon daemon(dir_.path(), env());
-  daemon.start();
-  ASSERT_TRUE(submit(daemon, ops).ok);
-  EXPECT_NE(snapshot(tree_.root), before);
-  auto client = daemon.client();
-  EXPECT_TRUE(descent::testing::call(client, "rename.undo", [](Packer& out) { out.pack_array(0); }).ok);
-  const Snapshot after = snapshot(tree_.root);
-  // Directories the batch created are gone again; re-targeted links come back with their old target.
+// After an undo: directories the batch created are gone again; re-targeted
+// links come back with their old target (as new links).
+bool undone(const Snapshot& before, const Snapshot& after) {
+  if (after.size() != before.size()) return false;
+  for (const auto& [name, entry] : before) {
+    const auto it = after.find(name);
+    if (it == after.end() || (S_ISLNK(entry.mode) ? it->second.data != entry.data : it->second != entry)) return false;
+  }
+  return true;
+}
+
+void expect_undone(const Snapshot& before, const Snapshot& after) {
   ASSERT_EQ(after.size(), before.size());
   for (const auto& [name, entry] : before) {
     ASSERT_EQ(after.count(name), 1u) << name;
@@ -174,6 +179,71 @@ TEST_F(DaemonRenameTest, SubmitThenUndoThroughTheDaemon) {
       EXPECT_EQ(after.at(name), entry) << name;
     }
   }
+}
+
+TEST_F(DaemonRenameTest, SubmitThenUndoThroughTheDaemon) {
+  const auto ops = rich_batch(tree_);
+  const Snapshot before = snapshot(tree_.root);
+  Daemon daemon(dir_.path(), env());
+  daemon.start();
+  ASSERT_TRUE(submit(daemon, ops).ok);
+  EXPECT_NE(snapshot(tree_.root), before);
+  auto client = daemon.client();
+  EXPECT_TRUE(descent::testing::call(client, "rename.undo", [](Packer& out) { out.pack_array(0); }).ok);
+  expect_undone(before, snapshot(tree_.root));
+  daemon.stop();
+}
+
+// C-g just as a batch ends: the client cancels a call whose reply is already
+// on its way, and hangs up without reading it. It says "cancelled, rolled
+// back", so the daemon undoes the batch.
+TEST_F(DaemonRenameTest, ACancelThatComesAfterTheBatchEndedUndoesIt) {
+  const auto ops = rich_batch(tree_);
+  const Snapshot before = snapshot(tree_.root);
+  Daemon daemon(dir_.path(), env());
+  daemon.start();
+  {
+    auto client = daemon.client();
+    const std::uint32_t id =
+        client.send_request("rename.submit", [&](Packer& out) { pack_operations(out, ops); }, protocol::Wait{});
+    pollfd reply{client.fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&reply, 1, 10000), 1);  // the batch is done: its progress, then its reply, are here
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_NE(snapshot(tree_.root), before);
+    ASSERT_TRUE(client.notify("cancel", [&](Packer& out) {
+      out.pack_array(1);
+      out.pack(id);
+    }));
+  }
+  for (int i = 0; i < 500 && !undone(before, snapshot(tree_.root)); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  expect_undone(before, snapshot(tree_.root));
+  auto client = daemon.client();
+  const auto undo = descent::testing::call(client, "rename.undo", [](Packer& out) { out.pack_array(0); });
+  EXPECT_FALSE(undo.ok);
+  EXPECT_EQ(undo.kind, "conflict") << undo.message;  // nothing left to undo: the batch was, once
+  daemon.stop();
+}
+
+// A cancel for a call whose reply the client has read (it sent another
+// request since) takes nothing back.
+TEST_F(DaemonRenameTest, ACancelAfterTheClientMovedOnChangesNothing) {
+  const auto ops = rich_batch(tree_);
+  Daemon daemon(dir_.path(), env());
+  daemon.start();
+  auto client = daemon.client();
+  const std::uint32_t id =
+      client.send_request("rename.submit", [&](Packer& out) { pack_operations(out, ops); }, protocol::Wait{});
+  ASSERT_TRUE(client.await("rename.submit", id, protocol::Wait{}).result);
+  const Snapshot done = snapshot(tree_.root);
+  EXPECT_TRUE(descent::testing::call(client, "status", [](Packer& out) { out.pack_array(0); }).ok);
+  ASSERT_TRUE(client.notify("cancel", [&](Packer& out) {
+    out.pack_array(1);
+    out.pack(id);
+  }));
+  EXPECT_TRUE(descent::testing::call(client, "status", [](Packer& out) { out.pack_array(0); }).ok);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(snapshot(tree_.root), done);
   daemon.stop();
 }
 

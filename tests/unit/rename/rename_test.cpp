@@ -851,6 +851,20 @@ TEST_F(RenameTest, UndoesTheLastHundredBatchesMostRecentFirst) {
   (void)before;
 }
 
+TEST_F(RenameTest, UndoOfAGivenBatchOnlyIfItIsTheMostRecent) {
+  write_file(p("a"), "A");
+  const auto first = submit({rename_op(p("a"), p("b"))});
+  const auto second = submit({rename_op(p("b"), p("c"))});
+  auto r = renamer();
+  EXPECT_THROW(r.undo(never_, {}, first.batch), UndoRefused);
+  EXPECT_TRUE(std::filesystem::exists(p("c")));
+  r.undo(never_, {}, second.batch);
+  EXPECT_TRUE(std::filesystem::exists(p("b")));
+  EXPECT_THROW(r.undo(never_, {}, second.batch), UndoRefused);  // undone already
+  r.undo(never_, {}, first.batch);
+  EXPECT_TRUE(std::filesystem::exists(p("a")));
+}
+
 TEST_F(RenameTest, UndoRefusesIfFilesMovedSince) {
   write_file(p("a"), "A");
   write_file(p("b"), "B");
