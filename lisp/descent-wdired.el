@@ -421,6 +421,10 @@ none, and descentd refuses to touch it if it is not what it was."
                 (gethash (descent--wdired-old-bytes edit) ids)))))
     (setq descent--wdired-ids ids)))
 
+(defvar descent--wdired-late-quit nil
+  "Non-nil once \\[keyboard-quit] came after the batch was done.
+The commit then completes, and says so.")
+
 (defun descent--wdired-submit (ops)
   "Submit OPS; return the outcome.
 A progress reporter shows once the batch has run for
@@ -434,7 +438,16 @@ A progress reporter shows once the batch has run for
                          (setq reporter (make-progress-reporter "Renaming..." 0 total)))
                        (progress-reporter-update reporter done)))))
     (prog1 (descent--with-daemon
-            (lambda (socket) (descent--mod-rename-submit socket ops progress)))
+            (lambda (socket)
+              ;; Quits held off: C-g still cancels the batch until its
+              ;; outcome is back (the module takes it from `quit-flag'), and
+              ;; one that comes after cannot make the outcome of a batch
+              ;; that is done look like a cancel.
+              (let ((inhibit-quit t))
+                (prog1 (descent--mod-rename-submit socket ops progress)
+                  (when quit-flag
+                    (setq quit-flag nil
+                          descent--wdired-late-quit t))))))
       (when reporter (progress-reporter-done reporter)))))
 
 ;;;; Garbage
@@ -773,6 +786,7 @@ after one warning; in remote directories it runs without one."
   "Commit the current wdired buffer through descentd (`descent-finish-edit')."
   (descent--wdired-clear-problems)
   (descent--wdired-hold-gc)
+  (setq descent--wdired-late-quit nil)
   (let* ((edits (descent--wdired-check-parents
                  (descent--wdired-translate (descent--wdired-collect))))
          (bad (cl-remove-if-not #'descent--wdired-edit-error edits)))
@@ -807,7 +821,11 @@ after one warning; in remote directories it runs without one."
                      (signal 'quit nil))))))
         (if (eq outcome 'built-in)
             (descent--wdired-builtin-finish)
-          (descent--wdired-finish edits outcome))))))
+          (descent--wdired-finish edits outcome)
+          (when descent--wdired-late-quit
+            (message "%s" (substitute-command-keys
+                           "\\[keyboard-quit] came after the batch was done: the renames stand \
+\(\\[descent-undo-rename] takes them back)"))))))))
 
 (defun descent--wdired-submit-confirming (work)
   "Submit the edits WORK; return the outcome.

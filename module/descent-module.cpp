@@ -577,6 +577,23 @@ emacs_value mod_rename_submit(const Env& env, ptrdiff_t nargs, emacs_value* args
   };
 
   auto wait = wait_for(env, std::nullopt);
+  // C-g cancels the batch until its outcome is here, even while the caller
+  // holds quits off (descent-wdired does, so that a C-g after that cannot
+  // lose the outcome of a batch that is done): C-g then only sets
+  // quit-flag, which is taken here, and the quit signalled on return.
+  const emacs_value quit_flag = env.intern("quit-flag"), symbol_value = env.intern("symbol-value"),
+                    set = env.intern("set");
+  wait.keep_going = [&env, quit_flag, symbol_value, set] {
+    emacs_env* raw = env.raw();
+    if (raw->process_input(raw) != emacs_process_input_continue) return false;
+    try {
+      if (env.is_nil(env.funcall(symbol_value, {quit_flag}))) return true;
+      env.funcall(set, {quit_flag, symbols.nil});
+    } catch (const NonLocalExit&) {
+      // Pending in Emacs, and returned to it once the batch is cancelled.
+    }
+    return false;
+  };
   wait.expected_size = n * 256;  // pages beyond what is written are never touched
   if (!env.is_nil(progress))
     wait.on_notification = [&](const protocol::Notification& note) {
@@ -589,8 +606,32 @@ emacs_value mod_rename_submit(const Env& env, ptrdiff_t nargs, emacs_value* args
                                env.make_integer(static_cast<std::int64_t>(*total))});
     };
   auto& client = connection(env, socket);
-  auto reply = client.call("rename.submit", pack_operations, wait);
-  return make_value(env, *reply.result);
+  const std::uint32_t id = client.send_request("rename.submit", pack_operations, wait);
+  protocol::Client::Reply reply;
+  try {
+    reply = client.await("rename.submit", id, wait);
+  } catch (const NonLocalExit&) {
+    // The progress function signalled or threw: as for C-g, the batch must
+    // not go on without anyone to tell how it ended.
+    client.notify("cancel", [&](Packer& out) {
+      out.pack_array(1);
+      out.pack(id);
+    });
+    connections.erase(socket);
+    throw;
+  }
+  try {
+    return make_value(env, *reply.result);
+  } catch (const NonLocalExit&) {
+    // A quit while the outcome is made (a caller that does not hold quits
+    // off): the batch is done, and nobody will know. Cancelled now, the
+    // daemon takes it back.
+    client.notify("cancel", [&](Packer& out) {
+      out.pack_array(1);
+      out.pack(id);
+    });
+    throw;
+  }
 }
 
 // Sends `list` with PARAMS now, for mod_insert_listing to take the reply
@@ -756,7 +797,10 @@ void init(const Env& env) {
                   "MODE] and [retarget PATH DEV INO TARGET]; names are unibyte strings of\n"
                   "bytes (multibyte ones travel as UTF-8).  PROGRESS, if non-nil, is called\n"
                   "with DONE and TOTAL as the daemon reports them.  No time limit;\n"
-                  "\\[keyboard-quit] cancels, and the daemon rolls the batch back.\n\n"
+                  "\\[keyboard-quit] cancels, and the daemon rolls the batch back (or undoes it,\n"
+                  "if it had just ended), even with `inhibit-quit' bound.  Bind it to t\n"
+                  "around the call, so that a \\[keyboard-quit] after the outcome is back\n"
+                  "cannot lose it: it is then only in `quit-flag'.\n\n"
                   "(fn SOCKET OPS &optional PROGRESS)");
   define_function(env, "descent--mod-list-prefetch", 2, 2, trampoline<mod_list_prefetch>,
                   "Ask descentd at SOCKET for the listing of PARAMS now, without waiting.\n"

@@ -210,6 +210,9 @@ Client::Reply Client::await(std::string_view method, std::uint32_t id, const Wai
       const Message message = parse_message(handle.get());
       if (const auto* n = std::get_if<Notification>(&message)) {
         if (wait.on_notification) wait.on_notification(*n);
+        // C-g pressed while a progress report ran is seen now, even if
+        // the reply is already here.
+        if (wait.keep_going && !wait.keep_going()) throw Cancelled();
         continue;
       }
       const auto* response = std::get_if<Response>(&message);

@@ -690,6 +690,84 @@ this call changes nothing, so it is simply made again."
           (should (eq major-mode 'wdired-mode))
           (should (equal (buffer-string) text)))))))
 
+(defun descent-wdired-test--tree-becomes (snapshot)
+  "Wait up to 5 s for the tree to be SNAPSHOT again; non-nil if it is.
+A batch cancelled as it ended is undone on a daemon worker, after the
+reply that says so."
+  (let ((deadline (+ (float-time) 5)))
+    (while (and (not (equal (descent-wdired-test--snapshot) snapshot))
+                (< (float-time) deadline))
+      (sleep-for 0.02))
+    (equal (descent-wdired-test--snapshot) snapshot)))
+
+(defun descent-wdired-test--press-c-g (&rest _)
+  "Do what C-g does while quits are held off: set `quit-flag'."
+  (setq quit-flag t))
+
+(ert-deftest descent-wdired-test-c-g-while-the-module-waits-cancels-the-batch ()
+  ;; descent holds quits off around the module's call, and C-g only sets
+  ;; `quit-flag' then: the module takes it as the cancel.  Here it comes
+  ;; as a progress report runs, which is as the batch ends (a batch this
+  ;; small reports only then): the batch is taken back all the same, and
+  ;; the buffer stays in wdired with the edits.
+  (descent-wdired-test--with-tree '("a" "b")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" "a2")
+    (descent-wdired-test--edit "b" "b2")
+    (let ((before (descent-wdired-test--snapshot))
+          (text (buffer-string))
+          (descent--wdired-progress-delay 0))
+      (advice-add 'make-progress-reporter :before #'descent-wdired-test--press-c-g)
+      (unwind-protect
+          (should (eq (condition-case nil
+                          (progn (descent-wdired-test--commit) 'finished)
+                        (quit 'quit))
+                      'quit))
+        (advice-remove 'make-progress-reporter #'descent-wdired-test--press-c-g))
+      (should-not quit-flag)
+      (descent-wdired-test--settle)
+      (should (descent-wdired-test--tree-becomes before))
+      (should (eq major-mode 'wdired-mode))
+      (should (equal (buffer-string) text)))))
+
+(ert-deftest descent-wdired-test-c-g-after-the-outcome-lets-the-commit-finish ()
+  ;; C-g once the outcome is back: too late to cancel, and it must not lose
+  ;; the outcome either.  The commit completes and says so.
+  (descent-wdired-test--with-tree '("a" "b")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" "a2")
+    (let ((messages nil))
+      (advice-add 'descent--mod-rename-submit :after #'descent-wdired-test--press-c-g)
+      (unwind-protect
+          (cl-letf (((symbol-function 'message)
+                     (lambda (format &rest args) (push (apply #'format-message format args) messages))))
+            (descent-wdired-test--commit))
+        (advice-remove 'descent--mod-rename-submit #'descent-wdired-test--press-c-g))
+      (should-not quit-flag)
+      (should (eq major-mode 'dired-mode))
+      (should (equal (descent-wdired-test--names) '("a2" "b")))
+      (should (cl-some (lambda (m) (string-match-p "came after the batch was done" m)) messages))
+      (descent-undo-rename))))
+
+(ert-deftest descent-wdired-test-a-failing-progress-function-cancels-the-batch ()
+  ;; The module calls PROGRESS while it waits (at least once, as the batch
+  ;; ends): an error there unwinds past the wait, and the batch must not
+  ;; stand with nobody told how it ended.
+  (descent-wdired-test--with-tree '("a")
+    (let* ((before (descent-wdired-test--snapshot))
+           (attributes (file-attributes (descent-test-file "a") 'integer))
+           (ops (vector (vector 'rename (descent-test-file "a") (descent-test-file "a2")
+                                (file-attribute-device-number attributes)
+                                (file-attribute-inode-number attributes) nil))))
+      (should (equal (should-error
+                      (descent--with-daemon
+                       (lambda (socket)
+                         (descent--mod-rename-submit socket ops
+                                                     (lambda (_done _total) (error "Progress broke"))))))
+                     '(error "Progress broke")))
+      (descent-wdired-test--settle)
+      (should (descent-wdired-test--tree-becomes before)))))
+
 (ert-deftest descent-wdired-test-garbage-waits-until-emacs-is-idle ()
   ;; The commit holds `gc-cons-threshold' up until Emacs is next idle,
   ;; then gives back the value it found, unless it was changed meanwhile.
