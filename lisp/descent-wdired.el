@@ -704,22 +704,43 @@ One pass over the buffer's file lines, whatever the number of marks."
       (when (cl-some #'descent--wdired-edit-directory-p edits)
         (descent--wdired-rename-subdirs map))
       (descent--wdired-follow-file-list map))
-    ;; Undo is reset below: recording the old text (with its properties)
-    ;; as the revert erases it would be wasted.
-    (let ((buffer-undo-list t))
-      (revert-buffer))
-    (descent--wdired-mark-new-names marks)
-    (when deleted
-      (let ((flag (make-hash-table :test #'equal)))
-        (dolist (file deleted) (puthash file t flag))
-        (save-excursion
-          (goto-char (point-min))
-          (while (not (eobp))
-            (if (gethash (dired-get-filename nil t) flag)
-                (dired-flag-file-deletion 1)
-              (forward-line 1))))))
-    (set-buffer-modified-p nil)
-    (setq buffer-undo-list nil)))
+    (condition-case nil
+        (descent--wdired-show-result marks deleted)
+      (quit
+       ;; The batch is done and every other buffer follows it; only this
+       ;; listing was cut short (the revert had erased the old one): it is
+       ;; made again once Emacs is idle, instead of staying empty.
+       (run-with-idle-timer 0 nil #'descent--wdired-show-result-in
+                            (current-buffer) marks deleted)
+       (signal 'quit nil)))))
+
+(defun descent--wdired-show-result (marks deleted)
+  "List the committed batch's directory again, as wdired does.
+Put MARKS, an alist (FILE . CHAR), back, and flag DELETED (file names)."
+  ;; Undo is reset below: recording the old text (with its properties)
+  ;; as the revert erases it would be wasted.
+  (let ((buffer-undo-list t))
+    (revert-buffer))
+  (descent--wdired-mark-new-names marks)
+  (when deleted
+    (let ((flag (make-hash-table :test #'equal)))
+      (dolist (file deleted) (puthash file t flag))
+      (save-excursion
+        (goto-char (point-min))
+        (while (not (eobp))
+          (if (gethash (dired-get-filename nil t) flag)
+              (dired-flag-file-deletion 1)
+            (forward-line 1))))))
+  (set-buffer-modified-p nil)
+  (setq buffer-undo-list nil))
+
+(defun descent--wdired-show-result-in (buffer marks deleted)
+  "Show the result of a batch in BUFFER, if it is live and still in Dired.
+MARKS and DELETED are as for `descent--wdired-show-result'."
+  (when (buffer-live-p buffer)
+    (with-current-buffer buffer
+      (when (eq major-mode 'dired-mode)
+        (descent--wdired-show-result marks deleted)))))
 
 ;;;; Commands
 

@@ -749,6 +749,39 @@ reply that says so."
       (should (cl-some (lambda (m) (string-match-p "came after the batch was done" m)) messages))
       (descent-undo-rename))))
 
+(ert-deftest descent-wdired-test-c-g-during-the-listing-after-leaves-no-empty-buffer ()
+  ;; The batch is done; C-g while the buffer is listed again (the revert
+  ;; has erased it) returns at once, and the listing is made again once
+  ;; Emacs is idle, marks and all.
+  (descent-wdired-test--with-tree '("a" "b")
+    (dired-goto-file (descent-test-file "b"))
+    (dired-mark 1)
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" "a2")
+    (descent-wdired-test--edit "b" "b2")
+    (let ((quits 1)
+          (timer-idle-list nil))
+      (cl-letf* ((insert-listing (symbol-function 'descent--mod-insert-listing))
+                 ((symbol-function 'descent--mod-insert-listing)
+                  (lambda (&rest args)
+                    (if (> quits 0)
+                        (progn (cl-decf quits) (signal 'quit nil))
+                      (apply insert-listing args)))))
+        (should (eq (condition-case nil
+                        (progn (descent-wdired-test--commit) 'finished)
+                      (quit 'quit))
+                    'quit))
+        (should (eq major-mode 'dired-mode))
+        (should (file-exists-p (descent-test-file "a2")))
+        (let ((timer (cl-find #'descent--wdired-show-result-in timer-idle-list
+                              :key #'timer--function)))
+          (should timer)
+          (apply (timer--function timer) (timer--args timer))))
+      (should (equal (descent-wdired-test--names) '("a2" "b2")))
+      (should (equal (dired-get-marked-files) (list (descent-test-file "b2"))))
+      (should-not (buffer-modified-p))
+      (descent-undo-rename))))
+
 (ert-deftest descent-wdired-test-a-failing-progress-function-cancels-the-batch ()
   ;; The module calls PROGRESS while it waits (at least once, as the batch
   ;; ends): an error there unwinds past the wait, and the batch must not
