@@ -421,6 +421,12 @@ none, and descentd refuses to touch it if it is not what it was."
                 (gethash (descent--wdired-old-bytes edit) ids)))))
     (setq descent--wdired-ids ids)))
 
+(defvar descent--wdired-done nil
+  "During a commit, the outcome of its batch once the batch is done.")
+
+(defvar descent--wdired-left nil
+  "During a commit, (MARKS DELETED STALE) once `descent--wdired-leave' ran.")
+
 (defvar descent--wdired-late-quit nil
   "Non-nil once \\[keyboard-quit] came after the batch was done.
 The commit then completes, and says so.")
@@ -444,10 +450,11 @@ A progress reporter shows once the batch has run for
               ;; one that comes after cannot make the outcome of a batch
               ;; that is done look like a cancel.
               (let ((inhibit-quit t))
-                (prog1 (descent--mod-rename-submit socket ops progress)
-                  (when quit-flag
-                    (setq quit-flag nil
-                          descent--wdired-late-quit t))))))
+                (setq descent--wdired-done (descent--mod-rename-submit socket ops progress))
+                (when quit-flag
+                  (setq quit-flag nil
+                        descent--wdired-late-quit t))
+                descent--wdired-done)))
       (when reporter (progress-reporter-done reporter)))))
 
 ;;;; Garbage
@@ -611,16 +618,20 @@ revert fails on them.)"
         (setq dired-directory (cons (car dired-directory) files)))
       changed)))
 
-(defun descent--wdired-update-buffers (renames directories)
-  "Point every buffer at the new names after RENAMES, an alist (OLD . NEW).
-Return the function that maps a name to its new name (or nil).
-Buffers visiting a renamed file, or a file under a renamed directory,
-visit the new name without becoming modified; other Dired buffers
-showing one of DIRECTORIES or a renamed directory are reverted (not
-those in wdired).  One pass over the buffer list."
+(defun descent--wdired-follow-renames (renames directories)
+  "Point every other buffer at the new names after RENAMES, an alist (OLD . NEW).
+Return (MAP . STALE): MAP, the function that maps a name to its new
+name (or nil), and STALE, the other Dired buffers to revert, those
+showing one of DIRECTORIES or a renamed directory (not those in
+wdired).  Buffers visiting a renamed file, or a file under a renamed
+directory, visit the new name without becoming modified.  One pass
+over the buffer list, with quits held off: it waits for nothing, and
+a buffer left visiting an old name would bring it back when saved."
   (let ((map (descent--wdired-mapper renames))
         (shown (make-hash-table :test #'equal))
-        (current (current-buffer)))
+        (current (current-buffer))
+        (stale nil)
+        (inhibit-quit t))
     (dolist (dir directories)
       (puthash (file-name-as-directory dir) t shown))
     (dolist (buffer (buffer-list))
@@ -635,11 +646,26 @@ those in wdired).  One pass over the buffer list."
                         (cl-some (lambda (entry)
                                    (gethash (file-name-as-directory (car entry)) shown))
                                  dired-subdir-alist))
-                (revert-buffer nil t))))
+                (push buffer stale))))
            (buffer-file-name
             (let ((new (funcall map buffer-file-name)))
               (when new (set-visited-file-name new nil t))))))))
-    map))
+    (cons map (nreverse stale))))
+
+(defun descent--wdired-revert-all (buffers)
+  "Revert each live Dired buffer of BUFFERS."
+  (dolist (buffer buffers)
+    (when (buffer-live-p buffer)
+      (with-current-buffer buffer
+        (revert-buffer nil t)))))
+
+(defun descent--wdired-update-buffers (renames directories)
+  "Point every other buffer at the new names after RENAMES, and revert Dired ones.
+See `descent--wdired-follow-renames' for RENAMES and DIRECTORIES.
+Return the function that maps a name to its new name (or nil)."
+  (let ((followed (descent--wdired-follow-renames renames directories)))
+    (descent--wdired-revert-all (cdr followed))
+    (car followed)))
 
 (defun descent--wdired-mark-new-names (mark-alist)
   "Put MARK-ALIST, of (FILE . CHAR) pairs, back in the reverted buffer.
@@ -664,7 +690,22 @@ One pass over the buffer's file lines, whatever the number of marks."
   ;; descentd lists the directory for the revert below while Emacs gets
   ;; there.
   (descent--listing-prefetch (caar (last dired-subdir-alist)))
-  (let* ((renames (cl-loop for edit in edits
+  (pcase-let ((`(,marks ,deleted ,stale) (descent--wdired-leave edits outcome)))
+    ;; Then the listings, which wait for descentd: this buffer's first
+    ;; (its listing was asked for ahead), then the other Dired buffers.
+    ;; A C-g cuts them short (see `descent--wdired-commit').
+    (descent--wdired-show-result marks deleted)
+    (descent--wdired-revert-all stale)))
+
+(defun descent--wdired-leave (edits outcome)
+  "Turn this buffer back to Dired and point every buffer at the new names.
+EDITS were committed with OUTCOME.  Record the batch for
+`descent-undo-rename'.  Return (MARKS DELETED STALE) for
+`descent--wdired-show-result' and `descent--wdired-revert-all'.
+Quick, waiting for nothing, and with quits held off: \\[keyboard-quit] now (the
+batch is done) waits until the buffers follow the batch."
+  (let* ((inhibit-quit t)
+         (renames (cl-loop for edit in edits
                            when (eq (descent--wdired-edit-kind edit) 'rename)
                            collect (cons (descent--wdired-edit-old edit)
                                          (descent--wdired-edit-new edit))))
@@ -686,8 +727,8 @@ One pass over the buffer's file lines, whatever the number of marks."
          (directories (mapcar #'descent--path-text
                               (append (plist-get outcome :directories) nil))))
     (descent--wdired-clear-problems)
-    ;; The revert below replaces the text: narrowed to nothing, wdired
-    ;; spares itself removing its properties from every line first.
+    ;; The revert that follows replaces the text: narrowed to nothing,
+    ;; wdired spares itself removing its properties from every line first.
     (save-restriction
       (narrow-to-region (point-min) (point-min))
       (wdired-change-to-dired-mode))
@@ -700,19 +741,11 @@ One pass over the buffer's file lines, whatever the number of marks."
       (push (cons (plist-get outcome :batch) renames) descent--wdired-history)
       (when (> (length descent--wdired-history) descent--wdired-history-max)
         (setcdr (nthcdr (1- descent--wdired-history-max) descent--wdired-history) nil)))
-    (let ((map (descent--wdired-update-buffers renames directories)))
+    (let ((followed (descent--wdired-follow-renames renames directories)))
       (when (cl-some #'descent--wdired-edit-directory-p edits)
-        (descent--wdired-rename-subdirs map))
-      (descent--wdired-follow-file-list map))
-    (condition-case nil
-        (descent--wdired-show-result marks deleted)
-      (quit
-       ;; The batch is done and every other buffer follows it; only this
-       ;; listing was cut short (the revert had erased the old one): it is
-       ;; made again once Emacs is idle, instead of staying empty.
-       (run-with-idle-timer 0 nil #'descent--wdired-show-result-in
-                            (current-buffer) marks deleted)
-       (signal 'quit nil)))))
+        (descent--wdired-rename-subdirs (car followed)))
+      (descent--wdired-follow-file-list (car followed))
+      (setq descent--wdired-left (list marks deleted (cdr followed))))))
 
 (defun descent--wdired-show-result (marks deleted)
   "List the committed batch's directory again, as wdired does.
@@ -734,13 +767,15 @@ Put MARKS, an alist (FILE . CHAR), back, and flag DELETED (file names)."
   (set-buffer-modified-p nil)
   (setq buffer-undo-list nil))
 
-(defun descent--wdired-show-result-in (buffer marks deleted)
+(defun descent--wdired-show-result-in (buffer marks deleted &optional stale)
   "Show the result of a batch in BUFFER, if it is live and still in Dired.
-MARKS and DELETED are as for `descent--wdired-show-result'."
+MARKS and DELETED are as for `descent--wdired-show-result'.  Then
+revert the Dired buffers STALE."
   (when (buffer-live-p buffer)
     (with-current-buffer buffer
       (when (eq major-mode 'dired-mode)
-        (descent--wdired-show-result marks deleted)))))
+        (descent--wdired-show-result marks deleted))))
+  (descent--wdired-revert-all stale))
 
 ;;;; Commands
 
@@ -820,33 +855,48 @@ after one warning; in remote directories it runs without one."
                                bad "; "))))
     (setq edits (descent--wdired-ask-each edits))
     (let ((work (cl-remove-if (lambda (edit) (eq (descent--wdired-edit-kind edit) 'delete))
-                              edits)))
-      ;; Only the batch itself is guarded: once it is committed, an error
-      ;; or C-g while the buffers are brought up to date must not read
-      ;; as a batch that failed, let alone start the built-in commit.
-      (let ((outcome
-             (and work
-                  (condition-case err
-                      (progn
-                        (descent--wdired-identify work)
-                        (descent--wdired-submit-confirming work))
-                    ((descent-daemon-unavailable descent-module-unavailable
-                                                 descent-protocol-mismatch)
-                     (descent--warn-once 'wdired "%s; committing with the built-in wdired instead"
-                                         (descent--error-text err))
-                     'built-in)
-                    ((descent-daemon-error descent-daemon-lost)
-                     (descent--wdired-fail work err))
-                    (quit
-                     (message "Renaming cancelled: descentd rolls the batch back; your edits are still here")
-                     (signal 'quit nil))))))
-        (if (eq outcome 'built-in)
-            (descent--wdired-builtin-finish)
-          (descent--wdired-finish edits outcome)
-          (when descent--wdired-late-quit
-            (message "%s" (substitute-command-keys
-                           "\\[keyboard-quit] came after the batch was done: the renames stand \
-\(\\[descent-undo-rename] takes them back)"))))))))
+                              edits))
+          (descent--wdired-done nil)
+          (descent--wdired-left nil))
+      (condition-case nil
+          ;; Only the batch itself is guarded: once it is committed, an
+          ;; error or C-g while the buffers are brought up to date must not
+          ;; read as a batch that failed, let alone start the built-in commit.
+          (let ((outcome
+                 (and work
+                      (condition-case err
+                          (progn
+                            (descent--wdired-identify work)
+                            (descent--wdired-submit-confirming work))
+                        ((descent-daemon-unavailable descent-module-unavailable
+                                                     descent-protocol-mismatch)
+                         (descent--warn-once 'wdired "%s; committing with the built-in wdired instead"
+                                             (descent--error-text err))
+                         'built-in)
+                        ((descent-daemon-error descent-daemon-lost)
+                         (descent--wdired-fail work err))
+                        (quit
+                         (unless descent--wdired-done
+                           (message "Renaming cancelled: descentd rolls the batch back; your edits are still here"))
+                         (signal 'quit nil))))))
+            (if (eq outcome 'built-in)
+                (descent--wdired-builtin-finish)
+              (descent--wdired-finish edits outcome)
+              (when descent--wdired-late-quit
+                (message "%s" (substitute-command-keys
+                               "\\[keyboard-quit] came after the batch was done: the renames stand \
+\(\\[descent-undo-rename] takes them back)")))))
+        (quit
+         ;; A C-g once the batch is done: the buffers follow it all the
+         ;; same, if that was not done yet (the C-g came between the outcome
+         ;; and `descent--wdired-leave'), and the listings, which the revert
+         ;; may have left erased, are made again once Emacs is idle.
+         (when (and descent--wdired-done (eq major-mode 'wdired-mode))
+           (descent--wdired-leave edits descent--wdired-done))
+         (when descent--wdired-left
+           (apply #'run-with-idle-timer 0 nil #'descent--wdired-show-result-in
+                  (current-buffer) descent--wdired-left))
+         (signal 'quit nil))))))
 
 (defun descent--wdired-submit-confirming (work)
   "Submit the edits WORK; return the outcome.

@@ -782,6 +782,58 @@ reply that says so."
       (should-not (buffer-modified-p))
       (descent-undo-rename))))
 
+(ert-deftest descent-wdired-test-c-g-as-buffers-follow-waits-for-them ()
+  ;; C-g while the other buffers are pointed at the new names (the batch is
+  ;; done): it waits until they are, so that none is left visiting an old
+  ;; name, then quits; the listing is made again once Emacs is idle.
+  (descent-wdired-test--with-tree '("a")
+    (let ((visiting (find-file-noselect (descent-test-file "a")))
+          (dired (current-buffer))
+          (timer-idle-list nil))
+      (unwind-protect
+          (progn
+            (set-buffer dired)
+            (wdired-change-to-wdired-mode)
+            (descent-wdired-test--edit "a" "a2")
+            (advice-add 'descent--wdired-follow-renames :before #'descent-wdired-test--press-c-g)
+            (unwind-protect
+                (should (eq (condition-case nil
+                                (progn (descent-wdired-test--commit) 'finished)
+                              (quit 'quit))
+                            'quit))
+              (advice-remove 'descent--wdired-follow-renames #'descent-wdired-test--press-c-g))
+            (should (equal (buffer-file-name visiting) (descent-test-file "a2")))
+            (should-not (buffer-modified-p visiting))
+            (should (cl-find #'descent--wdired-show-result-in timer-idle-list
+                             :key #'timer--function))
+            (descent-undo-rename))
+        (kill-buffer visiting)))))
+
+(ert-deftest descent-wdired-test-c-g-between-the-outcome-and-the-buffers-is-caught ()
+  ;; A quit that lands after the outcome is back but before the buffers
+  ;; follow the batch (here, as the listing is asked for ahead): the batch
+  ;; is done, so the buffer leaves wdired and undo knows the batch all the
+  ;; same, and the listing comes once Emacs is idle.
+  (descent-wdired-test--with-tree '("a")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" "a2")
+    (let ((timer-idle-list nil))
+      (cl-letf (((symbol-function 'descent--listing-prefetch)
+                 (lambda (&rest _) (signal 'quit nil))))
+        (should (eq (condition-case nil
+                        (progn (descent-wdired-test--commit) 'finished)
+                      (quit 'quit))
+                    'quit)))
+      (should (eq major-mode 'dired-mode))
+      (should (file-exists-p (descent-test-file "a2")))
+      (let ((timer (cl-find #'descent--wdired-show-result-in timer-idle-list
+                            :key #'timer--function)))
+        (should timer)
+        (apply (timer--function timer) (timer--args timer)))
+      (should (equal (descent-wdired-test--names) '("a2")))
+      (descent-undo-rename)
+      (should (file-exists-p (descent-test-file "a"))))))
+
 (ert-deftest descent-wdired-test-a-failing-progress-function-cancels-the-batch ()
   ;; The module calls PROGRESS while it waits (at least once, as the batch
   ;; ends): an error there unwinds past the wait, and the batch must not
@@ -851,7 +903,7 @@ reply that says so."
   (descent-wdired-test--with-tree '("a")
     (wdired-change-to-wdired-mode)
     (descent-wdired-test--edit "a" "b")
-    (cl-letf (((symbol-function 'descent--wdired-update-buffers)
+    (cl-letf (((symbol-function 'descent--wdired-follow-renames)
                (lambda (&rest _) (signal 'descent-daemon-unavailable '("gone" "sock"))))
               ((symbol-function 'descent--wdired-builtin-finish)
                (lambda () (error "The built-in ran"))))
