@@ -704,6 +704,19 @@ reply that says so."
   "Do what C-g does while quits are held off: set `quit-flag'."
   (setq quit-flag t))
 
+(defun descent-wdired-test--commit-outcome ()
+  "Press C-c C-c; return `finished', or `quit' if it quit."
+  (condition-case nil
+      (progn (descent-wdired-test--commit) 'finished)
+    (quit 'quit)))
+
+(defun descent-wdired-test--commit-pressing-c-g (how function)
+  "Press C-c C-c, and C-g HOW (:before, :after) FUNCTION runs.
+Return `finished', or `quit' if the commit quit."
+  (advice-add function how #'descent-wdired-test--press-c-g)
+  (unwind-protect (descent-wdired-test--commit-outcome)
+    (advice-remove function #'descent-wdired-test--press-c-g)))
+
 (ert-deftest descent-wdired-test-c-g-while-the-module-waits-cancels-the-batch ()
   ;; descent holds quits off around the module's call, and C-g only sets
   ;; `quit-flag' then: the module takes it as the cancel.  Here it comes
@@ -717,13 +730,8 @@ reply that says so."
     (let ((before (descent-wdired-test--snapshot))
           (text (buffer-string))
           (descent--wdired-progress-delay 0))
-      (advice-add 'make-progress-reporter :before #'descent-wdired-test--press-c-g)
-      (unwind-protect
-          (should (eq (condition-case nil
-                          (progn (descent-wdired-test--commit) 'finished)
-                        (quit 'quit))
-                      'quit))
-        (advice-remove 'make-progress-reporter #'descent-wdired-test--press-c-g))
+      (should (eq (descent-wdired-test--commit-pressing-c-g :before 'make-progress-reporter)
+                  'quit))
       (should-not quit-flag)
       (descent-wdired-test--settle)
       (should (descent-wdired-test--tree-becomes before))
@@ -737,12 +745,10 @@ reply that says so."
     (wdired-change-to-wdired-mode)
     (descent-wdired-test--edit "a" "a2")
     (let ((messages nil))
-      (advice-add 'descent--mod-rename-submit :after #'descent-wdired-test--press-c-g)
-      (unwind-protect
-          (cl-letf (((symbol-function 'message)
-                     (lambda (format &rest args) (push (apply #'format-message format args) messages))))
-            (descent-wdired-test--commit))
-        (advice-remove 'descent--mod-rename-submit #'descent-wdired-test--press-c-g))
+      (cl-letf (((symbol-function 'message)
+                 (lambda (format &rest args) (push (apply #'format-message format args) messages))))
+        (should (eq (descent-wdired-test--commit-pressing-c-g :after 'descent--mod-rename-submit)
+                    'finished)))
       (should-not quit-flag)
       (should (eq major-mode 'dired-mode))
       (should (equal (descent-wdired-test--names) '("a2" "b")))
@@ -767,10 +773,7 @@ reply that says so."
                     (if (> quits 0)
                         (progn (cl-decf quits) (signal 'quit nil))
                       (apply insert-listing args)))))
-        (should (eq (condition-case nil
-                        (progn (descent-wdired-test--commit) 'finished)
-                      (quit 'quit))
-                    'quit))
+        (should (eq (descent-wdired-test--commit-outcome) 'quit))
         (should (eq major-mode 'dired-mode))
         (should (file-exists-p (descent-test-file "a2")))
         (let ((timer (cl-find #'descent--wdired-show-result-in timer-idle-list
@@ -795,13 +798,9 @@ reply that says so."
             (set-buffer dired)
             (wdired-change-to-wdired-mode)
             (descent-wdired-test--edit "a" "a2")
-            (advice-add 'descent--wdired-follow-renames :before #'descent-wdired-test--press-c-g)
-            (unwind-protect
-                (should (eq (condition-case nil
-                                (progn (descent-wdired-test--commit) 'finished)
-                              (quit 'quit))
-                            'quit))
-              (advice-remove 'descent--wdired-follow-renames #'descent-wdired-test--press-c-g))
+            (should (eq (descent-wdired-test--commit-pressing-c-g
+                         :before 'descent--wdired-follow-renames)
+                        'quit))
             (should (equal (buffer-file-name visiting) (descent-test-file "a2")))
             (should-not (buffer-modified-p visiting))
             (should (cl-find #'descent--wdired-show-result-in timer-idle-list
@@ -820,10 +819,7 @@ reply that says so."
     (let ((timer-idle-list nil))
       (cl-letf (((symbol-function 'descent--listing-prefetch)
                  (lambda (&rest _) (signal 'quit nil))))
-        (should (eq (condition-case nil
-                        (progn (descent-wdired-test--commit) 'finished)
-                      (quit 'quit))
-                    'quit)))
+        (should (eq (descent-wdired-test--commit-outcome) 'quit)))
       (should (eq major-mode 'dired-mode))
       (should (file-exists-p (descent-test-file "a2")))
       (let ((timer (cl-find #'descent--wdired-show-result-in timer-idle-list
