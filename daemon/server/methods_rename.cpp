@@ -231,15 +231,17 @@ void translating(std::string_view method, Body body) {
 }
 
 // Undoes `batch`, committed a moment ago, for a client that cancelled it as
-// it ended (see Call::take_back); under area.mutex. Returns what happened,
-// for the log: that client has gone.
-std::string undo_late(RenameArea& area, std::int64_t batch) {
+// it ended (see Call::take_back); under area.mutex. Returns whether it was
+// undone; `what` says what happened, for the log or the reply.
+bool undo_late(RenameArea& area, std::int64_t batch, std::string& what) {
   const std::atomic<bool> never{false};
   try {
     area.renamer.undo(never, {}, batch);
-    return "undid rename batch " + std::to_string(batch) + ", cancelled as it ended";
+    what = "undid rename batch " + std::to_string(batch) + ", cancelled as it ended";
+    return true;
   } catch (const std::exception& e) {
-    return "could not undo rename batch " + std::to_string(batch) + ", cancelled as it ended: " + e.what();
+    what = "could not undo rename batch " + std::to_string(batch) + ", cancelled as it ended: " + e.what();
+    return false;
   }
 }
 
@@ -281,12 +283,17 @@ void add_rename_methods(MethodTable& methods, const DaemonInfo&, RenameArea& are
                                     if (outcome.batch == 0) return pack_outcome(call.result, outcome);
                                     // The batch ends with no look at the cancel flag after the last step:
                                     // a cancel that came since still means "as if never submitted".
-                                    if (call.cancelled.load())
-                                      throw MethodError("cancelled", "rename.submit: cancelled as the batch ended: " +
-                                                                         undo_late(area, outcome.batch));
+                                    if (call.cancelled.load()) {
+                                      std::string what;
+                                      if (undo_late(area, outcome.batch, what))
+                                        throw MethodError("cancelled", "rename.submit: " + what);
+                                      return pack_outcome(call.result, outcome);  // it stands, as the reply says
+                                    }
                                     call.take_back = [&area, batch = outcome.batch] {
                                       std::lock_guard again(area.mutex);
-                                      return undo_late(area, batch);
+                                      std::string what;
+                                      undo_late(area, batch, what);
+                                      return what;
                                     };
                                     pack_outcome(call.result, outcome);
                                   });
