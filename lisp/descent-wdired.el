@@ -921,6 +921,37 @@ Called again, it undoes the one before (of the last 100).  Nothing
 changes if the files moved since; the error says so.  Buffers visiting
 the renamed files follow them back, and Dired buffers are refreshed."
   (interactive)
+  (condition-case nil
+      (descent--wdired-undo)
+    (quit
+     ;; A C-g as the undo ended may have cut its outcome off: the batch
+     ;; is undone, and the buffers were not told.  They catch up once
+     ;; Emacs is idle.
+     (run-with-idle-timer 0 nil #'descent--wdired-catch-up)
+     (signal 'quit nil))))
+
+(defun descent--wdired-catch-up ()
+  "Point buffers back for each batch of the history that descentd has undone.
+An undo whose outcome a \\[keyboard-quit] cut off leaves its buffers
+showing and visiting the batch's new names."
+  (let ((undone (make-hash-table)))
+    (seq-doseq (batch (descent--call "rename.recent" (vector descent--wdired-history-max)))
+      (when (equal (plist-get batch :state) "undone")
+        (puthash (plist-get batch :batch) t undone)))
+    (dolist (entry descent--wdired-history)
+      (when (gethash (car entry) undone)
+        (setq descent--wdired-history (delq entry descent--wdired-history))
+        (let ((renames (mapcar (lambda (r) (cons (cdr r) (car r))) (cdr entry))))
+          ;; From no buffer in particular: every buffer is one to update.
+          (with-temp-buffer
+            (descent--wdired-update-buffers
+             renames
+             (delete-dups (mapcan (lambda (r) (list (file-name-directory (car r))
+                                                    (file-name-directory (cdr r))))
+                                  renames)))))))))
+
+(defun descent--wdired-undo ()
+  "Do `descent-undo-rename'; return descentd's outcome."
   (let* ((outcome (descent--call "rename.undo"))
          (batch (plist-get outcome :batch))
          (entry (assq batch descent--wdired-history))

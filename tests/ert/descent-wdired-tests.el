@@ -830,6 +830,42 @@ Return `finished', or `quit' if the commit quit."
       (descent-undo-rename)
       (should (file-exists-p (descent-test-file "a"))))))
 
+(ert-deftest descent-wdired-test-c-g-as-an-undo-ends-lets-buffers-catch-up ()
+  ;; The undo is done, but a C-g cut its outcome off: once Emacs is idle,
+  ;; the buffers learn it from descentd's journal.
+  (descent-wdired-test--with-tree '("a")
+    (let ((visiting (find-file-noselect (descent-test-file "a")))
+          (dired (current-buffer))
+          (quit-after-undo (lambda (call socket method &rest args)
+                             (let ((result (apply call socket method args)))
+                               (when (equal method "rename.undo") (signal 'quit nil))
+                               result))))
+      (unwind-protect
+          (progn
+            (set-buffer dired)
+            (wdired-change-to-wdired-mode)
+            (descent-wdired-test--edit "a" "a2")
+            (descent-wdired-test--commit)
+            (should (equal (buffer-file-name visiting) (descent-test-file "a2")))
+            (let ((batch (car (car descent--wdired-history)))
+                  (timer-idle-list nil))
+              (advice-add 'descent--mod-call :around quit-after-undo)
+              (unwind-protect
+                  (should (eq (condition-case nil (progn (descent-undo-rename) 'done) (quit 'quit))
+                              'quit))
+                (advice-remove 'descent--mod-call quit-after-undo))
+              (should (file-exists-p (descent-test-file "a")))
+              (should (equal (buffer-file-name visiting) (descent-test-file "a2")))
+              (let ((timer (cl-find #'descent--wdired-catch-up timer-idle-list
+                                    :key #'timer--function)))
+                (should timer)
+                (funcall (timer--function timer)))
+              (should (equal (buffer-file-name visiting) (descent-test-file "a")))
+              (should-not (buffer-modified-p visiting))
+              (should (equal (descent-wdired-test--names) '("a")))
+              (should-not (assq batch descent--wdired-history))))
+        (kill-buffer visiting)))))
+
 (ert-deftest descent-wdired-test-a-failing-progress-function-cancels-the-batch ()
   ;; The module calls PROGRESS while it waits (at least once, as the batch
   ;; ends): an error there unwinds past the wait, and the batch must not
