@@ -48,10 +48,15 @@ class RenameMethodsTest : public ::testing::Test {
     no_params.type = msgpack::type::ARRAY;
     no_params.via.array = {0, nullptr};
     Call c{server::Params(method, packed ? no_params : params.get()), result, cancelled,
-           [this](std::string_view name, const std::function<void(Packer&)>&) { notified_.emplace_back(name); }, 7,
-           packed ? std::string_view(params_buffer.data(), params_buffer.size()) : std::string_view()};
+           [this, &cancelled](std::string_view name, const std::function<void(Packer&)>&) {
+             notified_.emplace_back(name);
+             // The last progress report comes once every step is done.
+             if (cancel_on_progress_ && name == "rename.progress") cancelled = true;
+           },
+           7, packed ? std::string_view(params_buffer.data(), params_buffer.size()) : std::string_view()};
     EXPECT_EQ(m->execution, server::Execution::worker);
     m->run(c);
+    take_back_ = std::move(c.take_back);
     return {msgpack::unpack(result_buffer.data(), result_buffer.size())};
   }
 
@@ -87,6 +92,8 @@ class RenameMethodsTest : public ::testing::Test {
   std::vector<std::string> notified_;
   std::string last_message_;
   bool packed_ = true;  // false: as a notification or an older server would call
+  bool cancel_on_progress_ = false;  // the client cancels when a progress report comes
+  std::function<std::string()> take_back_;  // what the last call left to take it back
 };
 
 std::int64_t field_int(const msgpack::object& map, std::string_view key) {
@@ -116,6 +123,47 @@ TEST_F(RenameMethodsTest, SubmitUndoRecentWithAwkwardNames) {
   call("rename.undo", [](Packer& out) { out.pack_array(0); });
   EXPECT_EQ(snapshot(tree_.root), before);
   EXPECT_EQ(error_kind("rename.undo", [](Packer& out) { out.pack_array(0); }), "conflict");
+}
+
+// A cancel that comes once the last step is done (here with the last
+// progress report): the batch is undone and the reply says "cancelled".
+TEST_F(RenameMethodsTest, ACancelAsTheBatchEndsUndoesIt) {
+  write_file(tree_.path("a"), "a");
+  const auto before = snapshot(tree_.root);
+  cancel_on_progress_ = true;
+  EXPECT_EQ(error_kind("rename.submit",
+                       [&](Packer& out) {
+                         out.pack_array(1);
+                         out.pack_array(1);
+                         pack_rename(out, tree_.path("a"), tree_.path("b"));
+                       }),
+            "cancelled");
+  EXPECT_NE(last_message_.find("undid rename batch"), std::string::npos) << last_message_;
+  EXPECT_EQ(snapshot(tree_.root), before);
+  EXPECT_FALSE(take_back_);
+}
+
+// What a finished batch leaves for a late cancel undoes that batch, and
+// only while no other batch came after it.
+TEST_F(RenameMethodsTest, AFinishedBatchIsTakenBackOnlyWhileItIsTheLatest) {
+  write_file(tree_.path("a"), "a");
+  const auto before = snapshot(tree_.root);
+  auto submit = [&](const char* from, const char* to) {
+    call("rename.submit", [&](Packer& out) {
+      out.pack_array(1);
+      out.pack_array(1);
+      pack_rename(out, tree_.path(from), tree_.path(to));
+    });
+    return std::move(take_back_);
+  };
+  const auto first = submit("a", "b");
+  const auto second = submit("b", "c");
+  ASSERT_TRUE(first && second);
+  EXPECT_NE(first().find("could not undo"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(tree_.path("c")));
+  EXPECT_NE(second().find("undid rename batch"), std::string::npos);
+  EXPECT_NE(first().find("undid rename batch"), std::string::npos);
+  EXPECT_EQ(snapshot(tree_.root), before);
 }
 
 TEST_F(RenameMethodsTest, BadParametersGetClearErrors) {
