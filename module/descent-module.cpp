@@ -607,16 +607,19 @@ emacs_value mod_rename_submit(const Env& env, ptrdiff_t nargs, emacs_value* args
     };
   auto& client = connection(env, socket);
   const std::uint32_t id = client.send_request("rename.submit", pack_operations, wait);
+  auto cancel = [&] {
+    client.notify("cancel", [&](Packer& out) {
+      out.pack_array(1);
+      out.pack(id);
+    });
+  };
   protocol::Client::Reply reply;
   try {
     reply = client.await("rename.submit", id, wait);
   } catch (const NonLocalExit&) {
     // The progress function signalled or threw: as for C-g, the batch must
     // not go on without anyone to tell how it ended.
-    client.notify("cancel", [&](Packer& out) {
-      out.pack_array(1);
-      out.pack(id);
-    });
+    cancel();
     connections.erase(socket);
     throw;
   }
@@ -626,10 +629,7 @@ emacs_value mod_rename_submit(const Env& env, ptrdiff_t nargs, emacs_value* args
     // A quit while the outcome is made (a caller that does not hold quits
     // off): the batch is done, and nobody will know. Cancelled now, the
     // daemon takes it back.
-    client.notify("cancel", [&](Packer& out) {
-      out.pack_array(1);
-      out.pack(id);
-    });
+    cancel();
     throw;
   }
 }
