@@ -553,8 +553,22 @@ Return the edits the user accepted."
 ;;;; After a commit
 
 (defvar descent--wdired-history nil
-  "Recent batches, newest first: (BATCH . RENAMES), RENAMES an alist (OLD . NEW).
-`descent-undo-rename' uses it to point buffers back at the old names.")
+  "The batches committed from this Emacs, newest first (at most 100).
+Only their numbers: descentd says what a batch renamed when it undoes
+it, so a large batch costs Emacs no memory (and its collections no
+time) afterwards.  `descent--wdired-catch-up' looks here for batches
+undone without Emacs being told.")
+
+(defun descent--wdired-moves-back (moved)
+  "Return the alist (NEW . OLD) that points buffers back once MOVED is undone.
+MOVED is what a batch renamed, as descentd tells it: the flat vector
+of byte strings [OLD NEW OLD NEW ...]."
+  (let ((renames nil))
+    (dotimes (i (/ (length moved) 2))
+      (push (cons (descent--path-text (aref moved (1+ (* 2 i))))
+                  (descent--path-text (aref moved (* 2 i))))
+            renames))
+    (nreverse renames)))
 
 (defun descent--wdired-mapper (renames)
   "A function from a file name to its name after RENAMES, or nil.
@@ -738,7 +752,7 @@ batch is done) waits until the buffers follow the batch."
                (equal (car (car renames)) (expand-file-name dired-directory)))
       (setq dired-directory (cdr (car renames))))
     (when renames
-      (push (cons (plist-get outcome :batch) renames) descent--wdired-history)
+      (push (plist-get outcome :batch) descent--wdired-history)
       (when (> (length descent--wdired-history) descent--wdired-history-max)
         (setcdr (nthcdr (1- descent--wdired-history-max) descent--wdired-history) nil)))
     (let ((followed (descent--wdired-follow-renames renames directories)))
@@ -938,10 +952,11 @@ showing and visiting the batch's new names."
     (seq-doseq (batch (descent--call "rename.recent" (vector descent--wdired-history-max)))
       (when (equal (plist-get batch :state) "undone")
         (puthash (plist-get batch :batch) t undone)))
-    (dolist (entry descent--wdired-history)
-      (when (gethash (car entry) undone)
-        (setq descent--wdired-history (delq entry descent--wdired-history))
-        (let ((renames (mapcar (lambda (r) (cons (cdr r) (car r))) (cdr entry))))
+    (dolist (batch descent--wdired-history)
+      (when (gethash batch undone)
+        (setq descent--wdired-history (delq batch descent--wdired-history))
+        (let ((renames (descent--wdired-moves-back
+                        (descent--call "rename.moves" (vector batch)))))
           ;; From no buffer in particular: every buffer is one to update.
           (with-temp-buffer
             (descent--wdired-update-buffers
@@ -954,9 +969,10 @@ showing and visiting the batch's new names."
   "Do `descent-undo-rename'; return descentd's outcome."
   (let* ((outcome (descent--call "rename.undo"))
          (batch (plist-get outcome :batch))
-         (entry (assq batch descent--wdired-history))
-         (renames (mapcar (lambda (r) (cons (cdr r) (car r))) (cdr entry))))
-    (setq descent--wdired-history (delq entry descent--wdired-history))
+         ;; From descentd, so that a batch committed from another Emacs,
+         ;; or before a restart, is followed back too.
+         (renames (descent--wdired-moves-back (plist-get outcome :moves))))
+    (setq descent--wdired-history (delq batch descent--wdired-history))
     (let ((map (descent--wdired-update-buffers
                 renames (mapcar #'descent--path-text
                                  (append (plist-get outcome :directories) nil)))))

@@ -130,8 +130,17 @@ std::vector<rename::OperationView> operations_of(const Call& call, msgpack::obje
   return operations;
 }
 
+// [before, after, before, after...]: flat, as bin.
+void pack_moves(Packer& out, const std::vector<std::pair<std::string, std::string>>& moves) {
+  out.pack_array(static_cast<std::uint32_t>(2 * moves.size()));
+  for (const auto& [before, after] : moves) {
+    pack_bytes(out, before);
+    pack_bytes(out, after);
+  }
+}
+
 void pack_outcome(Packer& out, const rename::Outcome& outcome) {
-  out.pack_map(4);
+  out.pack_map(outcome.moves.empty() ? 4 : 5);
   pack_text(out, "batch");
   out.pack_int64(outcome.batch);
   pack_text(out, "operations");
@@ -141,6 +150,10 @@ void pack_outcome(Packer& out, const rename::Outcome& outcome) {
   pack_text(out, "directories");
   out.pack_array(static_cast<std::uint32_t>(outcome.directories.size()));
   for (const auto& dir : outcome.directories) pack_bytes(out, dir);
+  if (!outcome.moves.empty()) {
+    pack_text(out, "moves");
+    pack_moves(out, outcome.moves);
+  }
 }
 
 const char* state_name(rename::Journal::State state) {
@@ -356,6 +369,16 @@ void add_rename_methods(MethodTable& methods, const DaemonInfo&, RenameArea& are
                                   });
                                 },
                                 Execution::worker});
+
+  methods.add("rename.moves", {[&area](Call& call) {
+                                 call.params.expect_count(1, 1);
+                                 const std::int64_t batch = call.params.integer(0, "batch");
+                                 translating("rename.moves", [&] {
+                                   std::lock_guard lock(area.mutex);
+                                   pack_moves(call.result, area.renamer.moves(batch));
+                                 });
+                               },
+                               Execution::worker});
 
   methods.add("rename.recovery", {[&area](Call& call) {
                                     call.params.expect_count(0, 0);

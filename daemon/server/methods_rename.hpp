@@ -24,7 +24,13 @@
 //       dev, ino...]} (lstat), or nil if it cannot be read: the (device,
 //       inode) of every file an editor shows, recorded when editing begins.
 //   rename.undo     []                                 -> outcome
-//       Reverts the most recent batch not yet undone (of the last 100).
+//       Reverts the most recent batch not yet undone (of the last 100). Its
+//       outcome also has "moves": what the batch had renamed, as
+//       rename.moves gives it (absent when it renamed nothing).
+//   rename.moves    [batch]                            -> [before, after, ...]
+//       What the batch renamed, flat, as bin: each object's name before the
+//       batch, then after it (a file carried along by a renamed directory is
+//       not listed apart). Empty for a batch the journal no longer holds.
 //   rename.recent   [] or [limit]                      -> [entry...], newest first
 //       entry: {"batch": int, "created": int (unix seconds), "operations": int,
 //               "steps": int, "state": "done" | "rolled-back" | "undone" |

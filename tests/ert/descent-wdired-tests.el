@@ -639,6 +639,31 @@ this call changes nothing, so it is simply made again."
       (should (equal (descent-wdired-test--names) '("a")))
       (should (equal (buffer-file-name buffer) (descent-test-file "a"))))))
 
+(ert-deftest descent-wdired-test-undo-follows-a-batch-this-emacs-did-not-commit ()
+  ;; What a batch renamed comes from descentd's journal: after a restart
+  ;; (or from another Emacs), undo still points buffers back.
+  (descent-wdired-test--with-tree '("d/x" "d/y" "a")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "d" "e")
+    (descent-wdired-test--edit "a" "b")
+    (descent-wdired-test--commit)
+    (let ((descent--wdired-history nil)
+          (create-lockfiles nil)
+          (in-directory (find-file-noselect (descent-test-file "e/x")))
+          (renamed (find-file-noselect (descent-test-file "b"))))
+      (unwind-protect
+          (progn
+            (with-current-buffer renamed (insert "unsaved"))
+            (descent-undo-rename)
+            (should (equal (descent-wdired-test--names) '("a" "d")))
+            (should (equal (buffer-file-name in-directory) (descent-test-file "d/x")))
+            (should (equal (buffer-file-name renamed) (descent-test-file "a")))
+            (should (buffer-modified-p renamed))
+            (should-not (buffer-modified-p in-directory)))
+        (with-current-buffer renamed (set-buffer-modified-p nil))
+        (kill-buffer in-directory)
+        (kill-buffer renamed)))))
+
 (ert-deftest descent-wdired-test-undo-refuses-when-files-moved ()
   (descent-wdired-test--with-tree '("a")
     (wdired-change-to-wdired-mode)
@@ -847,7 +872,7 @@ Return `finished', or `quit' if the commit quit."
             (descent-wdired-test--edit "a" "a2")
             (descent-wdired-test--commit)
             (should (equal (buffer-file-name visiting) (descent-test-file "a2")))
-            (let ((batch (car (car descent--wdired-history)))
+            (let ((batch (car descent--wdired-history))
                   (timer-idle-list nil))
               (advice-add 'descent--mod-call :around quit-after-undo)
               (unwind-protect
@@ -863,7 +888,7 @@ Return `finished', or `quit' if the commit quit."
               (should (equal (buffer-file-name visiting) (descent-test-file "a")))
               (should-not (buffer-modified-p visiting))
               (should (equal (descent-wdired-test--names) '("a")))
-              (should-not (assq batch descent--wdired-history))))
+              (should-not (memq batch descent--wdired-history))))
         (kill-buffer visiting)))))
 
 (ert-deftest descent-wdired-test-a-failing-progress-function-cancels-the-batch ()

@@ -245,7 +245,16 @@ struct Outcome {
   std::size_t steps = 0;
   // Directories whose listing changed (for the client to refresh).
   std::vector<std::string> directories;
+  // undo only: what the batch had renamed, as moves_of() gives them, so that
+  // the client can point its buffers back without remembering the batch.
+  std::vector<std::pair<std::string, std::string>> moves;
 };
+
+// What a batch's steps rename, as the user named it: (path before the batch,
+// path after), one pair per object moved, in the order of the paths after.
+// Temporary names, the trash, and an object carried along by a moved
+// directory (unless it moved within it too) leave no pair.
+std::vector<std::pair<std::string, std::string>> moves_of(const std::vector<Step>& steps);
 
 class Renamer {
  public:
@@ -279,6 +288,10 @@ class Renamer {
   // (and finishes any undo a crash interrupted, backwards), records what it
   // did, and returns the reports for the next client.
   std::vector<std::string> recover();
+
+  // moves_of() the steps of `batch`, done or undone; empty once the journal
+  // has forgotten it.
+  std::vector<std::pair<std::string, std::string>> moves(std::int64_t batch);
 
   Journal& journal() { return journal_; }
 

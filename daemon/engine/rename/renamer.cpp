@@ -69,6 +69,67 @@ std::vector<std::string> directories_of(const std::vector<Step>& steps, std::siz
 
 }  // namespace
 
+std::vector<std::pair<std::string, std::string>> moves_of(const std::vector<Step>& steps) {
+  // Where each object a step moved is now -> where it was before the batch.
+  // A path under a moved directory takes its origin from the directory's.
+  std::map<std::string, std::string, std::less<>> origin;
+  auto nearest = [&](std::string_view path, bool itself) {
+    std::string_view a = itself ? path : detail::split(path).first;
+    for (;;) {
+      const auto it = origin.find(a);
+      if (it != origin.end()) return it;
+      if (a == "/" || a == "." || a.empty()) return origin.end();
+      a = detail::split(a).first;
+    }
+  };
+  auto before = [&](const std::string& path) {
+    const auto it = nearest(path, true);
+    return it == origin.end() ? path : it->second + path.substr(it->first.size());
+  };
+  // Takes the entries at and under `path` out, keyed by what follows `path`.
+  // ("a-b" sorts between "a" and "a/b": the entries under are looked up
+  // apart from the one at.)
+  auto take = [&](const std::string& path) {
+    std::vector<std::pair<std::string, std::string>> taken;
+    const std::string below = path + "/";
+    for (auto it = origin.lower_bound(below); it != origin.end() && it->first.starts_with(below);) {
+      taken.emplace_back(it->first.substr(path.size()), std::move(it->second));
+      it = origin.erase(it);
+    }
+    origin.erase(path);
+    return taken;
+  };
+  auto put = [&](const std::string& path, std::string was, std::vector<std::pair<std::string, std::string>>& taken) {
+    for (auto& [suffix, o] : taken) origin.insert_or_assign(path + suffix, std::move(o));
+    origin.insert_or_assign(path, std::move(was));
+  };
+  for (const Step& step : steps) {
+    if (step.kind == Step::Kind::move || step.kind == Step::Kind::copy_move) {
+      std::string was = before(step.from);
+      auto taken = take(step.from);
+      put(step.to, std::move(was), taken);
+    } else if (step.kind == Step::Kind::exchange) {
+      std::string was_from = before(step.from), was_to = before(step.to);
+      auto taken_from = take(step.from), taken_to = take(step.to);
+      put(step.to, std::move(was_from), taken_from);
+      put(step.from, std::move(was_to), taken_to);
+    }
+    // make_directory, chmod and retarget rename nothing; a trashed
+    // victim is not the user's rename.
+  }
+  std::vector<std::pair<std::string, std::string>> moves;
+  for (const auto& [now, was] : origin) {
+    const auto up = nearest(now, false);
+    const std::string carried = up == origin.end() ? now : up->second + now.substr(up->first.size());
+    if (was != carried) moves.emplace_back(was, now);
+  }
+  return moves;
+}
+
+std::vector<std::pair<std::string, std::string>> Renamer::moves(std::int64_t batch) {
+  return moves_of(journal_.steps(batch));
+}
+
 Renamer::Renamer(state::Database& db, Options options) : journal_(db), options_(std::move(options)) {}
 
 Outcome Renamer::submit(const Batch& batch, const std::atomic<bool>& cancelled, const Progress& progress) {
@@ -139,6 +200,7 @@ Outcome Renamer::undo(const std::atomic<bool>& cancelled, const Progress& progre
   outcome.operations = static_cast<std::size_t>(entry->operations);
   outcome.steps = steps.size();
   outcome.directories = directories_of(steps, steps.size());
+  outcome.moves = moves_of(steps);
   return outcome;
 }
 

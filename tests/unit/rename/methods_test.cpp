@@ -120,8 +120,28 @@ TEST_F(RenameMethodsTest, SubmitUndoRecentWithAwkwardNames) {
   ASSERT_EQ(recent.get().via.array.size, 1u);
   EXPECT_EQ(*protocol::as_bytes(*protocol::map_find(recent.get().via.array.ptr[0], "state")), "done");
 
-  call("rename.undo", [](Packer& out) { out.pack_array(0); });
+  // What the batch renamed, as bytes: from the undo, and after it.
+  const std::int64_t batch = field_int(reply.get(), "batch");
+  const auto moves_are_the_rename = [&](const msgpack::object& moves) {
+    ASSERT_EQ(moves.type, msgpack::type::ARRAY);
+    ASSERT_EQ(moves.via.array.size, 2u);
+    EXPECT_EQ(*protocol::as_bytes(moves.via.array.ptr[0]), odd);
+    EXPECT_EQ(*protocol::as_bytes(moves.via.array.ptr[1]), tree_.path("plain"));
+  };
+  const Reply undone = call("rename.undo", [](Packer& out) { out.pack_array(0); });
   EXPECT_EQ(snapshot(tree_.root), before);
+  ASSERT_NE(protocol::map_find(undone.get(), "moves"), nullptr);
+  moves_are_the_rename(*protocol::map_find(undone.get(), "moves"));
+  moves_are_the_rename(call("rename.moves", [&](Packer& out) {
+                         out.pack_array(1);
+                         out.pack(batch);
+                       }).get());
+  EXPECT_EQ(call("rename.moves", [&](Packer& out) {
+              out.pack_array(1);
+              out.pack(batch + 1);
+            }).get().via.array.size,
+            0u);
+  EXPECT_EQ(error_kind("rename.moves", [](Packer& out) { out.pack_array(0); }), "bad-params");
   EXPECT_EQ(error_kind("rename.undo", [](Packer& out) { out.pack_array(0); }), "conflict");
 }
 

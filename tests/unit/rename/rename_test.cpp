@@ -244,6 +244,52 @@ TEST_F(RenameTest, DirectoryAndEntriesInsideItInOneBatch) {
   EXPECT_EQ(after.size(), 3u);
 }
 
+// moves_of(): what an undo tells the client to point its buffers back at.
+TEST_F(RenameTest, MovesSayWhatEachBatchRenamed) {
+  using Moves = std::set<std::pair<std::string, std::string>>;
+  auto moves = [&](std::int64_t batch) {
+    Moves out;
+    for (const auto& [before, after] : renamer().moves(batch)) out.emplace(before, after);
+    return out;
+  };
+  auto pair = [&](std::string_view before, std::string_view after) { return std::make_pair(p(before), p(after)); };
+  for (const char* n : {"a", "b", "c", "d"}) write_file(p(n), n);
+  make_dir(p("d1"));
+  make_dir(p("d2"));
+  write_file(p("d1/a"), "A");
+  write_file(p("d2/b"), "B");
+  make_dir(p("e"));
+  write_file(p("e/x"), "X");
+  write_file(p("e/carried"), "C");
+  write_file(p("f"), "new");
+  write_file(p("victim"), "victim");
+
+  // A cycle through a temporary name, and swapped directories with a
+  // rename inside one: one pair per edit, no temporary name.
+  const auto cycle = submit({rename_op(p("a"), p("b")), rename_op(p("b"), p("c")), rename_op(p("c"), p("d")),
+                             rename_op(p("d"), p("a")), rename_op(p("d1"), p("d2")), rename_op(p("d2"), p("d1")),
+                             rename_op(p("d1/a"), p("d2/a2"))});
+  EXPECT_EQ(moves(cycle.batch), (Moves{pair("a", "b"), pair("b", "c"), pair("c", "d"), pair("d", "a"),
+                                       pair("d1", "d2"), pair("d2", "d1"), pair("d1/a", "d2/a2")}));
+  // A renamed directory with a rename inside it: the file carried along has
+  // no pair of its own; neither has the victim of a confirmed overwrite.
+  const auto nested = submit({rename_op(p("e/x"), p("g/y")), rename_op(p("e"), p("g")),
+                              rename_op(p("f"), p("victim"), true)});
+  EXPECT_EQ(moves(nested.batch), (Moves{pair("e", "g"), pair("e/x", "g/y"), pair("f", "victim")}));
+  // Renaming nothing, or a batch the journal does not hold: no pairs.
+  const auto chmod = submit({chmod_op(p("victim"), 0600)});
+  EXPECT_TRUE(moves(chmod.batch).empty());
+  EXPECT_TRUE(moves(chmod.batch + 1000).empty());
+
+  // The undo's outcome carries them, and an undone batch keeps them.
+  auto r = renamer();
+  EXPECT_TRUE(r.undo(never_).moves.empty());
+  const auto undone = r.undo(never_);
+  ASSERT_EQ(undone.batch, nested.batch);
+  EXPECT_EQ(Moves(undone.moves.begin(), undone.moves.end()), moves(nested.batch));
+  EXPECT_EQ(moves(nested.batch).size(), 3u);
+}
+
 // The planner remembers the last directory it resolved and answers for its
 // entries from that; a batch that moves, creates or re-creates directories
 // between entries must see each change. Over 64 entries a directory is also
@@ -1046,7 +1092,13 @@ TEST_F(RenameTest, RandomBatchesEndAsPredicted) {
     Renamer::Options options;
     options.trash_dir = trash();
     Renamer r(db_, options);
-    r.submit({ops}, never_);
+    const auto outcome = r.submit({ops}, never_);
+    using Moves = std::set<std::pair<std::string, std::string>>;
+    Moves renamed;
+    for (const auto& op : ops)
+      if (op.source != op.destination) renamed.emplace(op.source, op.destination);  // a shuffle keeps some
+    const auto moves = r.moves(outcome.batch);
+    EXPECT_EQ(Moves(moves.begin(), moves.end()), renamed) << "round " << round;
     auto after = snapshot(t.root);
     EXPECT_TRUE(temporaries(after).empty());
     // New directories appear in `after` only.
