@@ -741,10 +741,17 @@ batch is done) waits until the buffers follow the batch."
          (directories (mapcar #'descent--path-text
                               (append (plist-get outcome :directories) nil))))
     (descent--wdired-clear-problems)
-    ;; The revert that follows replaces the text: narrowed to nothing,
-    ;; wdired spares itself removing its properties from every line first.
-    (save-restriction
-      (narrow-to-region (point-min) (point-min))
+    (if (eq revert-buffer-function #'dired-revert)
+        ;; Dired's revert replaces the text, read-only or not: narrowed to
+        ;; nothing, wdired spares itself removing its properties from every
+        ;; line first.  Point stays where it was, for the revert to keep it
+        ;; on its file.
+        (save-excursion
+          (save-restriction
+            (narrow-to-region (point-min) (point-min))
+            (wdired-change-to-dired-mode)))
+      ;; Another revert (find-dired's) may erase the text as it is: it
+      ;; must not be left read-only.
       (wdired-change-to-dired-mode))
     (when (and (stringp dired-directory)
                (not (file-directory-p dired-directory))

@@ -216,6 +216,44 @@ this call changes nothing, so it is simply made again."
       (should (equal (descent-wdired-test--snapshot) before))
       (should (eq major-mode 'wdired-mode)))))
 
+;; As with the built-in, the revert keeps point on its file: the one it
+;; was on, under the name it has now.
+(ert-deftest descent-wdired-test-point-stays-on-its-file ()
+  (descent-wdired-test--with-tree '("a" "b" "c" "d")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "c" "c2")
+    (descent-wdired-test--goto "b")
+    (dired-move-to-filename)
+    (descent-wdired-test--commit)
+    (should (equal (dired-get-filename 'no-dir t) "b"))
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "c2" "c3")
+    (descent-wdired-test--commit)
+    (should (equal (dired-get-filename 'no-dir t) "c3"))))
+
+(ert-deftest descent-wdired-test-find-dired-buffer ()
+  ;; find-dired's revert erases the text as it is: wdired's read-only
+  ;; text must be gone by then.
+  (skip-unless (executable-find find-program))
+  (descent-wdired-test--with-tree '("a" "d/x")
+    (progn
+      (find-dired descent-test-directory "-type f")
+      (with-current-buffer "*Find*"
+        (unwind-protect
+            (progn
+              (while (get-buffer-process (current-buffer)) (accept-process-output nil 0.05))
+              (wdired-change-to-wdired-mode)
+              (descent-wdired-test--edit "a" "a2")
+              (descent-wdired-test--commit)
+              (while (get-buffer-process (current-buffer)) (accept-process-output nil 0.05))
+              (should (eq major-mode 'dired-mode))
+              (should-not (text-property-any (point-min) (point-max) 'read-only t))
+              (should (file-exists-p (descent-test-file "a2")))
+              (should (save-excursion
+                        (goto-char (point-min))
+                        (re-search-forward "[ /]a2$" nil t))))
+          (kill-buffer))))))
+
 (ert-deftest descent-wdired-test-file-list-buffer ()
   ;; A Dired buffer of a file list: `sub' was never listed, so `sub/b' is
   ;; identified when the commit starts.  After the commit and after an
