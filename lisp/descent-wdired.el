@@ -645,6 +645,7 @@ a buffer left visiting an old name would bring it back when saved."
         (shown (make-hash-table :test #'equal))
         (current (current-buffer))
         (stale nil)
+        (visiting nil)
         (inhibit-quit t))
     (dolist (dir directories)
       (puthash (file-name-as-directory dir) t shown))
@@ -663,7 +664,22 @@ a buffer left visiting an old name would bring it back when saved."
                 (push buffer stale))))
            (buffer-file-name
             (let ((new (funcall map buffer-file-name)))
-              (when new (set-visited-file-name new nil t))))))))
+              (when new (push (cons buffer new) visiting))))))))
+    ;; All at once, as the batch happened: in a swap or a cycle each new
+    ;; name is still another buffer's when the first buffer moves to it.
+    ;; Free the buffer names first, so that each buffer takes its file's
+    ;; name; move without the question about a buffer visiting the name;
+    ;; then lock again what is modified (moving one buffer off a name
+    ;; unlocks it, though another modified buffer now visits it).
+    (pcase-dolist (`(,buffer . ,_) visiting)
+      (with-current-buffer buffer
+        (rename-buffer (generate-new-buffer-name " *descent renaming*"))))
+    (pcase-dolist (`(,buffer . ,new) visiting)
+      (with-current-buffer buffer
+        (set-visited-file-name new t t)))
+    (pcase-dolist (`(,buffer . ,_) visiting)
+      (with-current-buffer buffer
+        (when (buffer-modified-p) (lock-buffer))))
     (cons map (nreverse stale))))
 
 (defun descent--wdired-revert-all (buffers)

@@ -231,6 +231,39 @@ this call changes nothing, so it is simply made again."
     (descent-wdired-test--commit)
     (should (equal (dired-get-filename 'no-dir t) "c3"))))
 
+(ert-deftest descent-wdired-test-swapped-visited-files-ask-nothing ()
+  ;; Each buffer moves to a name another buffer still visits: as with the
+  ;; built-in, no question (it came after the batch, and "no" left a
+  ;; modified buffer on the other file), and each buffer ends up named
+  ;; after its file, its lock with it.
+  (descent-wdired-test--with-tree '("a" "b")
+    (let ((a (find-file-noselect (descent-test-file "a")))
+          (b (find-file-noselect (descent-test-file "b"))))
+      (unwind-protect
+          (cl-letf (((symbol-function 'yes-or-no-p) (lambda (prompt) (error "Asked %S" prompt)))
+                    ((symbol-function 'y-or-n-p) (lambda (prompt) (error "Asked %S" prompt))))
+            (with-current-buffer a (insert "unsaved "))
+            (wdired-change-to-wdired-mode)
+            (descent-wdired-test--edit "a" "b")
+            (descent-wdired-test--edit "b" "a")
+            (descent-wdired-test--commit)
+            (should (eq major-mode 'dired-mode))
+            (should (equal (buffer-file-name a) (descent-test-file "b")))
+            (should (equal (buffer-name a) "b"))
+            (should (buffer-modified-p a))
+            (should (equal (file-locked-p (descent-test-file "b")) t))
+            (should-not (file-locked-p (descent-test-file "a")))
+            (should (equal (buffer-file-name b) (descent-test-file "a")))
+            (should (equal (buffer-name b) "a"))
+            (descent-undo-rename)
+            (should (equal (buffer-file-name a) (descent-test-file "a")))
+            (should (equal (buffer-name a) "a"))
+            (should (equal (buffer-file-name b) (descent-test-file "b")))
+            (should (equal (file-locked-p (descent-test-file "a")) t)))
+        (dolist (buffer (list a b))
+          (with-current-buffer buffer (set-buffer-modified-p nil))
+          (kill-buffer buffer))))))
+
 (ert-deftest descent-wdired-test-find-dired-buffer ()
   ;; find-dired's revert erases the text as it is: wdired's read-only
   ;; text must be gone by then.
