@@ -228,7 +228,12 @@ indicators, icons) cannot leak into them."
                                     (not (member text '("." ".."))))
                                (concat only-directory text)
                              (goto-char bol)
-                             (descent--wdired-new-name text (dired-current-directory)))))
+                             (let ((name (descent--wdired-new-name text (dired-current-directory))))
+                               ;; "sub/" moves the file into sub, as
+                               ;; `rename-file' does.
+                               (if (directory-name-p name)
+                                   (concat name (file-name-nondirectory (directory-file-name old)))
+                                 name)))))
                   (unless (descent--wdired-same-name-p new old)
                     (push (descent--wdired-edit-of-line
                            'rename old new bol (descent--wdired-directory-line-p bol type))
@@ -299,24 +304,31 @@ With BACKWARD non-nil, new name to old."
 (defun descent--wdired-translate (edits)
   "Spell every rename of EDITS in the final tree.
 A destination inside a directory the batch also renames uses the
-directory's new name, as descentd expects.  Costs nothing when no
-directory is renamed."
-  (let ((dirs (descent--wdired-directory-renames edits nil)))
+directory's new name, as descentd expects, and so does that new name
+if the directory is inside another one the batch renames.  Costs
+nothing when no directory is renamed."
+  (let ((dirs (descent--wdired-directory-renames edits nil))
+        (final (make-hash-table :test #'equal)))
     (unless (zerop (hash-table-count dirs))
-      (dolist (edit edits)
-        (when (eq (descent--wdired-edit-kind edit) 'rename)
-          (let ((new (descent--wdired-edit-new edit))
-                (up (directory-file-name
-                     (file-name-directory (descent--wdired-edit-new edit)))))
-            ;; The deepest renamed ancestor decides.
-            (catch 'done
-              (while (not (member up '("/" "")))
-                (let ((renamed (gethash up dirs)))
-                  (when renamed
-                    (setf (descent--wdired-edit-new edit)
-                          (concat renamed (substring new (length up))))
-                    (throw 'done nil)))
-                (setq up (directory-file-name (file-name-directory up)))))))))
+      (cl-labels ((spelled (name seen)
+                    ;; The deepest renamed ancestor decides.
+                    (let ((up (directory-file-name (file-name-directory name))))
+                      (catch 'done
+                        (while (not (member up '("/" "")))
+                          (when (gethash up dirs)
+                            (throw 'done (concat (final-name up seen) (substring name (length up)))))
+                          (setq up (directory-file-name (file-name-directory up))))
+                        name)))
+                  (final-name (dir seen)
+                    (or (gethash dir final)
+                        (if (member dir seen)
+                            ;; Moved into itself: descentd refuses it.
+                            (gethash dir dirs)
+                          (puthash dir (spelled (gethash dir dirs) (cons dir seen)) final)))))
+        (dolist (edit edits)
+          (when (eq (descent--wdired-edit-kind edit) 'rename)
+            (setf (descent--wdired-edit-new edit)
+                  (spelled (descent--wdired-edit-new edit) nil))))))
     edits))
 
 (defun descent--wdired-check-parents (edits)

@@ -465,6 +465,36 @@ this call changes nothing, so it is simply made again."
       ;; The inserted subdirectory follows its new name.
       (should (assoc (descent-test-file "e/") dired-subdir-alist)))))
 
+(ert-deftest descent-wdired-test-nested-directories-and-a-file-in-one-commit ()
+  ;; d/e's new name is spelled under d's new name too: the file goes to
+  ;; D/E/X, not to a d/E made again (the built-in leaves it in D/e and
+  ;; makes an empty d/e).
+  (descent-wdired-test--with-tree '("d/e/x" "d/y" "z")
+    (let ((x (descent-wdired-test--inode "d/e/x")))
+      (dired-maybe-insert-subdir (descent-test-file "d/"))
+      (dired-maybe-insert-subdir (descent-test-file "d/e/"))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "d" "D")
+      (descent-wdired-test--edit "d/e" "E")
+      (descent-wdired-test--edit "d/e/x" "X")
+      (descent-wdired-test--commit)
+      (should (= (descent-wdired-test--inode "D/E/X") x))
+      (should (file-exists-p (descent-test-file "D/y")))
+      (should-not (file-exists-p (descent-test-file "d")))
+      (should (assoc (descent-test-file "D/E/") dired-subdir-alist)))))
+
+(ert-deftest descent-wdired-test-a-name-ending-in-a-slash-moves-into-it ()
+  ;; As `rename-file' takes a directory name: "sub/" is sub/a.
+  (descent-wdired-test--with-tree '("a" "sub/" "d/x")
+    (let ((a (descent-wdired-test--inode "a"))
+          (d (descent-wdired-test--inode "d")))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "a" "sub/")
+      (descent-wdired-test--edit "d" "new/")
+      (descent-wdired-test--commit)
+      (should (= (descent-wdired-test--inode "sub/a") a))
+      (should (= (descent-wdired-test--inode "new/d") d)))))
+
 ;; A directory moved to another file system is a copy; undo copies back.
 (ert-deftest descent-wdired-test-directory-to-another-file-system ()
   (descent-wdired-test--with-tree '("d/x" "d/sub/y" "z")
