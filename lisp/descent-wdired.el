@@ -649,8 +649,9 @@ revert fails on them.)"
 Return (MAP . STALE): MAP, the function that maps a name to its new
 name (or nil), and STALE, the other Dired buffers to revert, those
 showing one of DIRECTORIES or a renamed directory (not those in
-wdired).  Buffers visiting a renamed file, or a file under a renamed
-directory, visit the new name without becoming modified.  One pass
+wdired), each as (BUFFER . MARKS) for `descent--wdired-revert-all'.
+Buffers visiting a renamed file, or a file under a renamed directory,
+visit the new name without becoming modified.  One pass
 over the buffer list, with quits held off: it waits for nothing, and
 a buffer left visiting an old name would bring it back when saved."
   (let ((map (descent--wdired-mapper renames))
@@ -673,7 +674,7 @@ a buffer left visiting an old name would bring it back when saved."
                         (cl-some (lambda (entry)
                                    (gethash (file-name-as-directory (car entry)) shown))
                                  dired-subdir-alist))
-                (push buffer stale))))
+                (push (cons buffer (descent--wdired-renamed-marks map)) stale))))
            (buffer-file-name
             (let ((new (funcall map buffer-file-name)))
               (when new (push (cons buffer new) visiting))))))))
@@ -694,12 +695,25 @@ a buffer left visiting an old name would bring it back when saved."
         (when (buffer-modified-p) (lock-buffer))))
     (cons map (nreverse stale))))
 
-(defun descent--wdired-revert-all (buffers)
-  "Revert each live Dired buffer of BUFFERS."
-  (dolist (buffer buffers)
+(defun descent--wdired-renamed-marks (map)
+  "Return what this Dired buffer marked among the files MAP renames.
+An alist (NEW . MARK): its revert keeps the marks of the names it
+lists again, so these are put back under the new names after it."
+  (cl-loop for (file . mark) in (dired-remember-marks (point-min) (point-max))
+           for new = (funcall map file)
+           when new collect (cons new mark)))
+
+(defun descent--wdired-revert-all (stale)
+  "Revert the live Dired buffers of STALE, keeping what they had marked.
+STALE is a list of (BUFFER . MARKS), with MARKS from
+`descent--wdired-renamed-marks'."
+  (pcase-dolist (`(,buffer . ,marks) stale)
     (when (buffer-live-p buffer)
       (with-current-buffer buffer
-        (revert-buffer nil t)))))
+        (revert-buffer nil t)
+        (when marks
+          (let ((inhibit-read-only t))
+            (dired-mark-remembered marks)))))))
 
 (defun descent--wdired-update-buffers (renames directories)
   "Point every other buffer at the new names after RENAMES, and revert Dired ones.
@@ -819,7 +833,7 @@ Put MARKS, an alist (FILE . CHAR), back, and flag DELETED (file names)."
 (defun descent--wdired-show-result-in (buffer marks deleted &optional stale)
   "Show the result of a batch in BUFFER, if it is live and still in Dired.
 MARKS and DELETED are as for `descent--wdired-show-result'.  Then
-revert the Dired buffers STALE."
+revert the Dired buffers STALE (see `descent--wdired-revert-all')."
   (when (buffer-live-p buffer)
     (with-current-buffer buffer
       (when (eq major-mode 'dired-mode)

@@ -264,6 +264,26 @@ this call changes nothing, so it is simply made again."
           (with-current-buffer buffer (set-buffer-modified-p nil))
           (kill-buffer buffer))))))
 
+(ert-deftest descent-wdired-test-other-dired-buffers-keep-their-marks ()
+  ;; Another Dired buffer on the directory is listed again, and a file it
+  ;; had marked keeps its mark under its new name.
+  (descent-wdired-test--with-tree '("a" "b" "c")
+    (let ((other (clone-buffer "other view")))
+      (unwind-protect
+          (progn
+            (with-current-buffer other
+              (dolist (name '("a" "c"))
+                (descent-wdired-test--goto name)
+                (dired-mark 1)))
+            (wdired-change-to-wdired-mode)
+            (descent-wdired-test--edit "a" "a2")
+            (descent-wdired-test--edit "b" "b2")
+            (descent-wdired-test--commit)
+            (with-current-buffer other
+              (should (equal (descent-wdired-test--names) '("a2" "b2" "c")))
+              (should (equal (dired-get-marked-files 'no-dir) '("a2" "c")))))
+        (kill-buffer other)))))
+
 (ert-deftest descent-wdired-test-find-dired-buffer ()
   ;; find-dired's revert erases the text as it is: wdired's read-only
   ;; text must be gone by then.
