@@ -511,7 +511,9 @@ say).  The next allocation then collects what the commit left."
       (goto-char pos)
       (let ((overlay (make-overlay pos (line-end-position))))
         (overlay-put overlay 'descent-wdired-refused t)
-        (overlay-put overlay 'face 'descent-wdired-refused)))))
+        (overlay-put overlay 'face 'descent-wdired-refused)
+        ;; Gone with its line's text: C-c C-k or a revert replaces it.
+        (overlay-put overlay 'evaporate t)))))
 
 (defun descent--wdired-lines-of (edits names)
   "The line positions of EDITS whose old or new name is among NAMES (bytes)."

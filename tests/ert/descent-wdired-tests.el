@@ -200,6 +200,17 @@ this call changes nothing, so it is simply made again."
       (should-not (seq-some (lambda (o) (overlay-get o 'descent-wdired-refused))
                             (overlays-in (point-min) (point-max)))))))
 
+(ert-deftest descent-wdired-test-abort-after-a-refusal-leaves-no-highlight ()
+  (descent-wdired-test--with-tree '("a" "b")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" "x")
+    (descent-wdired-test--edit "b" "x")
+    (should-error (descent-wdired-test--commit) :type 'descent-rename-refused)
+    (should (overlays-in (point-min) (point-max)))
+    (wdired-abort-changes)
+    (should-not (seq-some (lambda (o) (overlay-get o 'descent-wdired-refused))
+                          (overlays-in (point-min) (point-max))))))
+
 (ert-deftest descent-wdired-test-file-changed-since-editing-began ()
   (descent-wdired-test--with-tree '("a" "b")
     (wdired-change-to-wdired-mode)
