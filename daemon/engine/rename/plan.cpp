@@ -377,6 +377,11 @@ class Planner {
   Place resolve(std::string_view path, std::optional<std::uint32_t> hash = std::nullopt);
   Place resolve_entry(std::string_view path, std::uint32_t hash);
   Place resolve_uncached(std::string_view path, Chain& chain);
+  // resolve() for a path used as a directory: a symbolic link there is the
+  // directory it points to, as the kernel takes it in the middle of a path.
+  Place resolve_directory(std::string_view path);
+  // Where a path that resolve() found on disk is on disk now.
+  std::string on_disk(std::string_view path);
   void relocate(std::size_t o, std::string_view path, bool stable);
   Blocker blocker(std::size_t o);
   bool ensure_directory(const std::string& path, std::string_view why_path);
@@ -439,6 +444,11 @@ class Planner {
   PathSet trashed_, trash_names_;
   bool moved_to_trash(std::string_view path) const { return !trashed_.empty() && trashed_.count(path); }
   PathMap<std::optional<struct stat>> disk_cache_;
+  // What resolve_directory() found behind symbolic links, valid while
+  // `generation_` is `followed_generation_`: a dired opened through a link
+  // asks about that link for every entry.
+  PathMap<std::optional<struct stat>> followed_;
+  std::uint64_t followed_generation_ = 0;
   // The last directory resolve() found on disk or created: every entry of a
   // big directory asks about the same parent. Any change to directories in
   // the simulation (a directory moved, created, trashed) bumps `generation_`.
@@ -698,6 +708,30 @@ Planner::Place Planner::resolve_uncached(std::string_view path, Chain& chain) {
   return place;
 }
 
+std::string Planner::on_disk(std::string_view path) {
+  Chain chain;
+  resolve_uncached(path, chain);
+  return chain.kind == Chain::Kind::inside ? std::move(chain.original) : std::string(path);
+}
+
+Planner::Place Planner::resolve_directory(std::string_view path) {
+  Place place = resolve(path);
+  if (place.kind != Place::Kind::disk || !S_ISLNK(place.st.st_mode)) return place;
+  if (followed_generation_ != generation_) {
+    followed_.clear();
+    followed_generation_ = generation_;
+  }
+  auto it = followed_.find(path);
+  if (it == followed_.end()) {
+    struct stat st {};
+    // Dangling, a loop, or no permission: the link stays a link, not a directory.
+    const bool ok = ::stat(on_disk(path).c_str(), &st) == 0;
+    it = followed_.emplace(std::string(path), ok ? std::optional<struct stat>(st) : std::nullopt).first;
+  }
+  if (it->second) place.st = *it->second;
+  return place;
+}
+
 std::size_t Planner::object_at(std::string_view original, const OperationView& op) {
   const std::uint32_t hash = index_hash(original);  // of all three keys for now
   if (const auto known = by_original_.find(original, hash)) {
@@ -897,7 +931,7 @@ Planner::Blocker Planner::blocker(std::size_t o) {
     if (a == "/") break;
   }
   const std::string_view parent = split(dest).first;
-  const Place up = resolve(parent);
+  const Place up = resolve_directory(parent);
   if (up.kind == Place::Kind::absent) {
     b.kind = Blocker::Kind::make_parent;
     return b;
@@ -944,7 +978,7 @@ bool Planner::ensure_directory(const std::string& path, std::string_view why_pat
   std::vector<std::string> missing;
   std::string at = path;
   for (;;) {
-    const Place place = resolve(at);
+    const Place place = resolve_directory(at);
     if (place.kind != Place::Kind::absent) {
       if (!S_ISDIR(place.st.st_mode)) {
         problem(why_path, printable(at) + " is not a directory");
@@ -1038,7 +1072,7 @@ void Planner::move(std::size_t o, std::string_view to, bool temporary) {
     step.link_old() = object.link_old();
     step.link_new() = object.link_new();
   }
-  const Place parent = resolve(split(to).first);
+  const Place parent = resolve_directory(split(to).first);
   if (parent.st.st_dev != object.st.st_dev) {
     std::string refusal;
     if (S_ISCHR(object.st.st_mode) || S_ISBLK(object.st.st_mode)) {
@@ -1100,10 +1134,10 @@ void Planner::trash(std::size_t o, const struct stat& victim) {
   const std::string files = trash_dir_ + "/files", info = trash_dir_ + "/info";
   // The trash directories are created when the step runs and never removed:
   // other programs share them. Until then, the device is its nearest ancestor's.
-  Place trash_place = resolve(files);
+  Place trash_place = resolve_directory(files);
   for (std::string at = files; trash_place.kind == Place::Kind::absent && at != "/";) {
     at = std::string(split(at).first);
-    trash_place = resolve(at);
+    trash_place = resolve_directory(at);
   }
   if (trash_place.kind != Place::Kind::absent && !S_ISDIR(trash_place.st.st_mode)) {
     problem(dest, "cannot be overwritten: the trash " + printable(trash_dir_) + " is not a directory");

@@ -442,6 +442,45 @@ TEST_F(RenameTest, CaseOnlyRename) {
   EXPECT_EQ(after.size(), 1u);
 }
 
+// rename(2) and Emacs follow a symbolic link in the directory part of a
+// path: a dired opened through a link renames in the directory it points to.
+TEST_F(RenameTest, DirectoryReachedThroughASymlinkIsThatDirectory) {
+  make_dir(p("d"));
+  write_file(p("d/a"), "A");
+  write_file(p("d/b"), "B");
+  make_link("d", p("link"));
+  make_link(p("link"), p("link-to-link"));
+  auto before = snapshot(tree_.root);
+  submit({rename_op(p("link/a"), p("link/a2")), rename_op(p("link/b"), p("link-to-link/new/b"))});
+  auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("d/a2"), before.at("d/a"));
+  EXPECT_EQ(after.at("d/new/b"), before.at("d/b"));
+  EXPECT_EQ(after.at("link"), before.at("link"));
+  EXPECT_EQ(after.count("d/a"), 0u);
+  auto r = renamer();
+  r.undo(never_);
+  EXPECT_EQ(snapshot(tree_.root), before);
+  // The link itself, as a source, is renamed as a link.
+  submit({rename_op(p("link"), p("link2"))});
+  after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("link2"), before.at("link"));
+  EXPECT_EQ(after.at("d"), before.at("d"));
+}
+
+TEST_F(RenameTest, RefusesAParentThatIsAFileOrADanglingLink) {
+  write_file(p("a"), "A");
+  write_file(p("b"), "B");
+  write_file(p("file"), "f");
+  make_link("nowhere", p("dangling"));
+  const auto problems = refused({rename_op(p("a"), p("file/a")), rename_op(p("b"), p("dangling/b"))});
+  ASSERT_EQ(problems.size(), 2u) << all_reasons(problems);
+  const std::string text = all_reasons(problems);
+  EXPECT_NE(text.find(p("file") + " is not a directory"), std::string::npos) << text;
+  EXPECT_NE(text.find(p("dangling") + " is not a directory"), std::string::npos) << text;
+  EXPECT_TRUE(problems[0].occupied.empty());
+  EXPECT_TRUE(problems[1].occupied.empty());
+}
+
 TEST_F(RenameTest, MovesIntoNewDirectoriesAndUndoRemovesThem) {
   write_file(p("a"), "A");
   auto before = snapshot(tree_.root);
