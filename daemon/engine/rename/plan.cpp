@@ -787,6 +787,10 @@ RenamePlan Planner::make(std::span<const OperationView> operations, std::vector<
     const bool exists = object.st.st_ino != 0;
     switch (op.kind) {
       case Operation::Kind::rename:
+        if (op.destination == "/") {  // not a name path_problem() can explain
+          problem(op.source, "/ is a directory that contains " + printable(op.source));
+          break;
+        }
         if (std::string why; !path_ok(op.destination, why)) {
           problem(op.destination, why);
           break;
@@ -941,6 +945,10 @@ Planner::Blocker Planner::blocker(std::size_t o) {
     b.reason = "cannot go to " + printable(dest) + ": " + printable(parent) + " is not a directory";
     return b;
   }
+  // A directory that stays and holds the object ("." or ".." once Emacs
+  // expanded them): no overwrite can make it free, it would take the object along.
+  const bool holds_object = object.current.size() > dest.size() && object.current[dest.size()] == '/' &&
+                            object.current.starts_with(dest);
   if (const auto at = occupant_.find(dest, object.hash_final)) {
     const Object& there = objects_[*at];
     if (there.moving && !there.done) {
@@ -950,17 +958,22 @@ Planner::Blocker Planner::blocker(std::size_t o) {
       return b;
     }
     b.kind = Blocker::Kind::problem;
-    b.reason = "cannot become " + printable(dest) + ": it exists and is part of this batch without leaving";
+    b.reason = holds_object ? printable(dest) + " is a directory that contains " + printable(object.original)
+                            : "cannot become " + printable(dest) + ": it exists and is part of this batch without leaving";
     return b;
   }
   const Place here = resolve(dest, object.hash_final);
   if (here.kind == Place::Kind::disk) {
     if (here.st.st_dev == object.id.dev && here.st.st_ino == object.id.ino) return b;  // case-insensitive alias
+    b.kind = Blocker::Kind::problem;
+    if (holds_object) {
+      b.reason = printable(dest) + " is a directory that contains " + printable(object.original);
+      return b;
+    }
     if (object.overwrite) {
       b.kind = Blocker::Kind::victim;
       return b;
     }
-    b.kind = Blocker::Kind::problem;
     b.reason = printable(dest) + " already exists (not part of this batch; confirm to overwrite it)";
     b.occupied = true;
     return b;

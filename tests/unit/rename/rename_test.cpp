@@ -159,6 +159,36 @@ TEST_F(RenameTest, RefusesDirectoryIntoItsOwnSubtree) {
   EXPECT_NE(problems[0].reason.find("own subtree"), std::string::npos);
 }
 
+// "." and ".." expanded by Emacs name the source's own directory or one
+// above it: overwriting it would take the source along to the trash.
+TEST_F(RenameTest, RefusesADestinationThatContainsTheSource) {
+  make_dir(p("d"));
+  write_file(p("d/a"), "a");
+  write_file(p("d/b"), "b");
+  make_dir(p("d/sub"));
+  make_dir(p("d/sub/deeper"));
+  write_file(p("d/c"), "c");
+  const auto problems = refused({rename_op(p("d/a"), p("d"), true), rename_op(p("d/b"), tree_.root),
+                                 rename_op(p("d/sub/deeper"), p("d/sub"), true), rename_op(p("d/c"), "/")});
+  ASSERT_EQ(problems.size(), 4u) << all_reasons(problems);
+  const std::string text = all_reasons(problems);
+  EXPECT_NE(text.find(p("d/a") + ": " + p("d") + " is a directory that contains " + p("d/a")), std::string::npos)
+      << text;
+  EXPECT_NE(text.find(p("d/b") + ": " + tree_.root + " is a directory that contains " + p("d/b")), std::string::npos)
+      << text;
+  EXPECT_NE(text.find(p("d/sub/deeper") + ": " + p("d/sub") + " is a directory that contains " + p("d/sub/deeper")),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find(p("d/c") + ": / is a directory that contains " + p("d/c")), std::string::npos) << text;
+  for (const auto& problem : problems) EXPECT_TRUE(problem.occupied.empty()) << problem.reason;
+  // Free in the final tree when the directory leaves in the same batch.
+  const auto before = snapshot(tree_.root);
+  submit({rename_op(p("d/a"), p("d")), rename_op(p("d"), p("e"))});
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("d"), before.at("d/a"));
+  EXPECT_EQ(after.at("e"), before.at("d"));
+}
+
 TEST_F(RenameTest, RefusedBatchListsEveryOffendingEntry) {
   write_file(p("a"), "a");
   write_file(p("b"), "b");
