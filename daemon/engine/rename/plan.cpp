@@ -384,6 +384,7 @@ class Planner {
   std::string on_disk(std::string_view path);
   void relocate(std::size_t o, std::string_view path, bool stable);
   Blocker blocker(std::size_t o);
+  std::string replace_problem(const Object& object, std::string_view dest, const struct stat& victim);
   bool ensure_directory(const std::string& path, std::string_view why_path);
   void move(std::size_t o, std::string_view to, bool temporary);
   bool alone_in_copied_directory(const Object& directory);
@@ -970,6 +971,9 @@ Planner::Blocker Planner::blocker(std::size_t o) {
       b.reason = printable(dest) + " is a directory that contains " + printable(object.original);
       return b;
     }
+    // What confirming could not make work is refused now, without asking.
+    b.reason = replace_problem(object, dest, here.st);
+    if (!b.reason.empty()) return b;
     if (object.overwrite) {
       b.kind = Blocker::Kind::victim;
       return b;
@@ -1142,26 +1146,48 @@ void Planner::exchange(std::size_t a, std::size_t b) {
   add_step(std::move(step), from, to);
 }
 
-void Planner::trash(std::size_t o, const struct stat& victim) {
-  const std::string dest(objects_[o].final_path);
-  const std::string files = trash_dir_ + "/files", info = trash_dir_ + "/info";
+// Why `victim`, on disk at `dest`, cannot be replaced by `object` even if
+// the user confirmed; empty if it can. As rename(2) and mv: a directory only
+// by a directory, and only when empty; and the victim goes to the trash, so
+// it must be on the trash's file system.
+std::string Planner::replace_problem(const Object& object, std::string_view dest, const struct stat& victim) {
+  const bool from_directory = S_ISDIR(object.st.st_mode), onto_directory = S_ISDIR(victim.st_mode);
+  if (onto_directory && !from_directory) return "cannot replace the directory " + printable(dest) + " with a non-directory";
+  if (from_directory && !onto_directory) return "cannot replace the non-directory " + printable(dest) + " with a directory";
+  if (onto_directory) {
+    const std::string path = on_disk(dest);
+    DIR* stream = ::opendir(path.c_str());
+    if (!stream) return "cannot replace " + printable(dest) + ": " + std::strerror(errno);
+    bool empty = true;
+    while (const dirent* entry = ::readdir(stream)) {
+      const std::string_view name = entry->d_name;
+      if (name != "." && name != "..") {
+        empty = false;
+        break;
+      }
+    }
+    ::closedir(stream);
+    if (!empty) return "cannot replace the directory " + printable(dest) + ": it is not empty";
+  }
   // The trash directories are created when the step runs and never removed:
   // other programs share them. Until then, the device is its nearest ancestor's.
+  const std::string files = trash_dir_ + "/files";
   Place trash_place = resolve_directory(files);
   for (std::string at = files; trash_place.kind == Place::Kind::absent && at != "/";) {
     at = std::string(split(at).first);
     trash_place = resolve_directory(at);
   }
-  if (trash_place.kind != Place::Kind::absent && !S_ISDIR(trash_place.st.st_mode)) {
-    problem(dest, "cannot be overwritten: the trash " + printable(trash_dir_) + " is not a directory");
-    objects_[o].done = true;
-    return;
-  }
-  if (trash_place.st.st_dev != victim.st_dev) {
-    problem(dest, "cannot be overwritten: it is on another file system than the trash " + printable(trash_dir_));
-    objects_[o].done = true;
-    return;
-  }
+  if (trash_place.kind != Place::Kind::absent && !S_ISDIR(trash_place.st.st_mode))
+    return "cannot overwrite " + printable(dest) + ": the trash " + printable(trash_dir_) + " is not a directory";
+  if (trash_place.st.st_dev != victim.st_dev)
+    return "cannot overwrite " + printable(dest) + ": it is on another file system than the trash " +
+           printable(trash_dir_);
+  return {};
+}
+
+void Planner::trash(std::size_t o, const struct stat& victim) {
+  const std::string dest(objects_[o].final_path);
+  const std::string files = trash_dir_ + "/files", info = trash_dir_ + "/info";
   std::string base(split(dest).second);
   std::string name = base;
   for (int n = 2;; ++n) {

@@ -189,6 +189,70 @@ TEST_F(RenameTest, RefusesADestinationThatContainsTheSource) {
   EXPECT_EQ(after.at("e"), before.at("d"));
 }
 
+// What rename(2) and mv refuse whatever the user answers is refused at
+// once, not asked about: a directory replaced by a file or the reverse, a
+// directory that is not empty, a victim the trash cannot take.
+TEST_F(RenameTest, RefusesOverwritesThatCannotWorkWithoutAsking) {
+  write_file(p("file"), "f");
+  make_dir(p("full"));
+  write_file(p("full/x"), "x");
+  make_dir(p("full2"));
+  write_file(p("full2/x"), "x");
+  make_dir(p("empty"));
+  make_dir(p("dir"));
+  write_file(p("other-file"), "o");
+  make_dir(p("dir2"));
+  make_dir(p("dir3"));
+  for (const bool overwrite : {false, true}) {
+    SCOPED_TRACE(overwrite ? "confirmed" : "not confirmed");
+    const auto problems = refused({rename_op(p("file"), p("empty"), overwrite),
+                                   rename_op(p("other-file"), p("full"), overwrite),
+                                   rename_op(p("dir"), p("full2"), overwrite)});
+    ASSERT_EQ(problems.size(), 3u) << all_reasons(problems);
+    const std::string text = all_reasons(problems);
+    EXPECT_NE(text.find("cannot replace the directory " + p("empty") + " with a non-directory"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find("cannot replace the directory " + p("full") + " with a non-directory"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find(p("dir") + ": cannot replace the directory " + p("full2") + ": it is not empty"),
+              std::string::npos)
+        << text;
+    for (const auto& problem : problems) EXPECT_TRUE(problem.occupied.empty()) << problem.reason;
+    const auto reverse = refused({rename_op(p("dir2"), p("other-file"), overwrite)});
+    ASSERT_EQ(reverse.size(), 1u) << all_reasons(reverse);
+    EXPECT_NE(reverse[0].reason.find("cannot replace the non-directory " + p("other-file") + " with a directory"),
+              std::string::npos)
+        << reverse[0].reason;
+    EXPECT_TRUE(reverse[0].occupied.empty());
+  }
+  // A directory onto an empty directory is asked about, and replaces it once confirmed.
+  const auto asked = refused({rename_op(p("dir3"), p("empty"))});
+  ASSERT_EQ(asked.size(), 1u) << all_reasons(asked);
+  EXPECT_EQ(asked[0].occupied, p("empty"));
+  const auto before = snapshot(tree_.root);
+  submit({rename_op(p("dir3"), p("empty"), true)});
+  EXPECT_EQ(snapshot(tree_.root).at("empty"), before.at("dir3"));
+  EXPECT_EQ(snapshot(trash()).at("files/empty"), before.at("empty"));
+}
+
+TEST_F(RenameTest, RefusesAVictimTheTrashCannotTakeWithoutAsking) {
+  TempTree other("/dev/shm");
+  if (id_of(other.root).dev == id_of(tree_.root).dev) GTEST_SKIP() << "/dev/shm is on the same file system";
+  write_file(p("a"), "a");
+  write_file(other.path("a"), "victim");
+  const auto before = snapshot(other.root);
+  for (const bool overwrite : {false, true}) {
+    const auto problems = refused({rename_op(p("a"), other.path("a"), overwrite)});
+    ASSERT_EQ(problems.size(), 1u) << all_reasons(problems);
+    EXPECT_TRUE(problems[0].occupied.empty());
+    EXPECT_NE(problems[0].reason.find("cannot overwrite " + other.path("a") +
+                                      ": it is on another file system than the trash"),
+              std::string::npos)
+        << problems[0].reason;
+  }
+  EXPECT_EQ(snapshot(other.root), before);
+}
+
 TEST_F(RenameTest, RefusedBatchListsEveryOffendingEntry) {
   write_file(p("a"), "a");
   write_file(p("b"), "b");
