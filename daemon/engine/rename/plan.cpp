@@ -384,6 +384,7 @@ class Planner {
   std::string on_disk(std::string_view path);
   void relocate(std::size_t o, std::string_view path, bool stable);
   Blocker blocker(std::size_t o);
+  bool another_link(const Object& object, std::string_view dest);
   std::string replace_problem(const Object& object, std::string_view dest, const struct stat& victim);
   bool ensure_directory(const std::string& path, std::string_view why_path);
   void move(std::size_t o, std::string_view to, bool temporary);
@@ -965,7 +966,8 @@ Planner::Blocker Planner::blocker(std::size_t o) {
   }
   const Place here = resolve(dest, object.hash_final);
   if (here.kind == Place::Kind::disk) {
-    if (here.st.st_dev == object.id.dev && here.st.st_ino == object.id.ino) return b;  // case-insensitive alias
+    if (here.st.st_dev == object.id.dev && here.st.st_ino == object.id.ino && !another_link(object, dest))
+      return b;  // case-insensitive alias
     b.kind = Blocker::Kind::problem;
     if (holds_object) {
       b.reason = printable(dest) + " is a directory that contains " + printable(object.original);
@@ -1144,6 +1146,30 @@ void Planner::exchange(std::size_t a, std::size_t b) {
   rewrite(parking, pb);
   objects_[a].done = objects_[b].done = true;
   add_step(std::move(step), from, to);
+}
+
+// Whether `dest`, the same inode as `object`, is another name of it (a hard
+// link: occupied like any other file) rather than the same entry spelled in
+// another case on a case-insensitive file system. Asked rarely: only the
+// inode matched.
+bool Planner::another_link(const Object& object, std::string_view dest) {
+  if (S_ISDIR(object.st.st_mode)) return false;  // no hard links to directories
+  const std::string path = on_disk(dest);
+  const auto st = disk_exact(path);
+  if (!st || st->st_nlink <= 1) return false;
+  // Spelled exactly so in its directory: an entry of its own.
+  const auto [parent, name] = split(path);
+  DIR* stream = ::opendir(std::string(parent).c_str());
+  if (!stream) return true;  // cannot tell: asking is the safe side
+  bool found = false;
+  while (const dirent* entry = ::readdir(stream)) {
+    if (name == entry->d_name) {
+      found = true;
+      break;
+    }
+  }
+  ::closedir(stream);
+  return found;
 }
 
 // Why `victim`, on disk at `dest`, cannot be replaced by `object` even if

@@ -189,6 +189,47 @@ TEST_F(RenameTest, RefusesADestinationThatContainsTheSource) {
   EXPECT_EQ(after.at("e"), before.at("d"));
 }
 
+// Another name of the same inode is occupied like any other file, not the
+// source itself spelled in another case.
+TEST_F(RenameTest, AHardLinkOfTheSourceIsOccupied) {
+  write_file(p("a"), "a");
+  ASSERT_EQ(::link(p("a").c_str(), p("b").c_str()), 0);
+  const auto problems = refused({rename_op(p("a"), p("b"))});
+  ASSERT_EQ(problems.size(), 1u) << all_reasons(problems);
+  EXPECT_EQ(problems[0].occupied, p("b"));
+  EXPECT_NE(problems[0].reason.find("already exists"), std::string::npos) << problems[0].reason;
+  // Confirmed: b goes to the trash, a takes its name.
+  const auto before = snapshot(tree_.root);
+  submit({rename_op(p("a"), p("b"), true)});
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.size(), 1u);
+  EXPECT_EQ(after.at("b"), before.at("a"));
+  EXPECT_EQ(snapshot(trash()).count("files/b"), 1u);
+  auto r = renamer();
+  r.undo(never_);
+  EXPECT_EQ(snapshot(tree_.root), before);
+}
+
+// A killed batch whose move lands on a hard link of its source: before the
+// victim went to the trash, the destination already holds the inode, and
+// recovery must not take the move for done.
+TEST_F(RenameTest, KillBeforeOverwritingAHardLinkThenRecoveryRollsBack) {
+  write_file(p("a"), "a");
+  ASSERT_EQ(::link(p("a").c_str(), p("b").c_str()), 0);
+  const std::vector<Operation> ops = {rename_op(p("a"), p("b"), true)};
+  const std::size_t steps = RenamePlan::make({ops}, trash()).steps.size();
+  const auto before = snapshot(tree_.root);
+  for (std::size_t k = 0; k < steps; ++k) {
+    SCOPED_TRACE("killed at step " + std::to_string(k));
+    ASSERT_NO_FATAL_FAILURE(killed_at(k, &ops));
+    auto r = renamer();
+    const auto reports = r.recover();
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_NE(reports[0].find("; nothing changed"), std::string::npos) << reports[0];
+    ASSERT_EQ(snapshot(tree_.root), before);
+  }
+}
+
 // What rename(2) and mv refuse whatever the user answers is refused at
 // once, not asked about: a directory replaced by a file or the reverse, a
 // directory that is not empty, a victim the trash cannot take.
