@@ -591,8 +591,10 @@ void StepRunner::revert(const Step& step) {
 Status StepRunner::settle(const Step& step) {
   switch (step.kind) {
     case Step::Kind::move:
-      if (holds(step.to, step.id, step)) return Status::applied;
-      return holds(step.from, step.id, step) ? Status::not_applied : Status::unknown;
+      // `from` first: onto a hard link of itself (a confirmed overwrite not
+      // yet trashed), `to` holds the inode before the move as well as after.
+      if (holds(step.from, step.id, step)) return Status::not_applied;
+      return holds(step.to, step.id, step) ? Status::applied : Status::unknown;
     case Step::Kind::exchange:
       if (holds(step.from, step.other, step) && holds(step.to, step.id, step)) return Status::applied;
       if (holds(step.from, step.id, step) && holds(step.to, step.other, step)) return Status::not_applied;

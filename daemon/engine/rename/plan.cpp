@@ -377,8 +377,15 @@ class Planner {
   Place resolve(std::string_view path, std::optional<std::uint32_t> hash = std::nullopt);
   Place resolve_entry(std::string_view path, std::uint32_t hash);
   Place resolve_uncached(std::string_view path, Chain& chain);
+  // resolve() for a path used as a directory: a symbolic link there is the
+  // directory it points to, as the kernel takes it in the middle of a path.
+  Place resolve_directory(std::string_view path);
+  // Where a path that resolve() found on disk is on disk now.
+  std::string on_disk(std::string_view path);
   void relocate(std::size_t o, std::string_view path, bool stable);
   Blocker blocker(std::size_t o);
+  bool another_link(const Object& object, std::string_view dest);
+  std::string replace_problem(const Object& object, std::string_view dest, const struct stat& victim);
   bool ensure_directory(const std::string& path, std::string_view why_path);
   void move(std::size_t o, std::string_view to, bool temporary);
   bool alone_in_copied_directory(const Object& directory);
@@ -439,6 +446,11 @@ class Planner {
   PathSet trashed_, trash_names_;
   bool moved_to_trash(std::string_view path) const { return !trashed_.empty() && trashed_.count(path); }
   PathMap<std::optional<struct stat>> disk_cache_;
+  // What resolve_directory() found behind symbolic links, valid while
+  // `generation_` is `followed_generation_`: a dired opened through a link
+  // asks about that link for every entry.
+  PathMap<std::optional<struct stat>> followed_;
+  std::uint64_t followed_generation_ = 0;
   // The last directory resolve() found on disk or created: every entry of a
   // big directory asks about the same parent. Any change to directories in
   // the simulation (a directory moved, created, trashed) bumps `generation_`.
@@ -698,6 +710,30 @@ Planner::Place Planner::resolve_uncached(std::string_view path, Chain& chain) {
   return place;
 }
 
+std::string Planner::on_disk(std::string_view path) {
+  Chain chain;
+  resolve_uncached(path, chain);
+  return chain.kind == Chain::Kind::inside ? std::move(chain.original) : std::string(path);
+}
+
+Planner::Place Planner::resolve_directory(std::string_view path) {
+  Place place = resolve(path);
+  if (place.kind != Place::Kind::disk || !S_ISLNK(place.st.st_mode)) return place;
+  if (followed_generation_ != generation_) {
+    followed_.clear();
+    followed_generation_ = generation_;
+  }
+  auto it = followed_.find(path);
+  if (it == followed_.end()) {
+    struct stat st {};
+    // Dangling, a loop, or no permission: the link stays a link, not a directory.
+    const bool ok = ::stat(on_disk(path).c_str(), &st) == 0;
+    it = followed_.emplace(std::string(path), ok ? std::optional<struct stat>(st) : std::nullopt).first;
+  }
+  if (it->second) place.st = *it->second;
+  return place;
+}
+
 std::size_t Planner::object_at(std::string_view original, const OperationView& op) {
   const std::uint32_t hash = index_hash(original);  // of all three keys for now
   if (const auto known = by_original_.find(original, hash)) {
@@ -753,6 +789,10 @@ RenamePlan Planner::make(std::span<const OperationView> operations, std::vector<
     const bool exists = object.st.st_ino != 0;
     switch (op.kind) {
       case Operation::Kind::rename:
+        if (op.destination == "/") {  // not a name path_problem() can explain
+          problem(op.source, "/ is a directory that contains " + printable(op.source));
+          break;
+        }
         if (std::string why; !path_ok(op.destination, why)) {
           problem(op.destination, why);
           break;
@@ -897,7 +937,7 @@ Planner::Blocker Planner::blocker(std::size_t o) {
     if (a == "/") break;
   }
   const std::string_view parent = split(dest).first;
-  const Place up = resolve(parent);
+  const Place up = resolve_directory(parent);
   if (up.kind == Place::Kind::absent) {
     b.kind = Blocker::Kind::make_parent;
     return b;
@@ -907,6 +947,10 @@ Planner::Blocker Planner::blocker(std::size_t o) {
     b.reason = "cannot go to " + printable(dest) + ": " + printable(parent) + " is not a directory";
     return b;
   }
+  // A directory that stays and holds the object ("." or ".." once Emacs
+  // expanded them): no overwrite can make it free, it would take the object along.
+  const bool holds_object = object.current.size() > dest.size() && object.current[dest.size()] == '/' &&
+                            object.current.starts_with(dest);
   if (const auto at = occupant_.find(dest, object.hash_final)) {
     const Object& there = objects_[*at];
     if (there.moving && !there.done) {
@@ -916,17 +960,26 @@ Planner::Blocker Planner::blocker(std::size_t o) {
       return b;
     }
     b.kind = Blocker::Kind::problem;
-    b.reason = "cannot become " + printable(dest) + ": it exists and is part of this batch without leaving";
+    b.reason = holds_object ? printable(dest) + " is a directory that contains " + printable(object.original)
+                            : "cannot become " + printable(dest) + ": it exists and is part of this batch without leaving";
     return b;
   }
   const Place here = resolve(dest, object.hash_final);
   if (here.kind == Place::Kind::disk) {
-    if (here.st.st_dev == object.id.dev && here.st.st_ino == object.id.ino) return b;  // case-insensitive alias
+    if (here.st.st_dev == object.id.dev && here.st.st_ino == object.id.ino && !another_link(object, dest))
+      return b;  // case-insensitive alias
+    b.kind = Blocker::Kind::problem;
+    if (holds_object) {
+      b.reason = printable(dest) + " is a directory that contains " + printable(object.original);
+      return b;
+    }
+    // What confirming could not make work is refused now, without asking.
+    b.reason = replace_problem(object, dest, here.st);
+    if (!b.reason.empty()) return b;
     if (object.overwrite) {
       b.kind = Blocker::Kind::victim;
       return b;
     }
-    b.kind = Blocker::Kind::problem;
     b.reason = printable(dest) + " already exists (not part of this batch; confirm to overwrite it)";
     b.occupied = true;
     return b;
@@ -944,7 +997,7 @@ bool Planner::ensure_directory(const std::string& path, std::string_view why_pat
   std::vector<std::string> missing;
   std::string at = path;
   for (;;) {
-    const Place place = resolve(at);
+    const Place place = resolve_directory(at);
     if (place.kind != Place::Kind::absent) {
       if (!S_ISDIR(place.st.st_mode)) {
         problem(why_path, printable(at) + " is not a directory");
@@ -1038,7 +1091,7 @@ void Planner::move(std::size_t o, std::string_view to, bool temporary) {
     step.link_old() = object.link_old();
     step.link_new() = object.link_new();
   }
-  const Place parent = resolve(split(to).first);
+  const Place parent = resolve_directory(split(to).first);
   if (parent.st.st_dev != object.st.st_dev) {
     std::string refusal;
     if (S_ISCHR(object.st.st_mode) || S_ISBLK(object.st.st_mode)) {
@@ -1095,26 +1148,72 @@ void Planner::exchange(std::size_t a, std::size_t b) {
   add_step(std::move(step), from, to);
 }
 
+// Whether `dest`, the same inode as `object`, is another name of it (a hard
+// link: occupied like any other file) rather than the same entry spelled in
+// another case on a case-insensitive file system. Asked rarely: only the
+// inode matched.
+bool Planner::another_link(const Object& object, std::string_view dest) {
+  if (S_ISDIR(object.st.st_mode)) return false;  // no hard links to directories
+  const std::string path = on_disk(dest);
+  const auto st = disk_exact(path);
+  if (!st || st->st_nlink <= 1) return false;
+  // Spelled exactly so in its directory: an entry of its own.
+  const auto [parent, name] = split(path);
+  DIR* stream = ::opendir(std::string(parent).c_str());
+  if (!stream) return true;  // cannot tell: asking is the safe side
+  bool found = false;
+  while (const dirent* entry = ::readdir(stream)) {
+    if (name == entry->d_name) {
+      found = true;
+      break;
+    }
+  }
+  ::closedir(stream);
+  return found;
+}
+
+// Why `victim`, on disk at `dest`, cannot be replaced by `object` even if
+// the user confirmed; empty if it can. As rename(2) and mv: a directory only
+// by a directory, and only when empty; and the victim goes to the trash, so
+// it must be on the trash's file system.
+std::string Planner::replace_problem(const Object& object, std::string_view dest, const struct stat& victim) {
+  const bool from_directory = S_ISDIR(object.st.st_mode), onto_directory = S_ISDIR(victim.st_mode);
+  if (onto_directory && !from_directory) return "cannot replace the directory " + printable(dest) + " with a non-directory";
+  if (from_directory && !onto_directory) return "cannot replace the non-directory " + printable(dest) + " with a directory";
+  if (onto_directory) {
+    const std::string path = on_disk(dest);
+    DIR* stream = ::opendir(path.c_str());
+    if (!stream) return "cannot replace " + printable(dest) + ": " + std::strerror(errno);
+    bool empty = true;
+    while (const dirent* entry = ::readdir(stream)) {
+      const std::string_view name = entry->d_name;
+      if (name != "." && name != "..") {
+        empty = false;
+        break;
+      }
+    }
+    ::closedir(stream);
+    if (!empty) return "cannot replace the directory " + printable(dest) + ": it is not empty";
+  }
+  // The trash directories are created when the step runs and never removed:
+  // other programs share them. Until then, the device is its nearest ancestor's.
+  const std::string files = trash_dir_ + "/files";
+  Place trash_place = resolve_directory(files);
+  for (std::string at = files; trash_place.kind == Place::Kind::absent && at != "/";) {
+    at = std::string(split(at).first);
+    trash_place = resolve_directory(at);
+  }
+  if (trash_place.kind != Place::Kind::absent && !S_ISDIR(trash_place.st.st_mode))
+    return "cannot overwrite " + printable(dest) + ": the trash " + printable(trash_dir_) + " is not a directory";
+  if (trash_place.st.st_dev != victim.st_dev)
+    return "cannot overwrite " + printable(dest) + ": it is on another file system than the trash " +
+           printable(trash_dir_);
+  return {};
+}
+
 void Planner::trash(std::size_t o, const struct stat& victim) {
   const std::string dest(objects_[o].final_path);
   const std::string files = trash_dir_ + "/files", info = trash_dir_ + "/info";
-  // The trash directories are created when the step runs and never removed:
-  // other programs share them. Until then, the device is its nearest ancestor's.
-  Place trash_place = resolve(files);
-  for (std::string at = files; trash_place.kind == Place::Kind::absent && at != "/";) {
-    at = std::string(split(at).first);
-    trash_place = resolve(at);
-  }
-  if (trash_place.kind != Place::Kind::absent && !S_ISDIR(trash_place.st.st_mode)) {
-    problem(dest, "cannot be overwritten: the trash " + printable(trash_dir_) + " is not a directory");
-    objects_[o].done = true;
-    return;
-  }
-  if (trash_place.st.st_dev != victim.st_dev) {
-    problem(dest, "cannot be overwritten: it is on another file system than the trash " + printable(trash_dir_));
-    objects_[o].done = true;
-    return;
-  }
   std::string base(split(dest).second);
   std::string name = base;
   for (int n = 2;; ++n) {

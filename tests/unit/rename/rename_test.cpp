@@ -159,6 +159,141 @@ TEST_F(RenameTest, RefusesDirectoryIntoItsOwnSubtree) {
   EXPECT_NE(problems[0].reason.find("own subtree"), std::string::npos);
 }
 
+// "." and ".." expanded by Emacs name the source's own directory or one
+// above it: overwriting it would take the source along to the trash.
+TEST_F(RenameTest, RefusesADestinationThatContainsTheSource) {
+  make_dir(p("d"));
+  write_file(p("d/a"), "a");
+  write_file(p("d/b"), "b");
+  make_dir(p("d/sub"));
+  make_dir(p("d/sub/deeper"));
+  write_file(p("d/c"), "c");
+  const auto problems = refused({rename_op(p("d/a"), p("d"), true), rename_op(p("d/b"), tree_.root),
+                                 rename_op(p("d/sub/deeper"), p("d/sub"), true), rename_op(p("d/c"), "/")});
+  ASSERT_EQ(problems.size(), 4u) << all_reasons(problems);
+  const std::string text = all_reasons(problems);
+  EXPECT_NE(text.find(p("d/a") + ": " + p("d") + " is a directory that contains " + p("d/a")), std::string::npos)
+      << text;
+  EXPECT_NE(text.find(p("d/b") + ": " + tree_.root + " is a directory that contains " + p("d/b")), std::string::npos)
+      << text;
+  EXPECT_NE(text.find(p("d/sub/deeper") + ": " + p("d/sub") + " is a directory that contains " + p("d/sub/deeper")),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find(p("d/c") + ": / is a directory that contains " + p("d/c")), std::string::npos) << text;
+  for (const auto& problem : problems) EXPECT_TRUE(problem.occupied.empty()) << problem.reason;
+  // Free in the final tree when the directory leaves in the same batch.
+  const auto before = snapshot(tree_.root);
+  submit({rename_op(p("d/a"), p("d")), rename_op(p("d"), p("e"))});
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("d"), before.at("d/a"));
+  EXPECT_EQ(after.at("e"), before.at("d"));
+}
+
+// Another name of the same inode is occupied like any other file, not the
+// source itself spelled in another case.
+TEST_F(RenameTest, AHardLinkOfTheSourceIsOccupied) {
+  write_file(p("a"), "a");
+  ASSERT_EQ(::link(p("a").c_str(), p("b").c_str()), 0);
+  const auto problems = refused({rename_op(p("a"), p("b"))});
+  ASSERT_EQ(problems.size(), 1u) << all_reasons(problems);
+  EXPECT_EQ(problems[0].occupied, p("b"));
+  EXPECT_NE(problems[0].reason.find("already exists"), std::string::npos) << problems[0].reason;
+  // Confirmed: b goes to the trash, a takes its name.
+  const auto before = snapshot(tree_.root);
+  submit({rename_op(p("a"), p("b"), true)});
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.size(), 1u);
+  EXPECT_EQ(after.at("b"), before.at("a"));
+  EXPECT_EQ(snapshot(trash()).count("files/b"), 1u);
+  auto r = renamer();
+  r.undo(never_);
+  EXPECT_EQ(snapshot(tree_.root), before);
+}
+
+// A killed batch whose move lands on a hard link of its source: before the
+// victim went to the trash, the destination already holds the inode, and
+// recovery must not take the move for done.
+TEST_F(RenameTest, KillBeforeOverwritingAHardLinkThenRecoveryRollsBack) {
+  write_file(p("a"), "a");
+  ASSERT_EQ(::link(p("a").c_str(), p("b").c_str()), 0);
+  const std::vector<Operation> ops = {rename_op(p("a"), p("b"), true)};
+  const std::size_t steps = RenamePlan::make({ops}, trash()).steps.size();
+  const auto before = snapshot(tree_.root);
+  for (std::size_t k = 0; k < steps; ++k) {
+    SCOPED_TRACE("killed at step " + std::to_string(k));
+    ASSERT_NO_FATAL_FAILURE(killed_at(k, &ops));
+    auto r = renamer();
+    const auto reports = r.recover();
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_NE(reports[0].find("; nothing changed"), std::string::npos) << reports[0];
+    ASSERT_EQ(snapshot(tree_.root), before);
+  }
+}
+
+// What rename(2) and mv refuse whatever the user answers is refused at
+// once, not asked about: a directory replaced by a file or the reverse, a
+// directory that is not empty, a victim the trash cannot take.
+TEST_F(RenameTest, RefusesOverwritesThatCannotWorkWithoutAsking) {
+  write_file(p("file"), "f");
+  make_dir(p("full"));
+  write_file(p("full/x"), "x");
+  make_dir(p("full2"));
+  write_file(p("full2/x"), "x");
+  make_dir(p("empty"));
+  make_dir(p("dir"));
+  write_file(p("other-file"), "o");
+  make_dir(p("dir2"));
+  make_dir(p("dir3"));
+  for (const bool overwrite : {false, true}) {
+    SCOPED_TRACE(overwrite ? "confirmed" : "not confirmed");
+    const auto problems = refused({rename_op(p("file"), p("empty"), overwrite),
+                                   rename_op(p("other-file"), p("full"), overwrite),
+                                   rename_op(p("dir"), p("full2"), overwrite)});
+    ASSERT_EQ(problems.size(), 3u) << all_reasons(problems);
+    const std::string text = all_reasons(problems);
+    EXPECT_NE(text.find("cannot replace the directory " + p("empty") + " with a non-directory"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find("cannot replace the directory " + p("full") + " with a non-directory"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find(p("dir") + ": cannot replace the directory " + p("full2") + ": it is not empty"),
+              std::string::npos)
+        << text;
+    for (const auto& problem : problems) EXPECT_TRUE(problem.occupied.empty()) << problem.reason;
+    const auto reverse = refused({rename_op(p("dir2"), p("other-file"), overwrite)});
+    ASSERT_EQ(reverse.size(), 1u) << all_reasons(reverse);
+    EXPECT_NE(reverse[0].reason.find("cannot replace the non-directory " + p("other-file") + " with a directory"),
+              std::string::npos)
+        << reverse[0].reason;
+    EXPECT_TRUE(reverse[0].occupied.empty());
+  }
+  // A directory onto an empty directory is asked about, and replaces it once confirmed.
+  const auto asked = refused({rename_op(p("dir3"), p("empty"))});
+  ASSERT_EQ(asked.size(), 1u) << all_reasons(asked);
+  EXPECT_EQ(asked[0].occupied, p("empty"));
+  const auto before = snapshot(tree_.root);
+  submit({rename_op(p("dir3"), p("empty"), true)});
+  EXPECT_EQ(snapshot(tree_.root).at("empty"), before.at("dir3"));
+  EXPECT_EQ(snapshot(trash()).at("files/empty"), before.at("empty"));
+}
+
+TEST_F(RenameTest, RefusesAVictimTheTrashCannotTakeWithoutAsking) {
+  TempTree other("/dev/shm");
+  if (id_of(other.root).dev == id_of(tree_.root).dev) GTEST_SKIP() << "/dev/shm is on the same file system";
+  write_file(p("a"), "a");
+  write_file(other.path("a"), "victim");
+  const auto before = snapshot(other.root);
+  for (const bool overwrite : {false, true}) {
+    const auto problems = refused({rename_op(p("a"), other.path("a"), overwrite)});
+    ASSERT_EQ(problems.size(), 1u) << all_reasons(problems);
+    EXPECT_TRUE(problems[0].occupied.empty());
+    EXPECT_NE(problems[0].reason.find("cannot overwrite " + other.path("a") +
+                                      ": it is on another file system than the trash"),
+              std::string::npos)
+        << problems[0].reason;
+  }
+  EXPECT_EQ(snapshot(other.root), before);
+}
+
 TEST_F(RenameTest, RefusedBatchListsEveryOffendingEntry) {
   write_file(p("a"), "a");
   write_file(p("b"), "b");
@@ -440,6 +575,45 @@ TEST_F(RenameTest, CaseOnlyRename) {
   const auto after = snapshot(tree_.root);
   EXPECT_EQ(after.at("README"), before.at("readme"));
   EXPECT_EQ(after.size(), 1u);
+}
+
+// rename(2) and Emacs follow a symbolic link in the directory part of a
+// path: a dired opened through a link renames in the directory it points to.
+TEST_F(RenameTest, DirectoryReachedThroughASymlinkIsThatDirectory) {
+  make_dir(p("d"));
+  write_file(p("d/a"), "A");
+  write_file(p("d/b"), "B");
+  make_link("d", p("link"));
+  make_link(p("link"), p("link-to-link"));
+  auto before = snapshot(tree_.root);
+  submit({rename_op(p("link/a"), p("link/a2")), rename_op(p("link/b"), p("link-to-link/new/b"))});
+  auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("d/a2"), before.at("d/a"));
+  EXPECT_EQ(after.at("d/new/b"), before.at("d/b"));
+  EXPECT_EQ(after.at("link"), before.at("link"));
+  EXPECT_EQ(after.count("d/a"), 0u);
+  auto r = renamer();
+  r.undo(never_);
+  EXPECT_EQ(snapshot(tree_.root), before);
+  // The link itself, as a source, is renamed as a link.
+  submit({rename_op(p("link"), p("link2"))});
+  after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("link2"), before.at("link"));
+  EXPECT_EQ(after.at("d"), before.at("d"));
+}
+
+TEST_F(RenameTest, RefusesAParentThatIsAFileOrADanglingLink) {
+  write_file(p("a"), "A");
+  write_file(p("b"), "B");
+  write_file(p("file"), "f");
+  make_link("nowhere", p("dangling"));
+  const auto problems = refused({rename_op(p("a"), p("file/a")), rename_op(p("b"), p("dangling/b"))});
+  ASSERT_EQ(problems.size(), 2u) << all_reasons(problems);
+  const std::string text = all_reasons(problems);
+  EXPECT_NE(text.find(p("file") + " is not a directory"), std::string::npos) << text;
+  EXPECT_NE(text.find(p("dangling") + " is not a directory"), std::string::npos) << text;
+  EXPECT_TRUE(problems[0].occupied.empty());
+  EXPECT_TRUE(problems[1].occupied.empty());
 }
 
 TEST_F(RenameTest, MovesIntoNewDirectoriesAndUndoRemovesThem) {
