@@ -311,24 +311,26 @@ nothing when no directory is renamed."
         (final (make-hash-table :test #'equal)))
     (unless (zerop (hash-table-count dirs))
       (cl-labels ((spelled (name seen)
-                    ;; The deepest renamed ancestor decides.
+                    ;; The deepest renamed ancestor decides, but not a
+                    ;; directory of SEEN, which NAME is the new name of (or
+                    ;; inside that): a directory moved into itself, which
+                    ;; descentd refuses naming the destination as typed.
                     (let ((up (directory-file-name (file-name-directory name))))
                       (catch 'done
                         (while (not (member up '("/" "")))
-                          (when (gethash up dirs)
+                          (when (and (gethash up dirs) (not (member up seen)))
                             (throw 'done (concat (final-name up seen) (substring name (length up)))))
                           (setq up (directory-file-name (file-name-directory up))))
                         name)))
                   (final-name (dir seen)
                     (or (gethash dir final)
-                        (if (member dir seen)
-                            ;; Moved into itself: descentd refuses it.
-                            (gethash dir dirs)
-                          (puthash dir (spelled (gethash dir dirs) (cons dir seen)) final)))))
+                        (puthash dir (spelled (gethash dir dirs) (cons dir seen)) final))))
         (dolist (edit edits)
           (when (eq (descent--wdired-edit-kind edit) 'rename)
             (setf (descent--wdired-edit-new edit)
-                  (spelled (descent--wdired-edit-new edit) nil))))))
+                  (spelled (descent--wdired-edit-new edit)
+                           (and (descent--wdired-edit-directory-p edit)
+                                (list (descent--wdired-edit-old edit)))))))))
     edits))
 
 (defun descent--wdired-check-parents (edits)

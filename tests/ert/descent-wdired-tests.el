@@ -514,6 +514,16 @@ this call changes nothing, so it is simply made again."
       (should-not (file-exists-p (descent-test-file "d")))
       (should (assoc (descent-test-file "D/E/") dired-subdir-alist)))))
 
+(ert-deftest descent-wdired-test-a-directory-into-itself-names-what-was-typed ()
+  (descent-wdired-test--with-tree '("d/x")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "d" "d/sub")
+    (let ((before (descent-wdired-test--snapshot))
+          (err (should-error (descent-wdired-test--commit) :type 'descent-rename-refused)))
+      (should (string-match-p (concat (regexp-quote (descent-test-file "d/sub")) ")")
+                              (cadr err)))
+      (should (equal (descent-wdired-test--snapshot) before)))))
+
 (ert-deftest descent-wdired-test-a-name-ending-in-a-slash-moves-into-it ()
   ;; As `rename-file' takes a directory name: "sub/" is sub/a.
   (descent-wdired-test--with-tree '("a" "sub/" "d/x")
