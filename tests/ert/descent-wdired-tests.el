@@ -514,6 +514,21 @@ this call changes nothing, so it is simply made again."
       (should-not (file-exists-p (descent-test-file "d")))
       (should (assoc (descent-test-file "D/E/") dired-subdir-alist)))))
 
+(ert-deftest descent-wdired-test-a-directory-opened-through-a-symlink ()
+  ;; rename(2) follows a link in the directory part, and so does descentd.
+  (descent-wdired-test--with-tree '("d/a" "d/b")
+    (let ((link (descent-test-file "link")))
+      (make-symbolic-link (descent-test-file "d") link)
+      (with-current-buffer (dired-noselect (file-name-as-directory link))
+        (unwind-protect
+            (let ((a (descent-wdired-test--inode "d/a")))
+              (wdired-change-to-wdired-mode)
+              (descent-wdired-test--edit "link/a" "a2")
+              (descent-wdired-test--commit)
+              (should (eq major-mode 'dired-mode))
+              (should (= (descent-wdired-test--inode "d/a2") a)))
+          (kill-buffer))))))
+
 (ert-deftest descent-wdired-test-a-directory-into-itself-names-what-was-typed ()
   (descent-wdired-test--with-tree '("d/x")
     (wdired-change-to-wdired-mode)
