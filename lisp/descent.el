@@ -775,6 +775,15 @@ every `dired-filename' property: such listings take its own path."
                      arg)))
               arguments)))
 
+(defun descent--listing-no-total-p (arguments)
+  "Non-nil when ARGUMENTS (-d, --directory) list a directory as one entry.
+Such a listing has no total line for Dired to hide."
+  (let ((case-fold-search nil))
+    (seq-some (lambda (arg)
+                (or (string-match-p "\\`-[^-]*d" arg)
+                    (string-match-p "\\`--directory\\'" arg)))
+              arguments)))
+
 (defconst descent--listing-requests-max 16
   "How many directories' requests `descent--listing-requests' keeps.")
 
@@ -1010,7 +1019,8 @@ Dired's properties only for a whole directory, whose lines Dired
 leaves as they are before `dired-insert-set-properties', in the
 Emacs whose properties `descent--listing-name-properties' are."
   (let ((whole (and dired full-directory-p
-                    (not (descent--listing-indicators-p arguments)))))
+                    (not (descent--listing-indicators-p arguments))
+                    (not (descent--listing-no-total-p arguments)))))
     (list (descent--listing-decoding)
           (and whole (< emacs-major-version 29)
                descent--listing-name-properties)
