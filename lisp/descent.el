@@ -464,6 +464,32 @@ in seconds, nil for no limit; \\[keyboard-quit] always works.  Signal
 (defvar descent--module-next-search 0
   "The earliest `float-time' at which to look for a missing module again.")
 
+(defvar descent--visits-next-try 0
+  "The earliest `float-time' at which to send visits again.
+Set when the daemon accepted a connection and did not answer (stopped,
+or hung): each try would hold Emacs for the whole handshake timeout.")
+
+(defconst descent--visits-pause 30
+  "Seconds visits wait for, once the daemon did not answer.")
+
+(defun descent--send-visit (socket params)
+  "Send the visit PARAMS to the daemon on SOCKET; nil if it could not be.
+Fails at once while `descent--visits-next-try' is ahead.  A failure
+that took a quarter of a second is a daemon that does not answer (the
+module gives its handshake half a second): leave it alone for
+`descent--visits-pause' seconds, so that commands stay quick."
+  (and (>= (float-time) descent--visits-next-try)
+       (let ((start (float-time)))
+         (or (descent--mod-notify socket "frecency.add" params)
+             (progn
+               (when (> (- (float-time) start) 0.25)
+                 (setq descent--visits-next-try (+ (float-time) descent--visits-pause))
+                 (descent--warn-once
+                  'visits-unanswered
+                  "descentd at %s does not answer; visits wait (the last %d are kept)"
+                  socket descent--pending-visits-max))
+               nil)))))
+
 (defun descent--record-visit (directory)
   "Record a visit of DIRECTORY in the frecency index, without waiting.
 Nothing is recorded for remote directories, or twice for the same
@@ -484,15 +510,15 @@ and deliver the visit once it listens."
         (if (not (descent--module-usable-p))
             (setq descent--module-next-search (+ now 10))
           (let ((bytes (descent--path-bytes directory)))
-            (unless (descent--mod-notify (descent--socket-path) "frecency.add"
-                                         (vector bytes))
+            (unless (descent--send-visit (descent--socket-path) (vector bytes))
               (push (cons bytes (truncate now)) descent--pending-visits)
               (when (> (length descent--pending-visits)
                        descent--pending-visits-max)
                 (setcdr (nthcdr (1- descent--pending-visits-max)
                                 descent--pending-visits)
                         nil))
-              (descent--daemon-start-in-background))))))))
+              (when (>= (float-time) descent--visits-next-try)
+                (descent--daemon-start-in-background)))))))))
 
 (defconst descent--background-retries-max 5
   "Quick retries when a daemon reported listening could not be reached.")
@@ -528,8 +554,7 @@ that the new one exits at once thinking one runs: when the visits
 cannot be sent, keep them and start again shortly, a few times."
   (let ((visits (reverse descent--pending-visits)))
     (while (and visits
-                (descent--mod-notify socket "frecency.add"
-                                     (vector (caar visits) (cdar visits))))
+                (descent--send-visit socket (vector (caar visits) (cdar visits))))
       (pop visits))
     (setq descent--pending-visits (nreverse visits))
     (cond
@@ -537,6 +562,7 @@ cannot be sent, keep them and start again shortly, a few times."
       ;; Delivered: if the daemon dies later, start it again at once.
       (setq descent--background-retries 0
             descent--daemon-next-background-start 0))
+     ((< (float-time) descent--visits-next-try))  ; it does not answer: later
      ((< descent--background-retries descent--background-retries-max)
       (setq descent--background-retries (1+ descent--background-retries)
             descent--daemon-next-background-start 0)

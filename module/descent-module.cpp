@@ -247,12 +247,14 @@ protocol::Wait wait_for(const Env& env, std::optional<std::chrono::milliseconds>
   return wait;
 }
 
-// The live connection of `pool` to `socket`, made anew if it is gone.
-protocol::Client& connection(const Env& env, const std::string& socket, Connections& pool = connections) {
+// The live connection of `pool` to `socket`, made anew if it is gone, with
+// `hello` for the daemon to answer the handshake.
+protocol::Client& connection(const Env& env, const std::string& socket, Connections& pool = connections,
+                             std::chrono::milliseconds hello = std::chrono::seconds(5)) {
   auto it = pool.find(socket);
   if (it != pool.end() && still_alive(*it->second)) return *it->second;
   if (it != pool.end()) pool.erase(it);
-  auto client = std::make_unique<protocol::Client>(socket, "emacs", wait_for(env, std::chrono::seconds(5)));
+  auto client = std::make_unique<protocol::Client>(socket, "emacs", wait_for(env, hello));
   return *pool.emplace(socket, std::move(client)).first->second;
 }
 
@@ -666,7 +668,9 @@ emacs_value mod_notify(const Env& env, ptrdiff_t, emacs_value* args) {
   Packer packer(params);
   pack_value(env, packer, env.is_nil(args[2]) ? env.funcall(symbols.vconcat, {}) : args[2], 0);
   try {
-    auto& client = connection(env, socket);
+    // A notification must not hold Emacs up: a daemon that accepts and
+    // does not answer (stopped, hung) gets half a second, not five.
+    auto& client = connection(env, socket, connections, std::chrono::milliseconds(500));
     return client.notify(method, [&](Packer& p) { protocol::pack_packed(p, params); }) ? symbols.t : symbols.nil;
   } catch (const protocol::ConnectionError&) {
     return symbols.nil;  // no daemon: a notification costs nothing and says nothing

@@ -130,6 +130,36 @@ The completion table and prompt are kept in `descent-frecency-tests--asked'."
       (descent-frecency-tests--wait-listed
        (list (descent-test-file "before/") (descent-test-file "after/"))))))
 
+(ert-deftest descent-frecency-a-daemon-that-does-not-answer-costs-little ()
+  "A stopped daemon: visits queue up without holding Emacs, and arrive later.
+Once its socket buffer is full a visit waits for the handshake of a new
+connection; after one such wait visits are held back for a while."
+  (descent-frecency-tests--with-daemon
+    (let ((pid (descent-test-daemon-pid))
+          (descent--visits-next-try 0)
+          (descent--pending-visits nil)
+          (descent--warned nil)
+          (slowest 0))
+      (dotimes (i 400) (make-directory (descent-test-file (format "d%d/" i))))
+      (signal-process pid 'SIGSTOP)
+      (unwind-protect
+          (dotimes (i 400)
+            (let ((start (float-time))
+                  (descent--last-visit nil))
+              (descent--record-visit (descent-test-file (format "d%d/" i)))
+              (setq slowest (max slowest (- (float-time) start)))))
+        (signal-process pid 'SIGCONT))
+      ;; Before, every visit after the first few hundred waited 5 s.
+      (should (< slowest 2))
+      (should (> descent--visits-next-try (float-time)))
+      (should (memq 'visits-unanswered descent--warned))
+      (should (= (length descent--pending-visits) descent--pending-visits-max))
+      ;; Once the pause is over, the kept visits reach the daemon.
+      (setq descent--visits-next-try 0)
+      (descent--deliver-pending-visits (descent--socket-path))
+      (should-not descent--pending-visits)
+      (descent-frecency-tests--wait-listed (list (descent-test-file "d399/"))))))
+
 (ert-deftest descent-frecency-remote-not-recorded ()
   "Remote directories are never recorded (nor connected to)."
   (let ((descent-record-visits t)
