@@ -97,7 +97,7 @@ falls back to the built-in."
     (condition-case nil
         (setq descent--wdired-ids
               (descent--wdired-fill-ids
-               (make-hash-table :test #'equal :size 1000)
+               (make-hash-table :test 'descent-name :size 1000)
                (delete-dups
                 (mapcar (lambda (entry) (descent--path-bytes (car entry)))
                         dired-subdir-alist))))
@@ -292,7 +292,7 @@ indicators, icons) cannot leak into them."
 (defun descent--wdired-directory-renames (edits backward)
   "A hash table of the directories EDITS rename, old name to new.
 With BACKWARD non-nil, new name to old."
-  (let ((dirs (make-hash-table :test #'equal)))
+  (let ((dirs (make-hash-table :test 'descent-name)))
     (dolist (edit edits)
       (when (and (eq (descent--wdired-edit-kind edit) 'rename)
                  (descent--wdired-edit-directory-p edit))
@@ -308,7 +308,7 @@ directory's new name, as descentd expects, and so does that new name
 if the directory is inside another one the batch renames.  Costs
 nothing when no directory is renamed."
   (let ((dirs (descent--wdired-directory-renames edits nil))
-        (final (make-hash-table :test #'equal)))
+        (final (make-hash-table :test 'descent-name)))
     (unless (zerop (hash-table-count dirs))
       (cl-labels ((spelled (name seen)
                     ;; The deepest renamed ancestor decides, but not a
@@ -341,7 +341,7 @@ spelled in the final tree (see `descent--wdired-translate'): a parent
 under a renamed directory is looked for under its old name."
   (unless wdired-create-parent-directories
     (let ((back (descent--wdired-directory-renames edits t))
-          (known (make-hash-table :test #'equal)))
+          (known (make-hash-table :test 'descent-name)))
       (dolist (edit edits)
         (when (eq (descent--wdired-edit-kind edit) 'rename)
           (let* ((parent (directory-file-name
@@ -415,7 +415,7 @@ From `descent--wdired-ids', what editing began with; files the
 buffer did not list then (a Dired buffer of a file list, say) are
 identified now, in one request.  A source nobody identified gets
 none, and descentd refuses to touch it if it is not what it was."
-  (let ((ids (or descent--wdired-ids (make-hash-table :test #'equal)))
+  (let ((ids (or descent--wdired-ids (make-hash-table :test 'descent-name)))
         (dirs nil))
     (dolist (edit edits)
       (unless (eq (descent--wdired-edit-kind edit) 'delete)
@@ -519,7 +519,7 @@ say).  The next allocation then collects what the commit left."
 
 (defun descent--wdired-lines-of (edits names)
   "The line positions of EDITS whose old or new name is among NAMES (bytes)."
-  (let ((wanted (make-hash-table :test #'equal))
+  (let ((wanted (make-hash-table :test 'descent-name))
         (lines nil))
     (dolist (name names) (puthash name t wanted))
     (dolist (edit edits)
@@ -535,7 +535,7 @@ Return a hash table of the confirmed destinations (bytes), or nil if
 some problem is not an occupied destination or the user said no to one."
   (when (and (or wdired-confirm-overwrite wdired-use-interactive-rename)
              (cl-every (lambda (problem) (plist-get problem :occupied)) problems))
-    (let ((confirmed (make-hash-table :test #'equal)))
+    (let ((confirmed (make-hash-table :test 'descent-name)))
       (catch 'refused
         (dolist (problem problems confirmed)
           (let ((dest (plist-get problem :occupied)))
@@ -594,7 +594,7 @@ follows the directory."
     (lambda (file)
       ;; Built on first use: most commits have no buffer to map.
       (unless table
-        (setq table (make-hash-table :test #'equal :size (length renames)))
+        (setq table (make-hash-table :test 'descent-name :size (length renames)))
         (pcase-dolist (`(,old . ,new) renames)
           ;; Dired's names never end in a slash; a typed one may.
           (puthash old (if (directory-name-p new) (directory-file-name new) new) table)))
@@ -659,7 +659,7 @@ visit the new name without becoming modified.  One pass
 over the buffer list, with quits held off: it waits for nothing, and
 a buffer left visiting an old name would bring it back when saved."
   (let ((map (descent--wdired-mapper renames))
-        (shown (make-hash-table :test #'equal))
+        (shown (make-hash-table :test 'descent-name))
         (current (current-buffer))
         (stale nil)
         (visiting nil)
@@ -731,7 +731,7 @@ Return the function that maps a name to its new name (or nil)."
   "Put MARK-ALIST, of (FILE . CHAR) pairs, back in the reverted buffer.
 One pass over the buffer's file lines, whatever the number of marks."
   (when mark-alist
-    (let ((table (make-hash-table :test #'equal))
+    (let ((table (make-hash-table :test 'descent-name))
           (inhibit-read-only t))
       (pcase-dolist (`(,file . ,char) mark-alist) (puthash file char table))
       (save-excursion
@@ -775,7 +775,7 @@ batch is done) waits until the buffers follow the batch."
          (old-marks wdired--old-marks)
          (marks (and wdired-keep-marker-rename
                      (let ((remembered (and (not (integerp wdired-keep-marker-rename))
-                                            (let ((table (make-hash-table :test #'equal)))
+                                            (let ((table (make-hash-table :test 'descent-name)))
                                               (pcase-dolist (`(,f . ,c) old-marks)
                                                 (puthash f c table))
                                               table))))
@@ -823,7 +823,7 @@ Put MARKS, an alist (FILE . CHAR), back, and flag DELETED (file names)."
     (revert-buffer))
   (descent--wdired-mark-new-names marks)
   (when deleted
-    (let ((flag (make-hash-table :test #'equal)))
+    (let ((flag (make-hash-table :test 'descent-name)))
       (dolist (file deleted) (puthash file t flag))
       (save-excursion
         (goto-char (point-min))

@@ -777,6 +777,22 @@ this call changes nothing, so it is simply made again."
     (descent-wdired-test--commit)
     (should (equal (descent-wdired-test--names) '("c1" "c2" "c3" "xa")))))
 
+;;;; Tables of file names
+
+(ert-deftest descent-wdired-test-name-hash-tells-numbered-names-apart ()
+  ;; Emacs 28's `sxhash-equal' gives all of these 20k names one hash, or
+  ;; ten (a table of them is searched through at every lookup).  A few
+  ;; names to a hash cost a few comparisons.
+  (dolist (form '("/tmp/pppppppppppppppppppppppp/IMG_%05d.jpg"
+                  "/tmp/descent-bench-abcdef/d3/file-%06d.txt"))
+    (let ((hashes (make-hash-table)))
+      (dotimes (i 20000) (puthash (descent--name-hash (format form i)) t hashes))
+      (should (> (hash-table-count hashes) 5000))))
+  ;; Names as text and as bytes find each other, as with `equal'.
+  (let ((table (make-hash-table :test 'descent-name)))
+    (puthash (encode-coding-string "/d/ascii" 'utf-8) 1 table)
+    (should (eql (gethash "/d/ascii" table) 1))))
+
 ;;;; Undo
 
 (ert-deftest descent-wdired-test-undo-goes-back-one-batch-at-a-time ()
