@@ -438,6 +438,9 @@ none, and descentd refuses to touch it if it is not what it was."
 (defvar descent--wdired-done nil
   "During a commit, the outcome of its batch once the batch is done.")
 
+(defvar descent--wdired-sent nil
+  "During a commit, non-nil once its batch is on its way to descentd.")
+
 (defvar descent--wdired-left nil
   "During a commit, (MARKS DELETED STALE) once `descent--wdired-leave' ran.")
 
@@ -464,6 +467,7 @@ A progress reporter shows once the batch has run for
               ;; one that comes after cannot make the outcome of a batch
               ;; that is done look like a cancel.
               (let ((inhibit-quit t))
+                (setq descent--wdired-sent t)
                 (setq descent--wdired-done (descent--mod-rename-submit socket ops progress))
                 (when quit-flag
                   (setq quit-flag nil
@@ -834,15 +838,18 @@ Put MARKS, an alist (FILE . CHAR), back, and flag DELETED (file names)."
   (set-buffer-modified-p nil)
   (setq buffer-undo-list nil))
 
-(defun descent--wdired-show-result-in (buffer marks deleted &optional stale)
+(defun descent--wdired-show-result-in (buffer marks deleted &optional stale quit)
   "Show the result of a batch in BUFFER, if it is live and still in Dired.
 MARKS and DELETED are as for `descent--wdired-show-result'.  Then
-revert the Dired buffers STALE (see `descent--wdired-revert-all')."
+revert the Dired buffers STALE (see `descent--wdired-revert-all').
+With QUIT, a \\[keyboard-quit] cut the commit short: say that the renames stand."
   (when (buffer-live-p buffer)
     (with-current-buffer buffer
       (when (eq major-mode 'dired-mode)
         (descent--wdired-show-result marks deleted))))
-  (descent--wdired-revert-all stale))
+  (descent--wdired-revert-all stale)
+  (when quit
+    (descent--wdired-say-renames-stand)))
 
 ;;;; Commands
 
@@ -924,6 +931,7 @@ after one warning; in remote directories it runs without one."
     (let ((work (cl-remove-if (lambda (edit) (eq (descent--wdired-edit-kind edit) 'delete))
                               edits))
           (descent--wdired-done nil)
+          (descent--wdired-sent nil)
           (descent--wdired-left nil))
       (condition-case nil
           ;; Only the batch itself is guarded: once it is committed, an
@@ -944,15 +952,15 @@ after one warning; in remote directories it runs without one."
                          (descent--wdired-fail work err))
                         (quit
                          (unless descent--wdired-done
-                           (message "Renaming cancelled: descentd rolls the batch back; your edits are still here"))
+                           (message (if descent--wdired-sent
+                                        "Renaming cancelled: descentd rolls the batch back; your edits are still here"
+                                      "Renaming cancelled before it began; your edits are still here")))
                          (signal 'quit nil))))))
             (if (eq outcome 'built-in)
                 (descent--wdired-builtin-finish)
               (descent--wdired-finish edits outcome)
               (when descent--wdired-late-quit
-                (message "%s" (substitute-command-keys
-                               "\\[keyboard-quit] came after the batch was done: the renames stand \
-\(\\[descent-undo-rename] takes them back)")))))
+                (descent--wdired-say-renames-stand))))
         (quit
          ;; A C-g once the batch is done: the buffers follow it all the
          ;; same, if that was not done yet (the C-g came between the outcome
@@ -961,9 +969,16 @@ after one warning; in remote directories it runs without one."
          (when (and descent--wdired-done (eq major-mode 'wdired-mode))
            (descent--wdired-leave edits descent--wdired-done))
          (when descent--wdired-left
+           ;; With the news: the "Quit" now says nothing of the renames.
            (apply #'run-with-idle-timer 0 nil #'descent--wdired-show-result-in
-                  (current-buffer) descent--wdired-left))
+                  (current-buffer) (append descent--wdired-left '(quit))))
          (signal 'quit nil))))))
+
+(defun descent--wdired-say-renames-stand ()
+  "Say that a \\[keyboard-quit] came too late to cancel the batch."
+  (message "%s" (substitute-command-keys
+                 "\\[keyboard-quit] came after the batch was done: the renames stand \
+\(\\[descent-undo-rename] takes them back)")))
 
 (defun descent--wdired-submit-confirming (work)
   "Submit the edits WORK; return the outcome.

@@ -936,6 +936,20 @@ Return `finished', or `quit' if the commit quit."
       (should (eq major-mode 'wdired-mode))
       (should (equal (buffer-string) text)))))
 
+(ert-deftest descent-wdired-test-c-g-before-the-batch-is-sent-says-so ()
+  (descent-wdired-test--with-tree '("a")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" "a2")
+    (let ((before (descent-wdired-test--snapshot))
+          (messages nil))
+      (cl-letf (((symbol-function 'message)
+                 (lambda (format &rest args) (push (apply #'format-message format args) messages))))
+        (should (eq (descent-wdired-test--commit-pressing-c-g :before 'descent--wdired-identify)
+                    'quit)))
+      (should (string-match-p "cancelled before it began" (car messages)))
+      (should (equal (descent-wdired-test--snapshot) before))
+      (should (eq major-mode 'wdired-mode)))))
+
 (ert-deftest descent-wdired-test-c-g-after-the-outcome-lets-the-commit-finish ()
   ;; C-g once the outcome is back: too late to cancel, and it must not lose
   ;; the outcome either.  The commit completes and says so.
@@ -975,9 +989,15 @@ Return `finished', or `quit' if the commit quit."
         (should (eq major-mode 'dired-mode))
         (should (file-exists-p (descent-test-file "a2")))
         (let ((timer (cl-find #'descent--wdired-show-result-in timer-idle-list
-                              :key #'timer--function)))
+                              :key #'timer--function))
+              (messages nil))
           (should timer)
-          (apply (timer--function timer) (timer--args timer))))
+          (cl-letf (((symbol-function 'message)
+                     (lambda (format &rest args)
+                       (push (apply #'format-message format args) messages))))
+            (apply (timer--function timer) (timer--args timer)))
+          ;; Once listed, the user learns that the C-g cancelled nothing.
+          (should (string-match-p "came after the batch was done" (car messages)))))
       (should (equal (descent-wdired-test--names) '("a2" "b2")))
       (should (equal (dired-get-marked-files) (list (descent-test-file "b2"))))
       (should-not (buffer-modified-p))
