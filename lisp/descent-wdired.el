@@ -535,8 +535,9 @@ say).  The next allocation then collects what the commit left."
 
 (defun descent--wdired-confirm (problems)
   "Ask about each occupied destination in PROBLEMS (descentd's details).
-Return a hash table of the confirmed destinations (bytes), or nil if
-some problem is not an occupied destination or the user said no to one."
+Return a hash table of the confirmed destinations (bytes); nil if
+some problem is not an occupied destination, or wdired does not ask;
+or (declined . DESTINATION) when the user said no to one."
   (when (and (or wdired-confirm-overwrite wdired-use-interactive-rename)
              (cl-every (lambda (problem) (plist-get problem :occupied)) problems))
     (let ((confirmed (make-hash-table :test 'descent-name)))
@@ -546,7 +547,7 @@ some problem is not an occupied destination or the user said no to one."
             (if (yes-or-no-p (format "File %s already exists; rename to it anyway? "
                                      (descent--path-text dest)))
                 (puthash dest t confirmed)
-              (throw 'refused nil))))))))
+              (throw 'refused (cons 'declined dest)))))))))
 
 (defun descent--wdired-ask-each (edits)
   "With `wdired-use-interactive-rename', ask about each rename of EDITS.
@@ -989,12 +990,23 @@ batch goes again with the confirmed ones."
     (condition-case err
         (descent--wdired-submit (descent--wdired-ops work overwrite))
       (descent-daemon-error
-       (let ((confirmed (and (equal (nth 2 err) "refused")
-                             (descent--wdired-confirm
-                              (append (plist-get (nth 3 err) :problems) nil)))))
-         (if confirmed
-             (descent--wdired-submit (descent--wdired-ops work confirmed))
-           (signal (car err) (cdr err))))))))
+       (let* ((problems (append (plist-get (nth 3 err) :problems) nil))
+              (confirmed (and (equal (nth 2 err) "refused")
+                              (descent--wdired-confirm problems))))
+         (pcase confirmed
+           ('nil (signal (car err) (cdr err)))
+           (`(declined . ,dest)
+            ;; The batch is all or nothing: no to one name is no to all.
+            ;; The refusal names that one.
+            (signal 'descent-daemon-error
+                    (list (format "refused the batch: not overwriting %s, as you answered; \
+nothing was changed" (descent--path-text dest))
+                          "refused"
+                          (list :problems
+                                (vconcat (seq-filter (lambda (problem)
+                                                       (equal (plist-get problem :occupied) dest))
+                                                     problems))))))
+           (_ (descent--wdired-submit (descent--wdired-ops work confirmed)))))))))
 
 ;;;###autoload
 (defun descent-undo-rename ()
