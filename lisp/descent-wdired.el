@@ -549,26 +549,24 @@ or (declined . DESTINATION) when the user said no to one."
                 (puthash dest t confirmed)
               (throw 'refused (cons 'declined dest)))))))))
 
+(defvar descent--wdired-query nil
+  "The last answer to `descent--wdired-ask-each', for `dired-query'.")
+
 (defun descent--wdired-ask-each (edits)
   "With `wdired-use-interactive-rename', ask about each rename of EDITS.
-Return the edits the user accepted."
+Return the edits the user accepted.  Asked as the built-in asks, with
+`dired-query' (y or SPC, n or DEL, and ! or q, q or ESC for the rest:
+all are asked before anything happens)."
   (if (not wdired-use-interactive-rename)
       edits
-    (let ((all nil) (quit nil))
+    (let ((descent--wdired-query nil)
+          (help-form (bound-and-true-p rename-regexp-help-form)))
       (cl-remove-if-not
        (lambda (edit)
          (or (not (eq (descent--wdired-edit-kind edit) 'rename))
-             all
-             (and (not quit)
-                  (pcase (read-char-choice
-                          (format "Rename %s to %s? (y, n, !, q) "
-                                  (descent--wdired-edit-old edit)
-                                  (descent--wdired-edit-new edit))
-                          '(?y ?n ?! ?q))
-                    (?y t)
-                    (?! (setq all t))
-                    (?q (setq quit t) nil)
-                    (_ nil)))))
+             (dired-query 'descent--wdired-query "Move `%s' to `%s'?"
+                          (dired-make-relative (descent--wdired-edit-old edit))
+                          (dired-make-relative (descent--wdired-edit-new edit)))))
        edits))))
 
 ;;;; After a commit

@@ -720,16 +720,21 @@ this call changes nothing, so it is simply made again."
       (should (file-exists-p (descent-test-file "e/sub/a"))))))
 
 (ert-deftest descent-wdired-test-interactive-rename ()
-  (descent-wdired-test--with-tree '("a" "b" "c")
+  ;; The built-in's keys: SPC is y, DEL is n, q stops asking (no to the
+  ;; rest); its prompt names the files relative to the directory.
+  (descent-wdired-test--with-tree '("a" "b" "c" "d" "e")
     (let ((wdired-use-interactive-rename t)
-          (answers (list ?y ?n ?y)))
+          (answers (list ?y ?\177 ?\s ?q))
+          (prompts nil))
       (wdired-change-to-wdired-mode)
-      (descent-wdired-test--edit "a" "a2")
-      (descent-wdired-test--edit "b" "b2")
-      (descent-wdired-test--edit "c" "c2")
-      (cl-letf (((symbol-function 'read-char-choice) (lambda (&rest _) (pop answers))))
+      (dolist (name '("a" "b" "c" "d" "e"))
+        (descent-wdired-test--edit name (concat name "2")))
+      (cl-letf (((symbol-function 'read-char-choice)
+                 (lambda (prompt &rest _) (push prompt prompts) (pop answers))))
         (descent-wdired-test--commit))
-      (should (equal (descent-wdired-test--names) '("a2" "b" "c2"))))))
+      (should (string-prefix-p (format-message "Move `a' to `a2'?") (car (last prompts))))
+      (should (= (length prompts) 4))
+      (should (equal (descent-wdired-test--names) '("a2" "b" "c2" "d" "e"))))))
 
 (ert-deftest descent-wdired-test-redirect-links ()
   (descent-wdired-test--with-tree '("t1" "t2")
