@@ -453,9 +453,14 @@ An outermost :override advice, since `descent-mode' advises it."
         (let ((snapshots nil))
           (dolist (native '(t nil))
             (let ((descent-native-listing native)
-                  (new (expand-file-name "added \\ x" dir)))
+                  (new (expand-file-name "added \\ x" dir))
+                  ;; Both runs must show the same times, whatever the
+                  ;; clock's minute meanwhile.
+                  (fixed (encode-time '(0 30 12 1 6 2026 nil nil t))))
+              (set-file-times dir fixed)
               (with-current-buffer (dired-noselect dir "-al")
                 (write-region "" nil new nil 'silent)
+                (set-file-times new fixed)
                 (setq descent-listing-test--fetches nil)
                 (dired-add-file new)
                 (should (eq (and (car descent-listing-test--fetches) t)
