@@ -856,13 +856,26 @@ warn once).  Start the daemon when it is not running."
                   (seq-take (assoc-delete-all file descent--listing-requests)
                             (1- descent--listing-requests-max)))))
     (condition-case err
-        (condition-case nil
-            (descent--mod-insert-listing socket params nil decoding
-                                         name-properties wanted)
-          (descent-daemon-unavailable
-           (descent--call "status" nil 10)
-           (descent--mod-insert-listing socket params nil decoding
-                                        name-properties wanted)))
+        (let ((start (float-time)))
+          (condition-case nil
+              (descent--mod-insert-listing socket params nil decoding
+                                           name-properties wanted)
+            (descent-daemon-unavailable
+             (descent--call "status" nil 10)
+             (descent--mod-insert-listing socket params nil decoding
+                                          name-properties wanted))
+            (quit
+             ;; A listing waits for no timeout (a slow file system takes
+             ;; what it takes), so a daemon that accepts and never answers
+             ;; (stopped, hung) is only left by C-g: after a long wait, the
+             ;; next listings use ls for a while instead of waiting again.
+             (when (> (- (float-time) start) 2)
+               (setq descent--listing-next-try (+ (float-time) 10))
+               (descent--warn-once
+                'listing-unanswered
+                "descentd did not answer a listing of %s in %.0f s; Dired lists with ls for a while"
+                file (- (float-time) start)))
+             (signal 'quit nil))))
       (descent-daemon-error
        (unless (equal (nth 2 err) "unsupported")
          (descent--warn-once 'listing-error "Listing %s failed: %s; using ls"

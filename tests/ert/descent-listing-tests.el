@@ -628,5 +628,30 @@ An outermost :override advice, since `descent-mode' advises it."
                         'quit))
             (should (equal (buffer-string) text))))))))
 
+(ert-deftest descent-listing-test-c-g-after-a-long-wait-uses-ls-for-a-while ()
+  ;; A daemon that accepts and never answers is left only by C-g (which
+  ;; batch Emacs cannot type: the wait quits by itself here).  After a long
+  ;; wait the next listings use ls; after a short one, nothing changes.
+  (descent-listing-test--with-daemon
+    (descent-test-with-directory
+      (descent-test-make-files "a")
+      (dolist (wait '(0 2.1))
+        (let ((descent--listing-next-try 0)
+              (descent--warned nil))
+          (cl-letf (((symbol-function 'descent--mod-insert-listing)
+                     (lambda (&rest _) (sleep-for wait) (signal 'quit nil))))
+            (with-temp-buffer
+              (let ((descent-native-listing t))
+                (should (eq (condition-case nil
+                                (progn (insert-directory descent-test-directory
+                                                         "--dired -al" nil t)
+                                       'no-quit)
+                              (quit 'quit))
+                            'quit)))))
+          (if (zerop wait)
+              (should (= descent--listing-next-try 0))
+            (should (> descent--listing-next-try (float-time)))
+            (should (memq 'listing-unanswered descent--warned))))))))
+
 (provide 'descent-listing-tests)
 ;;; descent-listing-tests.el ends here
