@@ -77,6 +77,25 @@ class RenameTest : public ::testing::Test {
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
   }
 
+  // Kills a run of `ops` at each of its steps in turn, as kill -9 stops the
+  // daemon; each time, recovery must put the tree back as it was and say so
+  // once. `also` checks more after each recovery.
+  void recovers_from_a_kill_at_every_step(const std::vector<Operation>& ops,
+                                          const std::function<void(Renamer&, const std::string&)>& also = {}) {
+    const std::size_t steps = RenamePlan::make({ops}, trash()).steps.size();
+    const auto before = snapshot(tree_.root);
+    for (std::size_t k = 0; k < steps; ++k) {
+      SCOPED_TRACE("killed at step " + std::to_string(k));
+      ASSERT_NO_FATAL_FAILURE(killed_at(k, &ops));
+      auto r = renamer();
+      const auto reports = r.recover();
+      ASSERT_EQ(reports.size(), 1u);
+      EXPECT_NE(reports[0].find("; nothing changed"), std::string::npos) << reports[0];
+      ASSERT_EQ(snapshot(tree_.root), before);
+      if (also) also(r, reports[0]);
+    }
+  }
+
   TempTree tree_, state_;
   state::Database db_;
   std::atomic<bool> never_{false};
@@ -216,18 +235,7 @@ TEST_F(RenameTest, AHardLinkOfTheSourceIsOccupied) {
 TEST_F(RenameTest, KillBeforeOverwritingAHardLinkThenRecoveryRollsBack) {
   write_file(p("a"), "a");
   ASSERT_EQ(::link(p("a").c_str(), p("b").c_str()), 0);
-  const std::vector<Operation> ops = {rename_op(p("a"), p("b"), true)};
-  const std::size_t steps = RenamePlan::make({ops}, trash()).steps.size();
-  const auto before = snapshot(tree_.root);
-  for (std::size_t k = 0; k < steps; ++k) {
-    SCOPED_TRACE("killed at step " + std::to_string(k));
-    ASSERT_NO_FATAL_FAILURE(killed_at(k, &ops));
-    auto r = renamer();
-    const auto reports = r.recover();
-    ASSERT_EQ(reports.size(), 1u);
-    EXPECT_NE(reports[0].find("; nothing changed"), std::string::npos) << reports[0];
-    ASSERT_EQ(snapshot(tree_.root), before);
-  }
+  recovers_from_a_kill_at_every_step({rename_op(p("a"), p("b"), true)});
 }
 
 // What rename(2) and mv refuse whatever the user answers is refused at
@@ -1156,26 +1164,17 @@ TEST_F(RenameTest, CancelledBeforeStartingChangesNothing) {
 
 TEST_F(RenameTest, KillAtEveryStepThenRecoveryRollsBack) {
   const auto ops = rich_batch(tree_);
-  const std::size_t steps = RenamePlan::make({ops}, trash()).steps.size();
-  const auto before = snapshot(tree_.root);
-  for (std::size_t k = 0; k < steps; ++k) {
-    SCOPED_TRACE("killed at step " + std::to_string(k));
-    ASSERT_NO_FATAL_FAILURE(killed_at(k, &ops));
-    auto r = renamer();
-    const auto reports = r.recover();
-    ASSERT_EQ(reports.size(), 1u);
-    EXPECT_NE(reports[0].find("recovered an interrupted batch of " + std::to_string(ops.size()) + " operations from "),
+  recovers_from_a_kill_at_every_step(ops, [&](Renamer& r, const std::string& report) {
+    EXPECT_NE(report.find("recovered an interrupted batch of " + std::to_string(ops.size()) + " operations from "),
               std::string::npos)
-        << reports[0];
-    EXPECT_NE(reports[0].find("; nothing changed"), std::string::npos) << reports[0];
-    ASSERT_EQ(snapshot(tree_.root), before);
+        << report;
     // The next client is told, once.
     const auto told = r.journal().take_recoveries();
     ASSERT_EQ(told.size(), 1u);
-    EXPECT_EQ(told[0], reports[0]);
+    EXPECT_EQ(told[0], report);
     EXPECT_TRUE(r.journal().take_recoveries().empty());
     EXPECT_TRUE(r.recover().empty());
-  }
+  });
 }
 
 TEST_F(RenameTest, KillDuringUndoThenRecoveryKeepsTheBatchDone) {
