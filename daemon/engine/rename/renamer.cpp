@@ -1,5 +1,6 @@
 // The executor: journal, run, revert, recover, undo.
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -191,6 +192,29 @@ Outcome Renamer::undo(const std::atomic<bool>& cancelled, const Progress& progre
         later_sources.insert(step.from);
         later_sources.insert(step.to);
       }
+    }
+    // And every name the undo gives back is free: one the batch left
+    // empty (no step moved anything into it) that something took since
+    // would fail its step part-way. Paths under a name the batch moved are
+    // looked at through that name instead.
+    std::unordered_set<std::string> entered, positions;
+    for (const Step& step : steps) {
+      if (!step.to.empty()) entered.insert(step.to);
+      positions.insert(step.from);
+      positions.insert(step.to);
+    }
+    for (const Step& step : steps) {
+      if (step.kind != Step::Kind::move && step.kind != Step::Kind::copy_move && step.kind != Step::Kind::trash)
+        continue;
+      if (entered.count(step.from)) continue;
+      bool under_moved = false;
+      for (std::string_view a = detail::split(step.from).first; !under_moved && a != "/" && !a.empty();
+           a = detail::split(a).first)
+        under_moved = positions.count(std::string(a)) > 0;
+      struct stat st {};
+      if (!under_moved && ::lstat(step.from.c_str(), &st) == 0)
+        throw UndoRefused("cannot undo the batch of " + local_time(entry->created) + ": " + printable(step.from) +
+                          " exists again (made since the batch); nothing was changed");
     }
   }
   journal_.mark(entry->id, Journal::State::undoing);

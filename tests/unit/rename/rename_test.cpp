@@ -1109,6 +1109,30 @@ TEST_F(RenameTest, UndoRefusesIfFilesMovedSince) {
   EXPECT_EQ(snapshot(tree_.root), before);
 }
 
+TEST_F(RenameTest, UndoRefusesIfAnOldNameWasTakenSince) {
+  write_file(p("a"), "A");
+  write_file(p("b"), "B");
+  write_file(p("c"), "C");
+  make_dir(p("d"));
+  write_file(p("d/x"), "X");
+  submit({rename_op(p("a"), p("a2")), rename_op(p("b"), p("c")), rename_op(p("c"), p("b")),
+          rename_op(p("d"), p("e"))});
+  // A swap and a directory need no free name: undo works once `a` is free.
+  write_file(p("a"), "new");
+  const auto before = snapshot(tree_.root);
+  auto r = renamer();
+  try {
+    r.undo(never_);
+    FAIL();
+  } catch (const UndoRefused& e) {
+    EXPECT_NE(std::string(e.what()).find(p("a") + " exists again"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(snapshot(tree_.root), before);
+  ASSERT_EQ(::unlink(p("a").c_str()), 0);
+  r.undo(never_);
+  EXPECT_EQ(snapshot(tree_.root).at("d/x").data, "X");
+}
+
 // ---- Failure, cancel, crash at step k ----
 
 TEST_F(RenameTest, RichBatchHasThirtySteps) {
