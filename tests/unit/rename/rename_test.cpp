@@ -77,6 +77,20 @@ class RenameTest : public ::testing::Test {
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
   }
 
+  // Expects the undo of the last batch to be refused, naming `named`, and
+  // nothing to change.
+  void undo_is_refused(const std::string& named) {
+    const auto before = snapshot(tree_.root);
+    auto r = renamer();
+    try {
+      r.undo(never_);
+      ADD_FAILURE() << "the undo was not refused";
+    } catch (const UndoRefused& e) {
+      EXPECT_NE(std::string(e.what()).find(named), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(snapshot(tree_.root), before);
+  }
+
   // Kills a run of `ops` at each of its steps in turn, as kill -9 stops the
   // daemon; each time, recovery must put the tree back as it was and say so
   // once. `also` checks more after each recovery.
@@ -1098,15 +1112,7 @@ TEST_F(RenameTest, UndoRefusesIfFilesMovedSince) {
   write_file(p("b"), "B");
   submit({rename_op(p("a"), p("a2")), rename_op(p("b"), p("b2"))});
   ASSERT_EQ(::rename(p("b2").c_str(), p("elsewhere").c_str()), 0);
-  const auto before = snapshot(tree_.root);
-  auto r = renamer();
-  try {
-    r.undo(never_);
-    FAIL();
-  } catch (const UndoRefused& e) {
-    EXPECT_NE(std::string(e.what()).find(p("b2")), std::string::npos) << e.what();
-  }
-  EXPECT_EQ(snapshot(tree_.root), before);
+  undo_is_refused(p("b2"));
 }
 
 TEST_F(RenameTest, UndoRefusesIfAnOldNameWasTakenSince) {
@@ -1119,17 +1125,9 @@ TEST_F(RenameTest, UndoRefusesIfAnOldNameWasTakenSince) {
           rename_op(p("d"), p("e"))});
   // A swap and a directory need no free name: undo works once `a` is free.
   write_file(p("a"), "new");
-  const auto before = snapshot(tree_.root);
-  auto r = renamer();
-  try {
-    r.undo(never_);
-    FAIL();
-  } catch (const UndoRefused& e) {
-    EXPECT_NE(std::string(e.what()).find(p("a") + " exists again"), std::string::npos) << e.what();
-  }
-  EXPECT_EQ(snapshot(tree_.root), before);
+  undo_is_refused(p("a") + " exists again");
   ASSERT_EQ(::unlink(p("a").c_str()), 0);
-  r.undo(never_);
+  renamer().undo(never_);
   EXPECT_EQ(snapshot(tree_.root).at("d/x").data, "X");
 }
 
