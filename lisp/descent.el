@@ -523,7 +523,10 @@ and deliver the visit once it listens."
         (if (not (descent--module-usable-p))
             (setq descent--module-next-search (+ now 10))
           (let ((bytes (descent--path-bytes directory)))
-            (unless (descent--send-visit (descent--socket-path) (vector bytes))
+            (if (descent--send-visit (descent--socket-path) (vector bytes))
+                ;; Visits kept while the daemon did not answer go now.
+                (when descent--pending-visits
+                  (descent--deliver-pending-visits (descent--socket-path)))
               (push (cons bytes (truncate now)) descent--pending-visits)
               (when (> (length descent--pending-visits)
                        descent--pending-visits-max)

@@ -154,11 +154,14 @@ connection; after one such wait visits are held back for a while."
       (should (> descent--visits-next-try (float-time)))
       (should (memq 'visits-unanswered descent--warned))
       (should (= (length descent--pending-visits) descent--pending-visits-max))
-      ;; Once the pause is over, the kept visits reach the daemon.
+      ;; Once the pause is over, the next visit takes the kept ones along.
       (setq descent--visits-next-try 0)
-      (descent--deliver-pending-visits (descent--socket-path))
+      (make-directory (descent-test-file "later/"))
+      (let ((descent--last-visit nil))
+        (descent--record-visit (descent-test-file "later/")))
       (should-not descent--pending-visits)
-      (descent-frecency-tests--wait-listed (list (descent-test-file "d399/"))))))
+      (descent-frecency-tests--wait-listed
+       (list (descent-test-file "d399/") (descent-test-file "later/"))))))
 
 (ert-deftest descent-frecency-remote-not-recorded ()
   "Remote directories are never recorded (nor connected to)."
