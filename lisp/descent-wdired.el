@@ -651,6 +651,9 @@ revert fails on them.)"
         (setq dired-directory (cons (car dired-directory) files)))
       changed)))
 
+(defconst descent--wdired-moving-name " *descent renaming*"
+  "The name of a buffer while `descent--wdired-follow-renames' moves it.")
+
 (defun descent--wdired-follow-renames (renames directories)
   "Point every other buffer at the new names after RENAMES, an alist (OLD . NEW).
 Return (MAP . STALE): MAP, the function that maps a name to its new
@@ -693,10 +696,17 @@ a buffer left visiting an old name would bring it back when saved."
     ;; unlocks it, though another modified buffer now visits it).
     (pcase-dolist (`(,buffer . ,_) visiting)
       (with-current-buffer buffer
-        (rename-buffer (generate-new-buffer-name " *descent renaming*"))))
-    (pcase-dolist (`(,buffer . ,new) visiting)
-      (with-current-buffer buffer
-        (set-visited-file-name new t t)))
+        (rename-buffer (generate-new-buffer-name descent--wdired-moving-name))))
+    (unwind-protect
+        (pcase-dolist (`(,buffer . ,new) visiting)
+          (with-current-buffer buffer
+            (set-visited-file-name new t t)))
+      ;; An error from one buffer's hooks must not leave the others
+      ;; hidden under the temporary name.
+      (pcase-dolist (`(,buffer . ,_) visiting)
+        (with-current-buffer buffer
+          (when (string-prefix-p descent--wdired-moving-name (buffer-name))
+            (rename-buffer (file-name-nondirectory buffer-file-name) t)))))
     (pcase-dolist (`(,buffer . ,_) visiting)
       (with-current-buffer buffer
         (when (buffer-modified-p) (lock-buffer))))

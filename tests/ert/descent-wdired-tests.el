@@ -295,6 +295,29 @@ this call changes nothing, so it is simply made again."
               (should (equal (dired-get-marked-files 'no-dir) '("a2" "c")))))
         (kill-buffer other)))))
 
+(ert-deftest descent-wdired-test-an-error-as-buffers-follow-hides-none ()
+  ;; Buffer names are freed for a swap before the buffers move: a hook
+  ;; that fails in one buffer must not leave the other under the
+  ;; temporary (hidden) name.
+  (descent-wdired-test--with-tree '("a" "b")
+    (let* ((a (find-file-noselect (descent-test-file "a")))
+           (b (find-file-noselect (descent-test-file "b")))
+           (failing (lambda () (error "A failing hook"))))
+      (unwind-protect
+          (progn
+            (wdired-change-to-wdired-mode)
+            (descent-wdired-test--edit "a" "b")
+            (descent-wdired-test--edit "b" "a")
+            (add-hook 'after-set-visited-file-name-hook failing)
+            (should-error (descent-wdired-test--commit))
+            (should-not (seq-some (lambda (buffer)
+                                    (string-prefix-p " *descent renaming*" (buffer-name buffer)))
+                                  (buffer-list)))
+            (should (member (buffer-name b) '("a" "b"))))
+        (remove-hook 'after-set-visited-file-name-hook failing)
+        (kill-buffer a)
+        (kill-buffer b)))))
+
 (ert-deftest descent-wdired-test-find-dired-buffer ()
   ;; find-dired's revert erases the text as it is: wdired's read-only
   ;; text must be gone by then.
