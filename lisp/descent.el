@@ -805,26 +805,29 @@ nil adds \"-d\"."
     (unless (equal switches "")
       (split-string-and-unquote switches))))
 
+(defun descent--listing-option-p (arguments letters &optional long)
+  "Non-nil when ARGUMENTS hold a short option among LETTERS, or LONG.
+LETTERS are the inside of a regexp character class; LONG is a regexp
+for what follows \"--\" at the start of an argument."
+  (let ((case-fold-search nil)
+        (short (concat "\\`-[^-]*[" letters "]"))
+        (long (and long (concat "\\`--" long))))
+    (seq-some (lambda (arg)
+                (or (string-match-p short arg)
+                    (and long (string-match-p long arg))))
+              arguments)))
+
 (defun descent--listing-indicators-p (arguments)
   "Non-nil when ARGUMENTS may make ls print an indicator after a name.
 A name followed by an indicator makes `insert-directory-clean' drop
 every `dired-filename' property: such listings take its own path."
-  (let ((case-fold-search nil))
-    (seq-some (lambda (arg)
-                (or (string-match-p "\\`-[^-]*[Fp]" arg)
-                    (string-match-p
-                     "\\`--\\(classify\\|file-type\\|indicator-style\\)"
-                     arg)))
-              arguments)))
+  (descent--listing-option-p arguments "Fp"
+                             "\\(classify\\|file-type\\|indicator-style\\)"))
 
 (defun descent--listing-no-total-p (arguments)
   "Non-nil when ARGUMENTS (-d, --directory) list a directory as one entry.
 Such a listing has no total line for Dired to hide."
-  (let ((case-fold-search nil))
-    (seq-some (lambda (arg)
-                (or (string-match-p "\\`-[^-]*d" arg)
-                    (string-match-p "\\`--directory\\'" arg)))
-              arguments)))
+  (descent--listing-option-p arguments "d" "directory\\'"))
 
 (defconst descent--listing-requests-max 16
   "How many directories' requests `descent--listing-requests' keeps.")
@@ -1102,9 +1105,7 @@ when ls must run."
     (when (and target
                ;; ls takes -D for --dired, but `insert-directory' then
                ;; leaves the trailer in the buffer.
-               (not (let ((case-fold-search nil))
-                      (seq-some (lambda (arg) (string-match-p "\\`-[^-]*D" arg))
-                                arguments)))
+               (not (descent--listing-option-p arguments "D"))
                (>= (float-time) descent--listing-next-try)
                (descent--module-usable-p))
       (let ((beg (point))
