@@ -308,8 +308,11 @@ directory's new name, as descentd expects, and so does that new name
 if the directory is inside another one the batch renames.  Costs
 nothing when no directory is renamed."
   (let ((dirs (descent--wdired-directory-renames edits nil))
-        (final (make-hash-table :test 'descent-name)))
+        (final nil))
     (unless (zerop (hash-table-count dirs))
+      ;; Each renamed directory's spelling, once: thousands of files may
+      ;; sit under one.
+      (setq final (make-hash-table :test 'descent-name))
       (cl-labels ((spelled (name seen)
                     ;; The deepest renamed ancestor decides, but not a
                     ;; directory of SEEN, which NAME is the new name of (or
