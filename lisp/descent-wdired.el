@@ -803,18 +803,23 @@ batch is done) waits until the buffers follow the batch."
          (directories (mapcar #'descent--path-text
                               (append (plist-get outcome :directories) nil))))
     (descent--wdired-clear-problems)
-    (if (eq revert-buffer-function #'dired-revert)
-        ;; Dired's revert replaces the text, read-only or not: narrowed to
-        ;; nothing, wdired spares itself removing its properties from every
-        ;; line first.  Point stays where it was, for the revert to keep it
-        ;; on its file.
-        (save-excursion
-          (save-restriction
-            (narrow-to-region (point-min) (point-min))
-            (wdired-change-to-dired-mode)))
-      ;; Another revert (find-dired's) may erase the text as it is: it
-      ;; must not be left read-only.
-      (wdired-change-to-dired-mode))
+    ;; Narrowed to nothing, wdired spares itself removing its properties
+    ;; from every line (half a second at 100k lines): Dired's revert
+    ;; replaces the text, read-only or not.  Point stays where it was,
+    ;; for the revert to keep it on its file.
+    (save-excursion
+      (save-restriction
+        (narrow-to-region (point-min) (point-min))
+        (wdired-change-to-dired-mode)))
+    ;; Only now is wdired's own revert function peeled off (in wdired it
+    ;; wraps the mode's).  Another revert (find-dired's) may erase the
+    ;; text as it is: it must not be left read-only.
+    (unless (eq revert-buffer-function #'dired-revert)
+      (let ((inhibit-read-only t))
+        (with-silent-modifications
+          (remove-text-properties
+           (point-min) (point-max)
+           '(front-sticky nil rear-nonsticky nil read-only nil keymap nil)))))
     (when (and (stringp dired-directory)
                (not (file-directory-p dired-directory))
                (= (length renames) 1)
