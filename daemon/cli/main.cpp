@@ -296,6 +296,13 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // Usage errors exit 2, as shells expect of a command given bad arguments.
+    // CLI11 checks for the subcommand before it complains of extras: name
+    // an unknown word rather than say that a subcommand is required.
+    if (dynamic_cast<const CLI::RequiredError*>(&e) && app.remaining_size() > 0) {
+      // ExtrasError joins its words back to front.
+      const auto remaining = app.remaining();
+      return app.exit(CLI::ExtrasError({remaining.rbegin(), remaining.rend()})) == 0 ? 0 : 2;
+    }
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   } catch (const protocol::ConnectionError& e) {

@@ -272,6 +272,10 @@ TEST_F(DaemonTest, TheCliReportsStatusAndStops) {
   EXPECT_NE(status.out.find("pid: " + std::to_string(daemon.pid())), std::string::npos) << status.out;
   auto usage = run_program({descent_cli_path, "frobnicate"}, daemon.env());
   EXPECT_EQ(usage.exit.code, 2);
+  EXPECT_NE(usage.err.find("frobnicate"), std::string::npos) << usage.err;
+  auto none_given = run_program({descent_cli_path}, daemon.env());
+  EXPECT_EQ(none_given.exit.code, 2);
+  EXPECT_NE(none_given.err.find("A subcommand is required"), std::string::npos) << none_given.err;
   auto stop = run_program({descent_cli_path, "stop"}, daemon.env());
   EXPECT_EQ(stop.exit.code, 0) << stop.err;
   EXPECT_EQ(daemon.wait().code, 0);
