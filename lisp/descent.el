@@ -887,6 +887,12 @@ warn once).  Start the daemon when it is not running."
          (descent--warn-once 'listing-error "Listing %s failed: %s; using ls"
                              file (descent--error-text err)))
        nil)
+      (descent-daemon-lost
+       ;; A listing changes nothing, so ls simply lists instead; the next
+       ;; listing starts descentd again.
+       (descent--warn-once 'listing-lost "descentd stopped while listing %s; using ls"
+                           file)
+       nil)
       (descent-error
        (setq descent--listing-next-try (+ (float-time) 10))
        (descent--warn-once 'listing-unavailable "%s; Dired lists with ls"

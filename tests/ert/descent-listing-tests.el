@@ -577,6 +577,24 @@ An outermost :override advice, since `descent-mode' advises it."
          "unavailable, later")
         (should (null descent--warned))))))
 
+;; A daemon killed while it lists: ls lists instead, and the warning
+;; says so plainly (a listing has no effect to be unsure about).
+(ert-deftest descent-listing-test-daemon-killed-while-listing-falls-back ()
+  (descent-listing-test--with-daemon
+    (descent-test-with-directory
+      (descent-test-make-files "a" "b/")
+      (let* ((off (descent-listing-test--dired descent-test-directory "-al" nil))
+             (pid (plist-get (descent--call "status" []) :pid))
+             (descent--listing-next-try 0)
+             (descent--warned nil))
+        (descent--call "test.list-delay" [2000000])
+        (start-process "killer" nil "sh" "-c" (format "sleep 0.3; kill -9 %d" pid))
+        (descent-listing-test--same
+         (descent-listing-test--dired descent-test-directory "-al" t) off "killed")
+        (should (memq 'listing-lost descent--warned))
+        ;; The next listing starts descentd again and lists natively.
+        (should-not (equal (plist-get (descent--call "status" []) :pid) pid))))))
+
 (ert-deftest descent-listing-test-interrupted-listing-inserts-nothing ()
   ;; A C-g cannot be typed in batch; a timeout ends the call the same way.
   (descent-listing-test--with-daemon
