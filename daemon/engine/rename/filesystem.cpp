@@ -101,11 +101,24 @@ std::optional<std::string> read_link(int dfd, std::string_view name) {
 
 }  // namespace
 
+void StepRunner::know(const std::vector<Step>& steps) {
+  for (const Step& step : steps) {
+    if (step.id != FileId{}) found_.insert(step.id);
+    if (step.other != FileId{}) found_.insert(step.other);
+  }
+}
+
+bool StepRunner::found_by_batch(const struct stat& st) const {
+  return found_.count(FileId{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)}) > 0;
+}
+
 bool StepRunner::holds(std::string_view path, const FileId& id, const Step& step) {
   const auto st = lstat(path);
   if (!st) return false;
   if (st->st_dev == id.dev && st->st_ino == id.ino) return true;
-  if (S_ISLNK(st->st_mode) && !step.link_new().empty()) {
+  // A re-made link has a new inode, so its target tells; but not another
+  // link of the batch's that happens to point the same way.
+  if (S_ISLNK(st->st_mode) && !step.link_new().empty() && !found_by_batch(*st)) {
     auto [parent, name] = split(path);
     const auto target = read_link(dirs_.open(parent), name);
     return target && (*target == step.link_old() || *target == step.link_new());
@@ -602,6 +615,8 @@ Status StepRunner::settle(const Step& step) {
     case Step::Kind::make_directory: {
       const auto st = lstat(step.to);
       if (!st) return Status::not_applied;
+      // The user's directory, which an earlier step moves away (see `know`).
+      if (found_by_batch(*st)) return Status::not_applied;
       return S_ISDIR(st->st_mode) ? Status::applied : Status::unknown;
     }
     case Step::Kind::copy_move: {
@@ -611,7 +626,10 @@ Status StepRunner::settle(const Step& step) {
       remove_tree_if_present(back_of(step));
       remove_tree_if_present(going_of(step));
       const bool source = holds(step.from, step.id, step);
-      const bool copied = lstat(step.to).has_value();
+      // Not a copy if it is the user's file that an earlier step moves away
+      // (to the trash, along a chain): see `know`.
+      const auto at_to = lstat(step.to);
+      const bool copied = at_to && !found_by_batch(*at_to);
       if (source && copied) {
         // The copy was complete but the original not yet set aside: drop the copy.
         remove_tree_if_present(step.to);
@@ -631,6 +649,11 @@ Status StepRunner::settle(const Step& step) {
       return (st->st_mode & 07777) == step.new_mode ? Status::applied : Status::not_applied;
     }
     case Step::Kind::retarget: {
+      // Another link of the batch's, not moved away yet, is not this one
+      // whatever its target (see `know`).
+      if (const auto st = lstat(step.from);
+          st && found_by_batch(*st) && !(st->st_dev == step.id.dev && st->st_ino == step.id.ino))
+        return Status::unknown;
       const auto target = link_at(step.from);
       if (!target) return Status::unknown;
       if (*target == step.link_new()) return Status::applied;  // revert uses the old link at scratch

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -21,6 +22,10 @@ namespace descent::rename::detail {
 // A failed system call: the path it concerns and errno.
 struct OsError : std::runtime_error {
   OsError(const std::string& doing, std::string path, int error);
+  // A failure told in full, not by errno (the journal's).
+  struct Told {};
+  OsError(Told, const std::string& message, std::string path, int error)
+      : std::runtime_error(message), path(std::move(path)), error(error) {}
   std::string path;
   int error;
 };
@@ -55,6 +60,10 @@ class Directories {
 
 enum class Status { applied, not_applied, unknown };
 
+struct FileIdHash {
+  std::size_t operator()(const FileId& id) const noexcept { return std::hash<std::uint64_t>()(id.ino * 31 + id.dev); }
+};
+
 class StepRunner {
  public:
   explicit StepRunner(Directories& dirs) : dirs_(dirs) {}
@@ -65,7 +74,16 @@ class StepRunner {
   void revert(const Step& step);
   // What the file system says about `step`, assuming every later step is not
   // applied; first removes the leftovers of a half-done step (scratch names).
+  // Earlier steps may be applied or not: see `know`.
   Status settle(const Step& step);
+  // Recovery's knowledge of the batch: the objects its steps found before
+  // they ran. A directory made or a file copied by a step is a new inode,
+  // never one of these; so one of these where such a step puts its result is
+  // a file of the user's that an earlier step has not moved away yet (or
+  // that a rollback brought back): the step did not happen, and what is
+  // there must not be removed. The same goes for a symlink recognised by
+  // its target.
+  void know(const std::vector<Step>& steps);
   // After a run (done or rolled back): removes what a step kept for a rollback.
   void finish(const Step& step);
   // Whether the file system still shows `step` as done, without changing
@@ -85,8 +103,11 @@ class StepRunner {
   std::optional<std::string> link_at(std::string_view path);
   void remove_if_present(std::string_view path, bool directory);
   void make_directories(std::string_view dir);
+  // Whether `st` is one of the objects the batch found (see `know`).
+  bool found_by_batch(const struct stat& st) const;
   Directories& dirs_;
   const std::atomic<bool>* cancelled_ = nullptr;
+  std::unordered_set<FileId, FileIdHash> found_;
 };
 
 

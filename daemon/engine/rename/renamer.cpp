@@ -369,6 +369,7 @@ std::vector<std::string> Renamer::recover() {
     }
     detail::Directories dirs;
     detail::StepRunner runner(dirs);
+    runner.know(steps);
     const bool was_undo = entry.state == Journal::State::undoing;
     auto attempt = [&](auto&& action) {
       try {

@@ -829,6 +829,41 @@ TEST_F(AcrossFileSystemsTest, KillAtEveryStepThenRecoveryLeavesBothTreesAsBefore
   }
 }
 
+// A copy lands where one of the user's files was, moved away by an earlier
+// step (along a chain, or to the trash): killed before that step, the file
+// there is the user's, not a copy to drop; nor is it, after a recovery that
+// put it back and was itself killed before recording so.
+TEST_F(AcrossFileSystemsTest, KillBeforeTheWayIsClearForACopyLosesNothing) {
+  write_file(p("v"), "the victim, confirmed");
+  write_file(other_.path("w"), "w");
+  before_ = snapshot(tree_.root);
+  other_before_ = snapshot(other_.root);
+  const std::vector<std::vector<Operation>> batches = {
+      {rename_op(other_.path("y"), p("a")), rename_op(p("a"), p("z"))},  // a chain: a -> z, then the copy
+      {rename_op(other_.path("w"), p("v"), true)},                        // the victim to the trash, then the copy
+  };
+  for (const auto& ops : batches) {
+    const std::size_t steps = RenamePlan::make({ops}, trash()).steps.size();
+    ASSERT_EQ(steps, 2u);
+    for (std::size_t k = 0; k < steps; ++k) {
+      SCOPED_TRACE("killed at step " + std::to_string(k) + " of " + ops[0].destination);
+      ASSERT_NO_FATAL_FAILURE(killed_at(k, &ops));
+      auto reports = renamer().recover();
+      ASSERT_EQ(reports.size(), 1u);
+      EXPECT_NE(reports[0].find("; nothing changed"), std::string::npos) << reports[0];
+      expect_as_before();
+    }
+    // A recovery killed once it had put step 0 back: the next one takes over.
+    ASSERT_NO_FATAL_FAILURE(killed_at(1, &ops));
+    const Step first = renamer().journal().steps(renamer().journal().recent(1).at(0).id).at(0);
+    ASSERT_EQ(::rename(first.to.c_str(), first.from.c_str()), 0);
+    if (first.kind == Step::Kind::trash) std::filesystem::remove(first.scratch());
+    ASSERT_EQ(renamer().recover().size(), 1u);
+    expect_as_before();
+  }
+  EXPECT_FALSE(std::filesystem::exists(trash() + "/files/v"));
+}
+
 // A crash can also come inside a step: each half-done state of a move
 // across file systems, made by hand, is settled without losing the only
 // complete copy.
@@ -1197,6 +1232,22 @@ TEST_F(RenameTest, KillAtEveryStepThenRecoveryRollsBack) {
     EXPECT_TRUE(r.journal().take_recoveries().empty());
     EXPECT_TRUE(r.recover().empty());
   });
+}
+
+// Recovery goes from the last step down, so when it looks at a step, the
+// ones before it may not have run: what sits where a step makes a directory
+// or re-targets a link may still be the user's own.
+TEST_F(RenameTest, KillBeforeAnEarlierStepClearsTheWayLosesNothing) {
+  make_dir(p("D"));
+  write_file(p("f"), "f");
+  recovers_from_a_kill_at_every_step({rename_op(p("D"), p("E")), rename_op(p("f"), p("D/f"))});
+}
+
+TEST_F(RenameTest, KillBeforeALinkIsReplacedKeepsTheOldLinkAsItWas) {
+  make_link("T", p("a"));
+  make_link("U", p("b"));  // already points where `a` is re-targeted to
+  recovers_from_a_kill_at_every_step(
+      {rename_op(p("b"), p("c")), rename_op(p("a"), p("b")), retarget_op(p("a"), "U")});
 }
 
 TEST_F(RenameTest, KillDuringUndoThenRecoveryKeepsTheBatchDone) {
