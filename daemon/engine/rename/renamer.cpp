@@ -313,11 +313,39 @@ void Renamer::run(std::int64_t batch, const std::vector<Step>& steps, Direction 
   if (!failure && !was_cancelled) {
     auto problems = finish_all();
     for (auto& problem : detail::Directories::sync(directories_of(steps, n))) problems.push_back(std::move(problem));
-    journal_.mark(batch, forward ? Journal::State::done : Journal::State::undone,
-                  problems.empty() ? std::string() : problems.front());
-    if (forward) journal_.prune(options_.undo_history);
-    if (progress) progress(n, n);
-    return;
+    // Every step is done, but until the journal says so a restart would take
+    // the batch for an interrupted one (and the undo for one to redo), maybe
+    // days later, over files the user has since worked on. So a mark that
+    // fails (a full disk) takes the steps back like a failed step: then the
+    // journal's word is true of the tree whether or not its next mark lands.
+    try {
+#ifdef DESCENT_TEST_HOOKS
+      // Step n: after the last step, before the mark.
+      if (options_.failpoint && options_.failpoint->step == n) {
+        if (options_.failpoint->action == Failpoint::Action::kill) ::raise(SIGKILL);
+        if (options_.failpoint->action == Failpoint::Action::fail)
+          throw state::SqliteError(13, "database or disk is full (injected failure)");  // SQLITE_FULL
+      }
+#endif
+      journal_.mark(batch, forward ? Journal::State::done : Journal::State::undone,
+                    problems.empty() ? std::string() : problems.front());
+    } catch (const std::exception& e) {
+      failure.emplace(detail::OsError::Told{},
+                      std::string("the journal could not record ") + (forward ? "the batch" : "the undo") +
+                          " as done (" + e.what() + ")",
+                      std::string(), EIO);
+    }
+    if (!failure) {
+      // Only the history is at stake: the next batch prunes it again.
+      if (forward) {
+        try {
+          journal_.prune(options_.undo_history);
+        } catch (const std::exception&) {
+        }
+      }
+      if (progress) progress(n, n);
+      return;
+    }
   }
 
   // Put back steps k-1 ... 0, in reverse; keep going past a step that cannot

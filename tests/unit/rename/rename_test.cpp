@@ -1250,6 +1250,73 @@ TEST_F(RenameTest, KillBeforeALinkIsReplacedKeepsTheOldLinkAsItWas) {
       {rename_op(p("b"), p("c")), rename_op(p("a"), p("b")), retarget_op(p("a"), "U")});
 }
 
+// Killed after the last step, before the journal says "done" (or, for an
+// undo, "undone"): the batch is rolled back; the undo is taken back, the
+// batch stays done.
+TEST_F(RenameTest, KillBeforeTheFinalMarkThenRecoveryAgrees) {
+  make_dir(p("D"));
+  write_file(p("f"), "f");
+  const std::vector<Operation> ops = {rename_op(p("D"), p("E")), rename_op(p("f"), p("D/f"))};
+  const auto before = snapshot(tree_.root);
+  const std::size_t steps = RenamePlan::make({ops}, trash()).steps.size();
+  ASSERT_NO_FATAL_FAILURE(killed_at(steps, &ops));
+  ASSERT_EQ(renamer().recover().size(), 1u);
+  EXPECT_EQ(snapshot(tree_.root), before);
+
+  submit(ops);
+  ASSERT_NO_FATAL_FAILURE(killed_at(steps, nullptr));
+  const auto reports = renamer().recover();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_NE(reports[0].find("the batch stays done"), std::string::npos) << reports[0];
+  const auto now = snapshot(tree_.root);
+  EXPECT_EQ(now.at("E").ino, before.at("D").ino);
+  EXPECT_EQ(now.at("D/f"), before.at("f"));
+  EXPECT_EQ(now.size(), before.size() + 1);
+}
+
+// The journal cannot record the end (a full disk): the steps are taken back,
+// so that no later start finds a "running" batch over a tree that has moved
+// on since.
+TEST_F(RenameTest, AFailedFinalMarkTakesTheStepsBack) {
+  auto ops = rich_batch(tree_);
+  const auto before = snapshot(tree_.root);
+  const std::size_t steps = RenamePlan::make({ops}, trash()).steps.size();
+  // The old link of a re-target is gone by the mark: it is made again, with
+  // a new inode (a symlink's inode cannot be kept).
+  auto expect_as = [](const Snapshot& now, const Snapshot& then) {
+    ASSERT_EQ(now.size(), then.size());
+    for (const auto& [name, entry] : then) {
+      ASSERT_EQ(now.count(name), 1u) << name;
+      if (S_ISLNK(entry.mode)) {
+        EXPECT_EQ(now.at(name).data, entry.data) << name;
+      } else {
+        EXPECT_EQ(now.at(name), entry) << name;
+      }
+    }
+  };
+  try {
+    submit(ops, Failpoint{steps, Failpoint::Action::fail});
+    ADD_FAILURE() << "the batch did not fail";
+  } catch (const StepFailed& e) {
+    EXPECT_NE(std::string(e.what()).find("the journal could not record the batch as done"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("rolled back, nothing changed"), std::string::npos) << e.what();
+  }
+  expect_as(snapshot(tree_.root), before);
+  EXPECT_TRUE(renamer().recover().empty());
+
+  for (auto& op : ops)  // the re-made link is another file now
+    if (!op.source.empty()) op.id = id_of(op.source);
+  submit(ops);
+  const auto done = snapshot(tree_.root);
+  auto r = renamer(Failpoint{steps, Failpoint::Action::fail});
+  EXPECT_THROW(r.undo(never_), StepFailed);
+  expect_as(snapshot(tree_.root), done);
+  EXPECT_TRUE(renamer().recover().empty());
+  renamer().undo(never_);
+  expect_as(snapshot(tree_.root), before);
+}
+
 TEST_F(RenameTest, KillDuringUndoThenRecoveryKeepsTheBatchDone) {
   const auto ops = rich_batch(tree_);
   submit(ops);
