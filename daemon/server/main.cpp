@@ -182,6 +182,18 @@ int serve(const fs::path& socket_path, const fs::path& state_dir, bool foregroun
       log("removed a stale socket left by an earlier daemon");
     }
     lock.write_pid();
+    // One daemon per state directory as well: two sockets can share it (an
+    // unset XDG_RUNTIME_DIR in one session, --socket, a home on NFS), and a
+    // second daemon's start-up recovery would roll back the first one's
+    // running batch under its feet.
+    InstanceLock state_lock(false);
+    const fs::path state_lock_file = state_dir / "descentd.lock";
+    if (!state_lock.acquire(state_lock_file)) {
+      const std::string pid = InstanceLock::holder(state_lock_file);
+      throw StartupError("another descentd" + (pid.empty() ? std::string() : " (pid " + pid + ")") +
+                         " uses the state in " + state_dir.string() + " through another socket; stop it first");
+    }
+    state_lock.write_pid();
     ::signal(SIGPIPE, SIG_IGN);
     raise_descriptor_limit();
 

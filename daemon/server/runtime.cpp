@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <fstream>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -63,9 +64,16 @@ void InstanceLock::write_pid() {
     throw StartupError("cannot write " + path_.string() + ": " + std::strerror(errno));
 }
 
+std::string InstanceLock::holder(const std::filesystem::path& pid_file) {
+  std::ifstream in(pid_file);
+  std::string pid;
+  in >> pid;
+  return pid;
+}
+
 void InstanceLock::release() {
   if (fd_ < 0) return;
-  ::unlink(path_.c_str());
+  if (remove_) ::unlink(path_.c_str());
   ::close(fd_);
   fd_ = -1;
 }

@@ -22,8 +22,14 @@ void prepare_private_directory(const std::filesystem::path& dir, bool create_par
 // kernel even after kill -9, so a stale pid file never blocks a restart.
 class InstanceLock {
  public:
+  // `remove` says whether release() removes the file. A lock file that
+  // another daemon may open at any time must stay: removed, the next daemon
+  // would lock a new file while one holds the old one.
+  explicit InstanceLock(bool remove = true) : remove_(remove) {}
   // Returns false (and holds nothing) when another daemon holds the lock.
   bool acquire(const std::filesystem::path& pid_file);
+  // The pid recorded by the holder, or "" (for a message).
+  static std::string holder(const std::filesystem::path& pid_file);
   // Records our pid (called after daemonizing, so it is the serving process).
   void write_pid();
   // Removes the pid file; the lock goes with the descriptor.
@@ -33,6 +39,7 @@ class InstanceLock {
  private:
   std::filesystem::path path_;
   int fd_ = -1;
+  bool remove_ = true;
 };
 
 // One line per event that matters, to stderr (journald adds its own

@@ -369,6 +369,27 @@ TEST_F(StartupTest, DaemonizesAndReturnsOnceListening) {
   EXPECT_TRUE(call(client, "stop", no_params).ok);
 }
 
+// Two sockets, one state directory (XDG_RUNTIME_DIR unset in one session,
+// --socket, a home on NFS): a second daemon would recover the first one's
+// running batch. It refuses to start, and says which daemon holds the state.
+TEST_F(StartupTest, RefusesAStateDirectoryAnotherDaemonUses) {
+  daemon.start();
+  TempDir other_root;
+  Daemon other(other_root.path());
+  fs::create_directories(other.socket().parent_path());
+  fs::permissions(other.socket().parent_path(), fs::perms::owner_all);
+  auto argv = other.argv();
+  argv.back() = daemon.state_dir().string();  // --state-dir: the first daemon's
+  auto out = run_program(argv, other.env(), std::chrono::seconds(5));
+  EXPECT_NE(out.exit.code, 0);
+  EXPECT_NE(out.err.find("another descentd (pid " + std::to_string(daemon.pid()) + ") uses the state in"),
+            std::string::npos)
+      << out.err;
+  EXPECT_FALSE(fs::exists(other.socket()));
+  auto client = daemon.client();
+  EXPECT_TRUE(call(client, "status", no_params).ok);
+}
+
 TEST_F(StartupTest, HelpAndVersion) {
   auto version_out = run_program({descentd_path, "--version"});
   EXPECT_EQ(version_out.exit.code, 0);
