@@ -960,6 +960,14 @@ after one warning; in remote directories it runs without one."
                           (progn
                             (descent--wdired-identify work)
                             (descent--wdired-submit-confirming work))
+                        (descent-daemon-starting
+                         ;; Not the built-in now: a daemon slow to start may
+                         ;; be putting back a batch a crash interrupted, in
+                         ;; these very directories.
+                         (signal 'descent-rename-failed
+                                 (list (format "%s (it may be recovering an interrupted batch); \
+nothing was renamed, try again in a moment"
+                                               (descent--error-text err)))))
                         ((descent-daemon-unavailable descent-module-unavailable
                                                      descent-protocol-mismatch)
                          (descent--warn-once 'wdired "%s; committing with the built-in wdired instead"

@@ -156,6 +156,10 @@ back).  It applies while `descent-mode' is on."
   'descent-error)
 (define-error 'descent-protocol-mismatch "descent protocol mismatch"
   'descent-error)
+;; Started but not listening yet: it may be recovering a batch a crash
+;; interrupted, so nothing may touch those files behind its back.
+(define-error 'descent-daemon-starting "descent daemon still starting"
+  'descent-daemon-unavailable)
 (define-error 'descent-daemon-error "descent daemon error" 'descent-error)
 (define-error 'descent-timeout "descent call timed out" 'descent-error)
 ;; Not a child of `descent-daemon-unavailable': a call whose connection
@@ -323,10 +327,11 @@ runs), and non-zero with a reason on stderr when it cannot start.
 When that process has exited, call ON-EXIT with nil on success, else
 with the reason as a one-line string.  Signal
 `descent-daemon-unavailable' when the program cannot be run at all."
-  (let ((program (descent--daemon-program))
-        (buffer (generate-new-buffer " *descentd*" t))
-        ;; make-process needs a local, existing working directory.
-        (default-directory "/"))
+  (let* ((program (descent--daemon-program))
+         ;; make-process needs a local, existing working directory (and
+         ;; the buffer is no one directory's).
+         (default-directory "/")
+         (buffer (generate-new-buffer " *descentd*" t)))
     (unless program
       (kill-buffer buffer)
       (signal 'descent-daemon-unavailable
@@ -351,7 +356,7 @@ or set `descent-daemon-program'"
                                   buffer (format "exit status %d"
                                                  (process-exit-status
                                                   process)))))))
-               (kill-buffer buffer)
+               (when (buffer-live-p buffer) (kill-buffer buffer))
                (funcall on-exit reason)))))
       (file-error
        (kill-buffer buffer)
@@ -362,7 +367,9 @@ or set `descent-daemon-program'"
 
 (defun descent--last-line (buffer default)
   "The last non-empty line of BUFFER's text, or DEFAULT."
-  (let ((text (with-current-buffer buffer (string-trim (buffer-string)))))
+  (let ((text (if (buffer-live-p buffer)
+                  (with-current-buffer buffer (string-trim (buffer-string)))
+                "")))
     (if (string-empty-p text)
         default
       (car (last (split-string text "\n"))))))
@@ -381,7 +388,7 @@ so that \\[keyboard-quit] works at once.  Signal
       (accept-process-output process 0.02))
     (cond
      ((not done)
-      (signal 'descent-daemon-unavailable
+      (signal 'descent-daemon-starting
               (list (format "%s did not listen within %s s"
                             (car (process-command process))
                             descent-daemon-start-timeout)

@@ -1239,5 +1239,27 @@ Return `finished', or `quit' if the commit quit."
       (should (= (cl-count-if (lambda (w) (string-match-p "built-in wdired" w)) warnings)
                  1)))))
 
+(ert-deftest descent-wdired-test-a-daemon-slow-to-start-is-not-bypassed ()
+  ;; A daemon that does not listen yet may be recovering an interrupted
+  ;; batch: the built-in must not rename files behind its back.
+  (descent-wdired-test--with-tree '("a")
+    (let* ((slow (make-temp-file "slow-descentd" nil nil "#!/bin/sh\nexec sleep 3\n"))
+           (descent-daemon-program slow)
+           (descent-daemon-start-timeout 0.3)
+           (descent-socket (expand-file-name "slow/descentd.sock" temporary-file-directory))
+           (descent--warned nil)
+           (before (descent-wdired-test--snapshot)))
+      (unwind-protect
+          (progn
+            (set-file-modes slow #o700)
+            (wdired-change-to-wdired-mode)
+            (descent-wdired-test--edit "a" "b")
+            (let ((err (should-error (descent-wdired-test--commit)
+                                     :type 'descent-rename-failed)))
+              (should (string-match-p "recovering an interrupted batch" (cadr err))))
+            (should (eq major-mode 'wdired-mode))
+            (should (equal (descent-wdired-test--snapshot) before)))
+        (delete-file slow)))))
+
 (provide 'descent-wdired-tests)
 ;;; descent-wdired-tests.el ends here
