@@ -298,6 +298,9 @@ class Renamer {
  private:
   enum class Direction { forward, backward };
   Outcome execute(const RenamePlan& plan, const std::atomic<bool>& cancelled, const Progress& progress);
+  // Recovers any batch the journal still calls running before a new one
+  // starts (see the definition).
+  void settle_leftovers();
   void run(std::int64_t batch, const std::vector<Step>& steps, Direction direction,
            const std::atomic<bool>& cancelled, const Progress& progress);
 

@@ -147,11 +147,22 @@ Outcome Renamer::submit(std::vector<OperationView>&& operations, const std::atom
   return execute(RenamePlan::make(std::move(operations), options_.trash_dir, &cancelled), cancelled, progress);
 }
 
+// A batch rolled back while the journal could not record so (a full disk)
+// is still "running" there. Settled at the next start, it would be judged by
+// inode against whatever the tree holds by then: a later batch that put the
+// same files at the same names would be taken for it and rolled back. So it
+// is settled now, while the tree is as its rollback left it, before anything
+// else moves; if the journal still cannot record it, nothing else starts.
+void Renamer::settle_leftovers() {
+  if (!journal_.unfinished().empty()) recover();
+}
+
 Outcome Renamer::execute(const RenamePlan& plan, const std::atomic<bool>& cancelled, const Progress& progress) {
   Outcome outcome;
   outcome.operations = plan.operations;
   outcome.steps = plan.steps.size();
   if (plan.steps.empty()) return outcome;  // nothing to change, nothing to undo
+  settle_leftovers();
   outcome.batch = journal_.begin(plan, now_unix());
   run(outcome.batch, plan.steps, Direction::forward, cancelled, progress);
   outcome.directories = directories_of(plan.steps, plan.steps.size());
@@ -159,6 +170,7 @@ Outcome Renamer::execute(const RenamePlan& plan, const std::atomic<bool>& cancel
 }
 
 Outcome Renamer::undo(const std::atomic<bool>& cancelled, const Progress& progress, std::optional<std::int64_t> only) {
+  settle_leftovers();
   const auto entry = journal_.last_done();
   if (!entry) throw UndoRefused("no rename batch to undo");
   if (only && entry->id != *only)

@@ -1319,6 +1319,25 @@ TEST_F(RenameTest, AFailedFinalMarkTakesTheStepsBack) {
   expect_as(snapshot(tree_.root), before);
 }
 
+// A batch the journal still calls running (its rollback could not be
+// recorded, here: killed before step 0) is settled before the next batch
+// runs, not at the next start, where the next batch's files at the same
+// names would be taken for it and rolled back.
+TEST_F(RenameTest, ABatchLeftRunningIsSettledBeforeTheNextOne) {
+  write_file(p("a"), "a");
+  const std::vector<Operation> ops = {rename_op(p("a"), p("b"))};
+  ASSERT_NO_FATAL_FAILURE(killed_at(0, &ops));
+  submit(ops);
+  const auto done = snapshot(tree_.root);
+  EXPECT_EQ(renamer().journal().take_recoveries().size(), 1u);  // the next client is told
+  EXPECT_TRUE(renamer().recover().empty());                     // the next start
+  EXPECT_EQ(snapshot(tree_.root), done);
+  ASSERT_NO_FATAL_FAILURE(killed_at(0, nullptr));  // an undo left "undoing"
+  renamer().undo(never_);
+  EXPECT_FALSE(std::filesystem::exists(p("b")));
+  EXPECT_TRUE(renamer().recover().empty());
+}
+
 TEST_F(RenameTest, KillDuringUndoThenRecoveryKeepsTheBatchDone) {
   const auto ops = rich_batch(tree_);
   submit(ops);
