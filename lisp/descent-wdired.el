@@ -658,7 +658,7 @@ revert fails on them.)"
   "The name of a buffer while `descent--wdired-follow-renames' moves it.")
 
 (defun descent--wdired-follow-renames (renames directories)
-  "Point every other buffer at the new names after RENAMES, an alist (OLD . NEW).
+  "Point the buffers at the new names after RENAMES, an alist (OLD . NEW).
 Return (MAP . STALE): MAP, the function that maps a name to its new
 name (or nil), and STALE, the other Dired buffers to revert, those
 showing one of DIRECTORIES or a renamed directory (not those in
@@ -676,21 +676,23 @@ a buffer left visiting an old name would bring it back when saved."
     (dolist (dir directories)
       (puthash (file-name-as-directory dir) t shown))
     (dolist (buffer (buffer-list))
-      (unless (eq buffer current)
-        (with-current-buffer buffer
-          (cond
-           ((eq major-mode 'wdired-mode))
-           ((derived-mode-p 'dired-mode)
-            (let ((renamed (descent--wdired-rename-subdirs map))
-                  (followed (descent--wdired-follow-file-list map)))
-              (when (or renamed followed
-                        (cl-some (lambda (entry)
-                                   (gethash (file-name-as-directory (car entry)) shown))
-                                 dired-subdir-alist))
-                (push (cons buffer (descent--wdired-renamed-marks map)) stale))))
-           (buffer-file-name
-            (let ((new (funcall map buffer-file-name)))
-              (when new (push (cons buffer new) visiting))))))))
+      (with-current-buffer buffer
+        (cond
+         ;; The caller's Dired buffer is the caller's to list again; but
+         ;; an undo may come from a buffer visiting a renamed file.
+         ((and (eq buffer current) (derived-mode-p 'dired-mode)))
+         ((eq major-mode 'wdired-mode))
+         ((derived-mode-p 'dired-mode)
+          (let ((renamed (descent--wdired-rename-subdirs map))
+                (followed (descent--wdired-follow-file-list map)))
+            (when (or renamed followed
+                      (cl-some (lambda (entry)
+                                 (gethash (file-name-as-directory (car entry)) shown))
+                               dired-subdir-alist))
+              (push (cons buffer (descent--wdired-renamed-marks map)) stale))))
+         (buffer-file-name
+          (let ((new (funcall map buffer-file-name)))
+            (when new (push (cons buffer new) visiting)))))))
     ;; All at once, as the batch happened: in a swap or a cycle each new
     ;; name is still another buffer's when the first buffer moves to it.
     ;; Free the buffer names first, so that each buffer takes its file's

@@ -896,6 +896,22 @@ this call changes nothing, so it is simply made again."
         (kill-buffer in-directory)
         (kill-buffer renamed)))))
 
+(ert-deftest descent-wdired-test-undo-from-a-renamed-file-follows-it-back ()
+  ;; M-x descent-undo-rename typed in the buffer of a renamed file: that
+  ;; buffer follows too, or saving it would make the new name again.
+  (descent-wdired-test--with-tree '("a")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" "b")
+    (descent-wdired-test--commit)
+    (let ((create-lockfiles nil)
+          (renamed (find-file-noselect (descent-test-file "b"))))
+      (unwind-protect
+          (progn
+            (with-current-buffer renamed (descent-undo-rename))
+            (should (equal (buffer-file-name renamed) (descent-test-file "a")))
+            (should-not (buffer-modified-p renamed)))
+        (kill-buffer renamed)))))
+
 (ert-deftest descent-wdired-test-undo-refuses-when-files-moved ()
   (descent-wdired-test--with-tree '("a")
     (wdired-change-to-wdired-mode)
