@@ -225,6 +225,7 @@ int serve(const fs::path& socket_path, const fs::path& state_dir, bool foregroun
     add_lister_methods(methods, info);
     add_rename_methods(methods, info, rename_area);
     server.start();
+    if (!activated) server.watch_socket(socket_path);  // systemd's socket is systemd's to watch
 
     log("descentd " + std::string(version) + (activated ? " activated by systemd on " : " listening on ") +
         socket_path.string() + ", state in " + state_dir.string());

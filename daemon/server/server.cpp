@@ -10,6 +10,7 @@
 
 #include <malloc.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -437,6 +438,27 @@ void Server::start() {
       log_failure("accepting connections"));
 }
 
+void Server::watch_socket(const std::filesystem::path& socket) {
+  struct stat bound {};
+  if (::lstat(socket.c_str(), &bound) != 0) return;
+  asio::co_spawn(
+      io_,
+      [this, socket, bound]() -> awaitable<void> {
+        while (!stopping_) {
+          socket_timer_.expires_after(std::chrono::seconds(2));
+          boost::system::error_code ec;
+          co_await socket_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+          if (stopping_) break;
+          struct stat now {};
+          if (::lstat(socket.c_str(), &now) != 0 || now.st_ino != bound.st_ino || now.st_dev != bound.st_dev) {
+            log(socket.string() + " was removed or replaced");
+            stop("its socket is gone");
+          }
+        }
+      },
+      log_failure("watching the socket"));
+}
+
 void Server::stop(std::string_view why) {
   if (stopping_) return;
   stopping_ = true;
@@ -445,6 +467,7 @@ void Server::stop(std::string_view why) {
   acceptor_.close(ignored);
   signals_.cancel(ignored);
   trim_timer_.cancel();
+  socket_timer_.cancel();
   // Copy: shutdown may erase from the set through forget().
   auto connections = connections_;
   for (const auto& c : connections) {

@@ -50,6 +50,11 @@ class Server {
   // the heap between calls).
   void call_finished();
 
+  // Stops the daemon when `socket` is removed or replaced (checked every
+  // two seconds). Nothing could reach it any more, and while it held its
+  // lock every new daemon would take it for one that serves.
+  void watch_socket(const std::filesystem::path& socket);
+
  private:
   boost::asio::io_context& io_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
@@ -60,6 +65,7 @@ class Server {
   std::set<std::shared_ptr<Connection>> connections_;
   bool stopping_ = false;
   boost::asio::steady_timer trim_timer_{io_};
+  boost::asio::steady_timer socket_timer_{io_};
 };
 
 // hello, status, stop, cancel: the methods the server itself answers.

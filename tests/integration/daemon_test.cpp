@@ -266,6 +266,20 @@ TEST_F(DaemonTest, CleansUpAfterAKilledDaemon) {
   EXPECT_NE(daemon.log().find("removed a stale socket"), std::string::npos);
 }
 
+// Its socket removed (a cleaner of /run/user, a script), nothing can reach
+// the daemon, and while it holds its lock every new one would take it for
+// one that serves: it stops, and the next start serves again.
+TEST_F(DaemonTest, StopsWhenItsSocketIsRemoved) {
+  ASSERT_TRUE(fs::remove(daemon.socket()));
+  const auto exit = daemon.wait(std::chrono::seconds(6));
+  EXPECT_TRUE(exit.exited);
+  EXPECT_EQ(exit.code, 0);
+  EXPECT_NE(daemon.log().find("was removed or replaced"), std::string::npos) << daemon.log();
+  daemon.start();
+  auto client = daemon.client();
+  EXPECT_TRUE(call(client, "status", no_params).ok);
+}
+
 TEST_F(DaemonTest, TheCliReportsStatusAndStops) {
   auto status = run_program({descent_cli_path, "status"}, daemon.env());
   EXPECT_EQ(status.exit.code, 0) << status.err;
