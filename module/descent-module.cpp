@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <new>
@@ -248,13 +249,17 @@ protocol::Wait wait_for(const Env& env, std::optional<std::chrono::milliseconds>
 }
 
 // The live connection of `pool` to `socket`, made anew if it is gone, with
-// `hello` for the daemon to answer the handshake.
+// `hello` for the daemon to answer the handshake; `keep_going`, if given,
+// replaces the usual check for C-g while it waits.
 protocol::Client& connection(const Env& env, const std::string& socket, Connections& pool = connections,
-                             std::chrono::milliseconds hello = std::chrono::seconds(5)) {
+                             std::chrono::milliseconds hello = std::chrono::seconds(5),
+                             const std::function<bool()>& keep_going = {}) {
   auto it = pool.find(socket);
   if (it != pool.end() && still_alive(*it->second)) return *it->second;
   if (it != pool.end()) pool.erase(it);
-  auto client = std::make_unique<protocol::Client>(socket, "emacs", wait_for(env, hello));
+  protocol::Wait wait = wait_for(env, hello);
+  if (keep_going) wait.keep_going = keep_going;
+  auto client = std::make_unique<protocol::Client>(socket, "emacs", wait);
   return *pool.emplace(socket, std::move(client)).first->second;
 }
 
@@ -607,7 +612,9 @@ emacs_value mod_rename_submit(const Env& env, ptrdiff_t nargs, emacs_value* args
         env.funcall(progress, {env.make_integer(static_cast<std::int64_t>(*done)),
                                env.make_integer(static_cast<std::int64_t>(*total))});
     };
-  auto& client = connection(env, socket);
+  // A new connection's handshake too: a daemon that accepts and never
+  // answers (stopped) must not hold a C-g for the handshake's 5 s.
+  auto& client = connection(env, socket, connections, std::chrono::seconds(5), wait.keep_going);
   const std::uint32_t id = client.send_request("rename.submit", pack_operations, wait);
   auto cancel = [&] {
     client.notify("cancel", [&](Packer& out) {
