@@ -489,7 +489,17 @@ void StepRunner::apply(const Step& step) {
       // Copy, rename the complete copy into place, then set the original
       // aside under a scratch name (a rename: same inodes) until the batch
       // is done, so that a rollback puts back the very same files.
-      copy(step.from, step.scratch(), cancelled_);
+      try {
+        copy(step.from, step.scratch(), cancelled_);
+      } catch (const OsError& e) {
+        if (e.error == ECANCELED) throw;
+        // The temporary name means nothing to the user: name the move (the
+        // copy's own leftovers are already gone, see copy()).
+        throw OsError(OsError::Told{},
+                      "moving " + printable(step.from) + " to " + printable(step.to) + " across file systems: " +
+                          e.what(),
+                      step.from, e.error);
+      }
       try {
         rename(step.scratch(), step.to, RENAME_NOREPLACE);
       } catch (...) {

@@ -1,6 +1,7 @@
 // The rename engine against real temporary trees and a real SQLite journal:
 // each "must hold" of issue #4 is a test here; the snapshot is the oracle.
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 
@@ -936,6 +937,35 @@ TEST_F(AcrossFileSystemsTest, RecoverySettlesEveryHalfDoneCopy) {
 
 // C-g while a big file is being copied: the copy stops part-way (a
 // one-step batch: had the step finished, the batch would have succeeded).
+// A move across file systems that does not fit (a full USB stick): the
+// batch stops at that step and rolls back, and the error names the move,
+// not the copy's temporary name. Needs a small tmpfs (root).
+TEST_F(RenameTest, AFullFileSystemStopsACopyAndNamesTheMove) {
+  const std::string small = p("small");
+  make_dir(small);
+  if (::mount("descent-test", small.c_str(), "tmpfs", 0, "size=64k") != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs: " << std::strerror(errno);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{small};
+  write_file(p("a"), "a");
+  write_file(p("big"), std::string(256 << 10, 'x'));
+  const auto before = snapshot(tree_.root);
+  try {
+    submit({rename_op(p("a"), p("b")), rename_op(p("big"), p("small/big"))});
+    ADD_FAILURE() << "the batch did not fail";
+  } catch (const StepFailed& e) {
+    EXPECT_EQ(e.path, p("big"));
+    EXPECT_EQ(e.error, ENOSPC);
+    EXPECT_NE(std::string(e.what()).find("moving " + p("big") + " to " + p("small/big") + " across file systems"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("rolled back, nothing changed"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(snapshot(tree_.root), before);
+}
+
 TEST_F(RenameTest, CancelDuringALongCopyStopsItAndChangesNothing) {
   TempTree other("/dev/shm");
   if (id_of(other.root).dev == id_of(tree_.root).dev) GTEST_SKIP() << "/dev/shm is on the same file system";
