@@ -240,6 +240,12 @@ int serve(const fs::path& socket_path, const fs::path& state_dir, bool foregroun
     log(e.what());
     channel.tell(Readiness::failed, e.what());
     return 1;
+  } catch (const state::SqliteError& e) {
+    // Opening it, or recovering a batch (a full or read-only disk): say where.
+    const std::string message = "the state database in " + state_dir.string() + ": " + e.what();
+    log(message);
+    channel.tell(Readiness::failed, message);
+    return 1;
   } catch (const std::exception& e) {
     log(std::string("fatal: ") + e.what());
     channel.tell(Readiness::failed, e.what());

@@ -404,6 +404,16 @@ TEST_F(StartupTest, RefusesAStateDirectoryAnotherDaemonUses) {
   EXPECT_TRUE(call(client, "status", no_params).ok);
 }
 
+TEST_F(StartupTest, AStateDatabaseItCannotUseIsNamed) {
+  fs::create_directories(daemon.state_dir());
+  fs::permissions(daemon.state_dir(), fs::perms::owner_all);
+  std::ofstream(daemon.state_dir() / "state.db") << std::string(4096, 'x');
+  auto out = start();
+  EXPECT_NE(out.exit.code, 0);
+  EXPECT_NE(out.err.find("the state database in " + daemon.state_dir().string() + ": "), std::string::npos)
+      << out.err;
+}
+
 TEST_F(StartupTest, HelpAndVersion) {
   auto version_out = run_program({descentd_path, "--version"});
   EXPECT_EQ(version_out.exit.code, 0);
