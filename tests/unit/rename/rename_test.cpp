@@ -92,6 +92,23 @@ class RenameTest : public ::testing::Test {
     EXPECT_EQ(snapshot(tree_.root), before);
   }
 
+  // Expects the tree of `rich_batch` to be as `then`, but for what a rich
+  // batch's undo or rollback must make again with new inodes: re-targeted
+  // links (a symlink's inode cannot be kept) and the directories the batch
+  // created (n1...). Those keep their mode and contents.
+  static void expect_as_remade(const Snapshot& now, const Snapshot& then) {
+    ASSERT_EQ(now.size(), then.size());
+    for (const auto& [name, entry] : then) {
+      ASSERT_EQ(now.count(name), 1u) << name;
+      if (S_ISLNK(entry.mode) || name.starts_with("n1")) {
+        EXPECT_EQ(now.at(name).mode, entry.mode) << name;
+        EXPECT_EQ(now.at(name).data, entry.data) << name;
+      } else {
+        EXPECT_EQ(now.at(name), entry) << name;
+      }
+    }
+  }
+
   // Kills a run of `ops` at each of its steps in turn, as kill -9 stops the
   // daemon; each time, recovery must put the tree back as it was and say so
   // once. `also` checks more after each recovery.
@@ -1311,21 +1328,6 @@ TEST_F(RenameTest, AFailedFinalMarkTakesTheStepsBack) {
   auto ops = rich_batch(tree_);
   const auto before = snapshot(tree_.root);
   const std::size_t steps = RenamePlan::make({ops}, trash()).steps.size();
-  // The old link of a re-target is gone by the mark: it is made again, with
-  // a new inode (a symlink's inode cannot be kept); so are the directories
-  // the batch made (n1...), when a failed undo is taken back.
-  auto expect_as = [](const Snapshot& now, const Snapshot& then) {
-    ASSERT_EQ(now.size(), then.size());
-    for (const auto& [name, entry] : then) {
-      ASSERT_EQ(now.count(name), 1u) << name;
-      if (S_ISLNK(entry.mode) || name.starts_with("n1")) {
-        EXPECT_EQ(now.at(name).mode, entry.mode) << name;
-        EXPECT_EQ(now.at(name).data, entry.data) << name;
-      } else {
-        EXPECT_EQ(now.at(name), entry) << name;
-      }
-    }
-  };
   try {
     submit(ops, Failpoint{steps, Failpoint::Action::fail});
     ADD_FAILURE() << "the batch did not fail";
@@ -1334,7 +1336,7 @@ TEST_F(RenameTest, AFailedFinalMarkTakesTheStepsBack) {
         << e.what();
     EXPECT_NE(std::string(e.what()).find("rolled back, nothing changed"), std::string::npos) << e.what();
   }
-  expect_as(snapshot(tree_.root), before);
+  expect_as_remade(snapshot(tree_.root), before);
   EXPECT_TRUE(renamer().recover().empty());
 
   for (auto& op : ops)  // the re-made link is another file now
@@ -1343,10 +1345,10 @@ TEST_F(RenameTest, AFailedFinalMarkTakesTheStepsBack) {
   const auto done = snapshot(tree_.root);
   auto r = renamer(Failpoint{steps, Failpoint::Action::fail});
   EXPECT_THROW(r.undo(never_), StepFailed);
-  expect_as(snapshot(tree_.root), done);
+  expect_as_remade(snapshot(tree_.root), done);
   EXPECT_TRUE(renamer().recover().empty());
   renamer().undo(never_);
-  expect_as(snapshot(tree_.root), before);
+  expect_as_remade(snapshot(tree_.root), before);
 }
 
 // A batch the journal still calls running (its rollback could not be
@@ -1380,18 +1382,7 @@ TEST_F(RenameTest, KillDuringUndoThenRecoveryKeepsTheBatchDone) {
     ASSERT_EQ(reports.size(), 1u);
     EXPECT_NE(reports[0].find("undo"), std::string::npos) << reports[0];
     EXPECT_NE(reports[0].find("the batch stays done"), std::string::npos) << reports[0];
-    const auto now = snapshot(tree_.root);
-    // Re-targeted links get new inodes when re-created; compare the rest.
-    ASSERT_EQ(now.size(), done.size());
-    for (const auto& [name, entry] : done) {
-      ASSERT_EQ(now.count(name), 1u) << name;
-      // Directories the batch created are created again, with new inodes.
-      if (name.starts_with("n1")) {
-        EXPECT_EQ(now.at(name).mode, entry.mode) << name;
-      } else if (!S_ISLNK(entry.mode)) {
-        EXPECT_EQ(now.at(name), entry) << name;
-      }
-    }
+    expect_as_remade(snapshot(tree_.root), done);
   }
 }
 
