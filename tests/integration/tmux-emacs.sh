@@ -10,6 +10,8 @@
 #                                status 1 if it never does
 #   wait_for_text FILE [SECONDS] the same, until FILE is not empty
 #   latency_ms FROM TO           milliseconds between two `date +%s.%N` stamps
+#   wdired_edit_f_to_g_lisp      Lisp for a driver: wdired on the current Dired
+#                                buffer, every name f... edited to g...
 #
 # Set `passed=yes` at the end of a successful test.
 
@@ -57,3 +59,17 @@ wait_for_text() {
 }
 
 latency_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
+
+wdired_edit_f_to_g_lisp() {
+  cat <<'LISP'
+(wdired-change-to-wdired-mode)
+;; Every name f... becomes g...
+(wdired--before-change-fn (point-min) (point-max))
+(let ((pos (point-min)))
+  (while (setq pos (next-single-property-change pos 'old-name))
+    (when (get-text-property pos 'old-name)
+      (goto-char (1+ pos))
+      (when (eq (char-after) ?f) (delete-char 1) (insert "g")))
+    (setq pos (1+ pos))))
+LISP
+}

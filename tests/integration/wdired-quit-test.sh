@@ -29,15 +29,7 @@ cat > "$tmp/driver.el" <<LISP
 (require 'descent)
 (require 'descent-wdired)
 (dired "$tmp/tree/")
-(wdired-change-to-wdired-mode)
-;; Every name f... becomes g...
-(wdired--before-change-fn (point-min) (point-max))
-(let ((pos (point-min)))
-  (while (setq pos (next-single-property-change pos 'old-name))
-    (when (get-text-property pos 'old-name)
-      (goto-char (1+ pos))
-      (when (eq (char-after) ?f) (delete-char 1) (insert "g")))
-    (setq pos (1+ pos))))
+$(wdired_edit_f_to_g_lisp)
 (defvar descent-quit-test--text (buffer-string))
 (advice-add 'descent--wdired-submit :before
             (lambda (&rest _) (write-region "" nil "$tmp/submitting")))
