@@ -188,7 +188,7 @@ int serve(const fs::path& socket_path, const fs::path& state_dir, bool foregroun
     // running batch under its feet.
     InstanceLock state_lock(false);
     const fs::path state_lock_file = state_dir / "descentd.lock";
-    if (!state_lock.acquire(state_lock_file)) {
+    if (!state_lock.acquire(state_lock_file, std::chrono::seconds(1))) {
       const std::string pid = InstanceLock::holder(state_lock_file);
       throw StartupError("another descentd" + (pid.empty() ? std::string() : " (pid " + pid + ")") +
                          " uses the state in " + state_dir.string() + " through another socket; stop it first");

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 
 namespace descent::server {
@@ -44,18 +45,31 @@ void prepare_private_directory(const std::filesystem::path& dir, bool create_par
                        "; it must be private (0700): fix it with chmod 700 or remove it");
 }
 
-bool InstanceLock::acquire(const std::filesystem::path& pid_file) {
-  const int fd = ::open(pid_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) throw StartupError("cannot open " + pid_file.string() + ": " + std::strerror(errno));
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    const int error = errno;
+bool InstanceLock::acquire(const std::filesystem::path& pid_file, std::chrono::milliseconds patience) {
+  const auto deadline = std::chrono::steady_clock::now() + patience;
+  for (;;) {
+    const int fd = ::open(pid_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) throw StartupError("cannot open " + pid_file.string() + ": " + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int error = errno;
+      ::close(fd);
+      if (error != EWOULDBLOCK) throw StartupError("cannot lock " + pid_file.string() + ": " + std::strerror(error));
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
+    }
+    // A holder that removes the file as it stops may have done so between
+    // our open and our flock: then we hold a lock on a file no one else
+    // will ever open, and the next daemon would lock a new one beside us.
+    struct stat held {}, named {};
+    if (::fstat(fd, &held) == 0 && ::stat(pid_file.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
+        held.st_ino == named.st_ino) {
+      path_ = pid_file;
+      fd_ = fd;
+      return true;
+    }
     ::close(fd);
-    if (error == EWOULDBLOCK) return false;
-    throw StartupError("cannot lock " + pid_file.string() + ": " + std::strerror(error));
   }
-  path_ = pid_file;
-  fd_ = fd;
-  return true;
 }
 
 void InstanceLock::write_pid() {

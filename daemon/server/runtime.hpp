@@ -2,6 +2,7 @@
 // the pid file that doubles as the one-instance lock, and the log.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
@@ -26,8 +27,12 @@ class InstanceLock {
   // another daemon may open at any time must stay: removed, the next daemon
   // would lock a new file while one holds the old one.
   explicit InstanceLock(bool remove = true) : remove_(remove) {}
-  // Returns false (and holds nothing) when another daemon holds the lock.
-  bool acquire(const std::filesystem::path& pid_file);
+  // Returns false (and holds nothing) when another daemon holds the lock
+  // for longer than `patience`. A daemon that is stopping holds it for a
+  // moment after it has left its socket (closing the database), and the
+  // next one, started at once, must wait for that rather than refuse.
+  bool acquire(const std::filesystem::path& pid_file,
+               std::chrono::milliseconds patience = std::chrono::milliseconds(0));
   // The pid recorded by the holder, or "" (for a message).
   static std::string holder(const std::filesystem::path& pid_file);
   // Records our pid (called after daemonizing, so it is the serving process).

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <pwd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <fstream>
@@ -402,6 +403,28 @@ TEST_F(StartupTest, RefusesAStateDirectoryAnotherDaemonUses) {
   EXPECT_FALSE(fs::exists(other.socket()));
   auto client = daemon.client();
   EXPECT_TRUE(call(client, "status", no_params).ok);
+}
+
+// A daemon that is stopping leaves its socket first, then closes its
+// database: the next one, started at once by the next call, waits for it
+// rather than refusing (as it did when a test killed and restarted one).
+TEST_F(StartupTest, WaitsForADaemonThatIsStoppingToLeaveTheState) {
+  fs::create_directories(daemon.state_dir());
+  fs::permissions(daemon.state_dir(), fs::perms::owner_all);
+  const int held = ::open((daemon.state_dir() / "descentd.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(held, 0);
+  ASSERT_EQ(::flock(held, LOCK_EX), 0);
+  std::thread stopping([held] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ::close(held);
+  });
+  auto argv = daemon.argv();
+  argv.erase(argv.begin() + 1);  // no --foreground: returns once listening
+  auto out = run_program(argv, daemon.env(), std::chrono::seconds(5));
+  stopping.join();
+  EXPECT_EQ(out.exit.code, 0) << out.err;
+  auto client = daemon.client();
+  EXPECT_TRUE(call(client, "stop", no_params).ok);
 }
 
 TEST_F(StartupTest, AStateDatabaseItCannotUseIsNamed) {
