@@ -235,9 +235,19 @@ indicators, icons) cannot leak into them."
                                    (concat name (file-name-nondirectory (directory-file-name old)))
                                  name)))))
                   (unless (descent--wdired-same-name-p new old)
-                    (push (descent--wdired-edit-of-line
-                           'rename old new bol (descent--wdired-directory-line-p bol type))
-                          edits)))))))
+                    (let ((edit (descent--wdired-edit-of-line
+                                 'rename old new bol (descent--wdired-directory-line-p bol type))))
+                      ;; The built-in would take "~/x" for one's home; taken
+                      ;; literally, it would make a directory named "~" here.
+                      ;; Neither is safe to guess: ask for the full name.
+                      ;; ("~b" alone is a plain name.)
+                      (when (and (eq (aref text 0) ?~)
+                                 (or (string= text "~") (string-match-p "\\`~[^/]*/" text)))
+                        (setf (descent--wdired-edit-error edit)
+                              (format "typed %s: ~ is not expanded (names are literal); \
+type the full name, or ./%s for a name that starts with ~"
+                                      text text)))
+                      (push edit edits))))))))
           (setq pos (max (1+ pos) lep))))
       (when (and links wdired-allow-to-redirect-links (fboundp 'make-symbolic-link))
         (setq edits (nconc (descent--wdired-collect-links) edits)))
@@ -915,7 +925,9 @@ moment and the batch is rolled back.  `descent-undo-rename' takes a
 committed batch back.
 
 Names are taken literally: unlike the built-in `wdired-finish-edit',
-no `$VAR' is expanded and `~' is just a character.  A name starting
+no `$VAR' is expanded and `~' is just a character, except that
+\"~\" or \"~/x\" is refused rather than guessed (\"./~/x\" means a
+directory named \"~\").  A name starting
 with \"/\" is absolute; \"..\" and \".\" are resolved.  A name that
 exists outside the batch is overwritten only after a question, if
 `wdired-confirm-overwrite' is on (its old file goes to the trash, so

@@ -686,6 +686,32 @@ this call changes nothing, so it is simply made again."
     (should (file-exists-p (descent-test-file "$HOME-x")))
     (should (file-exists-p (descent-test-file "~b")))))
 
+(ert-deftest descent-wdired-test-a-tilde-directory-is-refused ()
+  ;; "~/x" is one's home to the built-in, and would be a new directory
+  ;; named "~" taken literally: the line is refused, naming what was
+  ;; typed; "./~/x" says which was meant.
+  (descent-wdired-test--with-tree '("a" "b" "c")
+    (let ((wdired-create-parent-directories t))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "a" "~/a")
+      (descent-wdired-test--edit "b" "~")
+      (descent-wdired-test--edit "c" "c2")
+      (let* ((before (descent-wdired-test--snapshot))
+             (err (should-error (descent-wdired-test--commit) :type 'descent-rename-refused)))
+        (should (string-match-p "typed ~/a: ~ is not expanded" (cadr err)))
+        (should (string-match-p "typed ~: ~ is not expanded" (cadr err)))
+        (should (equal (descent-wdired-test--snapshot) before))
+        (should (eq major-mode 'wdired-mode)))
+      (wdired-abort-changes)
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "a" "./~/a")
+      (descent-wdired-test--edit "b" "~b")
+      (descent-wdired-test--edit "c" "c2")
+      (descent-wdired-test--commit)
+      (should (file-exists-p (descent-test-file "./~/a")))
+      (should (file-exists-p (descent-test-file "~b")))
+      (should (file-exists-p (descent-test-file "c2"))))))
+
 (ert-deftest descent-wdired-test-names-are-literal-in-subdirectories-too ()
   ;; With a subdirectory inserted, names are resolved per directory.
   (descent-wdired-test--with-tree '("a" "d/b" "d/c")
