@@ -50,10 +50,27 @@
   "Face of the wdired lines whose edit descentd refused."
   :group 'descent)
 
-(define-error 'descent-rename-refused "Renaming refused; nothing changed"
-  'descent-error)
-(define-error 'descent-rename-failed "Renaming failed; nothing changed"
-  'descent-error)
+;; Children of `file-error' as well: a rename that did not happen is a
+;; file operation that failed, and Emacs shows such an error's text as
+;; it is, where it would show any other's quoted after its title.
+(define-error 'descent-rename-refused "Renaming refused, nothing changed"
+  '(file-error descent-error))
+(define-error 'descent-rename-failed "Renaming failed, nothing changed"
+  '(file-error descent-error))
+
+(define-error 'descent-undo-refused "Undo refused, nothing changed"
+  '(file-error descent-error))
+
+(defun descent--wdired-signal (error why)
+  "Signal ERROR, `descent-rename-refused' or `-failed', saying WHY.
+The error's data is one string, its title and WHY, as the echo area
+shows it."
+  (signal error (list (concat (get error 'error-message) ": "
+                              ;; descentd's own title, said already.
+                              (replace-regexp-in-string
+                               "\\`refused the batch: " ""
+                               (replace-regexp-in-string
+                                "\\`refused the batch (\\([0-9]+ problems\\)): " "\\1: " why))))))
 
 (defconst descent--wdired-progress-delay 0.5
   "Seconds a batch runs before a progress reporter shows.")
@@ -905,12 +922,13 @@ included, then goes through descent while `descent-mode' is on."
      (let ((paths (mapcar (lambda (p) (plist-get p :path))
                           (append (plist-get details :problems) nil))))
        (descent--wdired-show-problems (descent--wdired-lines-of edits paths))
-       (signal 'descent-rename-refused (list message))))
+       (descent--wdired-signal 'descent-rename-refused message)))
     (`(descent-daemon-error ,message . ,_)
-     (signal 'descent-rename-failed (list message)))
+     (descent--wdired-signal 'descent-rename-failed message))
     (`(descent-daemon-lost . ,_)
-     (signal 'descent-rename-failed
-             (list "descentd stopped during the batch; it rolls the batch back when it starts again")))
+     (descent--wdired-signal
+      'descent-rename-failed
+      "descentd stopped during the batch; it rolls the batch back when it starts again"))
     (_ (signal (car err) (cdr err)))))
 
 ;;;###autoload
@@ -953,11 +971,11 @@ after one warning; in remote directories it runs without one."
          (bad (cl-remove-if-not #'descent--wdired-edit-error edits)))
     (when bad
       (descent--wdired-show-problems (mapcar #'descent--wdired-edit-pos bad))
-      (signal 'descent-rename-refused
-              (list (mapconcat (lambda (edit)
-                                 (format "%s: %s" (descent--wdired-edit-old edit)
-                                         (descent--wdired-edit-error edit)))
-                               bad "; "))))
+      (descent--wdired-signal 'descent-rename-refused
+                              (mapconcat (lambda (edit)
+                                           (format "%s: %s" (descent--wdired-edit-old edit)
+                                                   (descent--wdired-edit-error edit)))
+                                         bad "; ")))
     (setq edits (descent--wdired-ask-each edits))
     (let ((work (cl-remove-if (lambda (edit) (eq (descent--wdired-edit-kind edit) 'delete))
                               edits))
@@ -978,10 +996,10 @@ after one warning; in remote directories it runs without one."
                          ;; Not the built-in now: a daemon slow to start may
                          ;; be putting back a batch a crash interrupted, in
                          ;; these very directories.
-                         (signal 'descent-rename-failed
-                                 (list (format "%s (it may be recovering an interrupted batch); \
-nothing was renamed, try again in a moment"
-                                               (descent--error-text err)))))
+                         (descent--wdired-signal
+                          'descent-rename-failed
+                          (format "%s (it may be recovering an interrupted batch); try again in a moment"
+                                  (descent--error-text err))))
                         ((descent-daemon-unavailable descent-module-unavailable
                                                      descent-protocol-mismatch)
                          (descent--warn-once 'wdired "%s; committing with the built-in wdired instead"
@@ -1037,8 +1055,8 @@ batch goes again with the confirmed ones."
             ;; The batch is all or nothing: no to one name is no to all.
             ;; The refusal names that one.
             (signal 'descent-daemon-error
-                    (list (format "refused the batch: not overwriting %s, as you answered; \
-nothing was changed" (descent--path-text dest))
+                    (list (format "refused the batch: not overwriting %s, as you answered"
+                                  (descent--path-text dest))
                           "refused"
                           (list :problems
                                 (vconcat (seq-filter (lambda (problem)
@@ -1053,8 +1071,15 @@ Called again, it undoes the one before (of the last 100).  Nothing
 changes if the files moved since; the error says so.  Buffers visiting
 the renamed files follow them back, and Dired buffers are refreshed."
   (interactive)
-  (condition-case nil
+  (condition-case err
       (descent--wdired-undo)
+    (descent-daemon-error
+     ;; descentd's reason is the whole message ("cannot undo the batch
+     ;; of ...: ... changed since; nothing was changed").
+     (let ((why (nth 1 err)))
+       (signal 'descent-undo-refused
+               (list (if (stringp why) (concat (upcase (substring why 0 1)) (substring why 1))
+                       (error-message-string err))))))
     (quit
      ;; A C-g as the undo ended may have cut its outcome off: the batch
      ;; is undone, and the buffers were not told.  They catch up once

@@ -181,7 +181,10 @@ this call changes nothing, so it is simply made again."
           (text (buffer-string)))
       (let ((err (should-error (descent-wdired-test--commit)
                                :type 'descent-rename-refused)))
-        (should (string-match-p "two files would get this name" (cadr err))))
+        (should (string-match-p "two files would get this name" (cadr err)))
+        ;; Shown as it is, titled once, not as Lisp data.
+        (should (string-match-p "\\`Renaming refused, nothing changed: /[^\"]*: two files"
+                                (error-message-string err))))
       (should (equal (descent-wdired-test--snapshot) before))
       (should (eq major-mode 'wdired-mode))
       (should (equal (buffer-string) text))
@@ -945,7 +948,10 @@ this call changes nothing, so it is simply made again."
     (descent-wdired-test--commit)
     (rename-file (descent-test-file "b") (descent-test-file "moved"))
     (let ((before (descent-wdired-test--snapshot)))
-      (should-error (descent-undo-rename) :type 'descent-daemon-error)
+      (let ((err (should-error (descent-undo-rename) :type 'descent-undo-refused)))
+        ;; Shown as it is, not as Lisp data.
+        (should (string-match-p "\\`Cannot undo the batch of .*moved\\|changed" (error-message-string err)))
+        (should-not (string-search "\"" (error-message-string err))))
       (should (equal (descent-wdired-test--snapshot) before)))
     ;; Put it back so the history is clean for the next test.
     (rename-file (descent-test-file "moved") (descent-test-file "b"))
