@@ -1002,8 +1002,10 @@ after one warning; in remote directories it runs without one."
                                   (descent--error-text err))))
                         ((descent-daemon-unavailable descent-module-unavailable
                                                      descent-protocol-mismatch)
-                         (descent--warn-once 'wdired "%s; committing with the built-in wdired instead"
-                                             (descent--error-text err))
+                         (if (eq (car err) 'descent-daemon-unavailable)
+                             (descent--warn-daemon-down 'wdired (descent--error-text err))
+                           (descent--warn-once 'wdired "%s; committing with the built-in wdired instead"
+                                               (descent--error-text err)))
                          'built-in)
                         ((descent-daemon-error descent-daemon-lost)
                          (descent--wdired-fail work err))

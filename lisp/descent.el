@@ -174,7 +174,22 @@ back).  It applies while `descent-mode' is on."
   "Warn with FORMAT-STRING and ARGS unless CAUSE was already warned about."
   (unless (memq cause descent--warned)
     (push cause descent--warned)
-    (display-warning 'descent (apply #'format-message format-string args))))
+    (display-warning 'descent
+                     ;; The warning is titled "(descent)" already.
+                     (string-remove-prefix
+                      "descent: " (apply #'format-message format-string args)))))
+
+(defun descent--warn-daemon-down (cause reason)
+  "Warn that descentd cannot run, for REASON (a string), under CAUSE.
+Every feature that falls back shares one warning, which names them
+all: the reason is said once, and the fallbacks that follow quietly
+are not a surprise."
+  (unless (memq cause descent--warned)
+    (push cause descent--warned)
+    (descent--warn-once
+     'daemon-down "%s.  Until it runs, Dired lists with ls, wdired commits \
+with the built-in, and visits are not recorded"
+     reason)))
 
 ;;;;; The module
 
@@ -337,6 +352,14 @@ with the reason as a one-line string.  Signal
       (signal 'descent-daemon-unavailable
               (list "descentd not found: build it (M-x descent-build-module) \
 or set `descent-daemon-program'"
+                    socket)))
+    ;; Said here: run anyway, it would fail in the child, which says
+    ;; "emacs: ...".
+    (unless (or (not (file-name-absolute-p program)) (file-executable-p program))
+      (kill-buffer buffer)
+      (signal 'descent-daemon-unavailable
+              (list (format-message "%s %s (see `descent-daemon-program')" program
+                                    (if (file-exists-p program) "is not executable" "does not exist"))
                     socket)))
     (condition-case err
         (make-process
@@ -563,12 +586,10 @@ After a failure, wait 30 s before trying again, and warn once."
                  (lambda (reason)
                    (setq descent--daemon-starting nil)
                    (if reason
-                       (descent--warn-once
-                        'daemon-start "%s; visits are not recorded" reason)
+                       (descent--warn-daemon-down 'daemon-start reason)
                      (descent--deliver-pending-visits socket)))))
         (descent-daemon-unavailable
-         (descent--warn-once 'daemon-start "%s; visits are not recorded"
-                             (cadr err)))))))
+         (descent--warn-daemon-down 'daemon-start (cadr err)))))))
 
 (defun descent--deliver-pending-visits (socket)
   "Send the visits waiting for the daemon on SOCKET, oldest first.
@@ -902,8 +923,10 @@ warn once).  Start the daemon when it is not running."
        nil)
       (descent-error
        (setq descent--listing-next-try (+ (float-time) 10))
-       (descent--warn-once 'listing-unavailable "%s; Dired lists with ls"
-                           (descent--error-text err))
+       (if (eq (car err) 'descent-daemon-unavailable)
+           (descent--warn-daemon-down 'listing-unavailable (descent--error-text err))
+         (descent--warn-once 'listing-unavailable "%s; Dired lists with ls"
+                             (descent--error-text err)))
        nil))))
 
 (defun descent--listing-prefetch (directory)
