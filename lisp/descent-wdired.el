@@ -1018,8 +1018,9 @@ after one warning; in remote directories it runs without one."
             (if (eq outcome 'built-in)
                 (descent--wdired-builtin-finish)
               (descent--wdired-finish edits outcome)
-              (when descent--wdired-late-quit
-                (descent--wdired-say-renames-stand))))
+              (if descent--wdired-late-quit
+                  (descent--wdired-say-renames-stand)
+                (descent--wdired-say-done edits outcome))))
         (quit
          ;; A C-g once the batch is done: the buffers follow it all the
          ;; same, if that was not done yet (the C-g came between the outcome
@@ -1032,6 +1033,17 @@ after one warning; in remote directories it runs without one."
            (apply #'run-with-idle-timer 0 nil #'descent--wdired-show-result-in
                   (current-buffer) (append descent--wdired-left '(quit))))
          (signal 'quit nil))))))
+
+(defun descent--wdired-say-done (edits outcome)
+  "Say what a commit of EDITS did, with OUTCOME, where the built-in would."
+  (cond
+   ((null edits) (message "(No changes to be performed)"))
+   (outcome
+    (let ((n (or (plist-get outcome :operations) 0)))
+      (message "Renaming...done: %d change%s (%s takes %s back)"
+               n (if (= n 1) "" "s")
+               (substitute-command-keys "\\[descent-undo-rename]")
+               (if (= n 1) "it" "them"))))))
 
 (defun descent--wdired-say-renames-stand ()
   "Say that a \\[keyboard-quit] came too late to cancel the batch."

@@ -137,6 +137,32 @@ this call changes nothing, so it is simply made again."
       (should-not (file-exists-p (descent-test-file "c")))
       (should (equal (descent-wdired-test--names) '("a" "b" "d" "new"))))))
 
+(defun descent-wdired-test--last-message ()
+  "The last line of *Messages*."
+  (with-current-buffer (messages-buffer)
+    (save-excursion
+      (goto-char (point-max))
+      (skip-chars-backward "\n")
+      (buffer-substring-no-properties (line-beginning-position) (point)))))
+
+(ert-deftest descent-wdired-test-says-what-it-did ()
+  ;; As the built-in says "Renaming...done", or that there was nothing
+  ;; to do; and how to take it back.
+  (descent-wdired-test--with-tree '("a" "b" "c")
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--commit)
+    (should (equal (descent-wdired-test--last-message) "(No changes to be performed)"))
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "a" "a2")
+    (descent-wdired-test--commit)
+    (should (equal (descent-wdired-test--last-message)
+                   "Renaming...done: 1 change (M-x descent-undo-rename takes it back)"))
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "b" "b2")
+    (descent-wdired-test--edit "c" "c2")
+    (descent-wdired-test--commit)
+    (should (string-prefix-p "Renaming...done: 2 changes" (descent-wdired-test--last-message)))))
+
 (ert-deftest descent-wdired-test-every-way-of-committing ()
   (descent-wdired-test--with-tree '("a" "b")
     (wdired-change-to-wdired-mode)
