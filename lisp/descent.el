@@ -691,6 +691,15 @@ Cheaper than `abbreviate-file-name' over thousands of candidates."
 (defvar descent--jump-history nil
   "History of \\[universal-argument] \\[descent-jump].")
 
+(defvar descent-jump-minibuffer-map
+  (let ((map (make-sparse-keymap)))
+    (set-keymap-parent map minibuffer-local-completion-map)
+    ;; Keywords are separated by spaces (as in zoxide): SPC must not
+    ;; complete a word, as it does in `minibuffer-local-completion-map'.
+    (define-key map " " #'self-insert-command)
+    map)
+  "Keymap of the minibuffer of \[universal-argument] \[descent-jump].")
+
 (defun descent--path-like-p (input)
   "Non-nil when INPUT is a file name rather than keywords."
   (or (string-prefix-p "~" input) (string-match-p "/" input)))
@@ -717,9 +726,10 @@ match for them.  Without the module or the daemon, read a file name."
       (let* ((abbreviate (descent--abbreviator))
              (best (and matches (funcall abbreviate
                                          (plist-get (car matches) :path))))
-             (input (completing-read (format-prompt prompt best)
-                                     (descent--frecency-table matches)
-                                     nil nil nil 'descent--jump-history best)))
+             (input (let ((minibuffer-local-completion-map descent-jump-minibuffer-map))
+                      (completing-read (format-prompt prompt best)
+                                       (descent--frecency-table matches)
+                                       nil nil nil 'descent--jump-history best))))
         (cond ((string-empty-p input) (user-error "No directory given"))
               ;; Candidates are all absolute or under ~.
               ((descent--path-like-p input) (expand-file-name input))

@@ -77,9 +77,14 @@ The completion table and prompt are kept in `descent-frecency-tests--asked'."
   `(cl-letf (((symbol-function 'completing-read)
               (lambda (prompt table _predicate _require-match _initial _history
                               &optional default &rest _)
-                (setq descent-frecency-tests--asked (list prompt table default))
+                (setq descent-frecency-tests--asked (list prompt table default)
+                      descent-frecency-tests--space
+                      (lookup-key minibuffer-local-completion-map " "))
                 (if (string-empty-p ,input) (or default "") ,input))))
      ,@body))
+
+(defvar descent-frecency-tests--space nil
+  "What SPC did in the last `completing-read's minibuffer.")
 
 (defvar descent-frecency-tests--asked nil
   "The last (PROMPT TABLE DEFAULT) given to `completing-read'.")
@@ -207,6 +212,8 @@ connection; after one such wait visits are held back for a while."
       (let ((current-prefix-arg '(4)))
         (call-interactively #'descent-jump)))
     (should (equal default-directory (descent-test-file "projects/beta/")))
+    ;; Typed, not completed: SPC separates the words.
+    (should (eq descent-frecency-tests--space #'self-insert-command))
     ;; A file name typed: its directory with point on it, in another window.
     (let ((window (selected-window)))
       (descent-frecency-tests--answering (descent-test-file "notes/todo.txt")
