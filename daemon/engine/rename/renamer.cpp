@@ -1,6 +1,10 @@
 // The executor: journal, run, revert, recover, undo.
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -66,6 +70,33 @@ std::vector<std::string> directories_of(const std::vector<Step>& steps, std::siz
     if (step.kind == Step::Kind::trash) add(step.scratch());
   }
   return {seen.begin(), seen.end()};
+}
+
+// A directory with chattr +i lets nothing in or out; one with +a lets
+// files in but none out, so what a batch moved in could not be taken back
+// when a later step fails, nor by an undo. Refused before anything moves,
+// rather than failing at that step or leaving a batch half done.
+std::vector<Problem> locked_directories(const std::vector<std::string>& directories) {
+  std::vector<Problem> problems;
+  for (const std::string& dir : directories) {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) continue;  // one the batch makes: it has no flags yet
+    int flags = 0;
+    const bool known = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;  // not every file system has them
+    ::close(fd);
+    if (!known) continue;
+    if (flags & FS_IMMUTABLE_FL) {
+      problems.push_back({dir, "is immutable (chattr +i): nothing can be renamed into or out of it", {}});
+      continue;
+    }
+    if (flags & FS_APPEND_FL) {
+      problems.push_back({dir,
+                          "is append-only (chattr +a): nothing can be renamed out of it, so what the batch "
+                          "moved into it could not be taken back if a later step failed, or by an undo",
+                          {}});
+    }
+  }
+  return problems;
 }
 
 }  // namespace
@@ -163,9 +194,11 @@ Outcome Renamer::execute(const RenamePlan& plan, const std::atomic<bool>& cancel
   outcome.steps = plan.steps.size();
   if (plan.steps.empty()) return outcome;  // nothing to change, nothing to undo
   settle_leftovers();
+  std::vector<std::string> directories = directories_of(plan.steps, plan.steps.size());
+  if (auto locked = locked_directories(directories); !locked.empty()) throw BatchRefused(std::move(locked));
   outcome.batch = journal_.begin(plan, now_unix());
   run(outcome.batch, plan.steps, Direction::forward, cancelled, progress);
-  outcome.directories = directories_of(plan.steps, plan.steps.size());
+  outcome.directories = std::move(directories);
   return outcome;
 }
 
@@ -229,13 +262,17 @@ Outcome Renamer::undo(const std::atomic<bool>& cancelled, const Progress& progre
                           " exists again (made since the batch); nothing was changed");
     }
   }
+  std::vector<std::string> directories = directories_of(steps, steps.size());
+  if (const auto locked = locked_directories(directories); !locked.empty())
+    throw UndoRefused("cannot undo the batch of " + local_time(entry->created) + ": " + printable(locked[0].path) +
+                      " " + locked[0].reason + "; nothing was changed");
   journal_.mark(entry->id, Journal::State::undoing);
   run(entry->id, steps, Direction::backward, cancelled, progress);
   Outcome outcome;
   outcome.batch = entry->id;
   outcome.operations = static_cast<std::size_t>(entry->operations);
   outcome.steps = steps.size();
-  outcome.directories = directories_of(steps, steps.size());
+  outcome.directories = std::move(directories);
   outcome.moves = moves_of(steps);
   return outcome;
 }

@@ -1,6 +1,9 @@
 // The rename engine against real temporary trees and a real SQLite journal:
 // each "must hold" of issue #4 is a test here; the snapshot is the oracle.
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -200,6 +203,61 @@ TEST_F(RenameTest, RefusesChangedAndVanishedSources) {
   const std::string text = all_reasons(problems);
   EXPECT_NE(text.find(p("a") + ": changed on disk since the edit began"), std::string::npos) << text;
   EXPECT_NE(text.find(p("gone") + ": vanished since the edit began"), std::string::npos) << text;
+}
+
+// chattr +a or +i on a directory (root only): what moves into an append-only
+// directory cannot move out again, so a batch that failed later could not be
+// rolled back, nor undone; nothing moves out of either. Refused up front,
+// naming the directory, rather than left half done ("broken").
+class LockedDirectory {
+ public:
+  LockedDirectory(const std::string& dir, int flag) : dir_(dir) {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int flags = 0;
+    set_ = fd >= 0 && ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags |= flag, true) &&
+           ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+    if (fd >= 0) ::close(fd);
+  }
+  ~LockedDirectory() {
+    const int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int flags = 0;
+    if (set_ && ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+      flags &= ~(FS_APPEND_FL | FS_IMMUTABLE_FL);
+      ::ioctl(fd, FS_IOC_SETFLAGS, &flags);
+    }
+    if (fd >= 0) ::close(fd);
+  }
+  bool set() const { return set_; }
+
+ private:
+  std::string dir_;
+  bool set_ = false;
+};
+
+TEST_F(RenameTest, RefusesAnAppendOnlyOrImmutableDirectory) {
+  make_dir(p("in"));
+  make_dir(p("frozen"));
+  write_file(p("a"), "a");
+  write_file(p("b"), "b");
+  write_file(p("frozen/c"), "c");
+  LockedDirectory append_only(p("in"), FS_APPEND_FL);
+  LockedDirectory immutable(p("frozen"), FS_IMMUTABLE_FL);
+  if (!append_only.set() || !immutable.set()) GTEST_SKIP() << "chattr needs root and a file system that has it";
+  const auto problems = refused({rename_op(p("a"), p("in/a")), rename_op(p("b"), p("b2")),
+                                 rename_op(p("frozen/c"), p("c2"))});
+  const std::string text = all_reasons(problems);
+  ASSERT_EQ(problems.size(), 2u) << text;
+  EXPECT_NE(text.find(p("in") + ": is append-only (chattr +a)"), std::string::npos) << text;
+  EXPECT_NE(text.find(p("frozen") + ": is immutable (chattr +i)"), std::string::npos) << text;
+}
+
+TEST_F(RenameTest, RefusesToUndoThroughAnAppendOnlyDirectory) {
+  make_dir(p("in"));
+  write_file(p("a"), "a");
+  submit({rename_op(p("a"), p("in/a"))});
+  LockedDirectory append_only(p("in"), FS_APPEND_FL);
+  if (!append_only.set()) GTEST_SKIP() << "chattr needs root and a file system that has it";
+  undo_is_refused(p("in") + " is append-only (chattr +a)");
 }
 
 TEST_F(RenameTest, RefusesDirectoryIntoItsOwnSubtree) {
