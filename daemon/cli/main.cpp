@@ -1,5 +1,6 @@
 // descent: the shell's client of descentd (status, stop, and the frecency
 // commands). It links only the protocol library, never the engine.
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -45,12 +46,35 @@ std::string text_of(const msgpack::object& o) {
   return "-";
 }
 
+// Seconds as M-x descent-status shows them (descent--format-uptime):
+// "42 s" under a minute, else "1 day, 3 hours, 0 minutes".
+std::string uptime_text(std::int64_t seconds) {
+  if (seconds < 60) return std::to_string(std::max<std::int64_t>(seconds, 0)) + " s";
+  struct Unit {
+    const char* name;
+    std::int64_t seconds;
+  };
+  std::string text;
+  for (const Unit unit : {Unit{"year", 365 * 86400}, Unit{"day", 86400}, Unit{"hour", 3600}, Unit{"minute", 60}}) {
+    const std::int64_t count = seconds / unit.seconds;
+    seconds %= unit.seconds;
+    if (count == 0 && text.empty()) continue;
+    if (!text.empty()) text += ", ";
+    text += std::to_string(count) + ' ' + unit.name + (count == 1 ? "" : "s");
+  }
+  return text;
+}
+
 int status(const Options& options) {
   Client client(socket_of(options), "descent-cli", protocol::Wait{});
   auto reply = client.call("status", [](protocol::Packer& p) { p.pack_array(0); }, protocol::Wait{});
   const auto& map = *reply.result;
-  for (const char* key : {"version", "protocol", "pid", "socket", "state-dir", "uptime", "connections"})
-    if (const auto* value = protocol::map_find(map, key)) std::cout << key << ": " << text_of(*value) << '\n';
+  for (const char* key : {"version", "protocol", "pid", "socket", "state-dir", "uptime", "connections"}) {
+    const auto* value = protocol::map_find(map, key);
+    if (!value) continue;
+    const auto seconds = std::string_view(key) == "uptime" ? protocol::as_number(*value) : std::nullopt;
+    std::cout << key << ": " << (seconds ? uptime_text(static_cast<std::int64_t>(*seconds)) : text_of(*value)) << '\n';
+  }
   return 0;
 }
 

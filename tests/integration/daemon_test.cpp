@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <fstream>
 #include <random>
+#include <regex>
 #include <thread>
 #include <unistd.h>
 
@@ -285,6 +286,8 @@ TEST_F(DaemonTest, TheCliReportsStatusAndStops) {
   auto status = run_program({descent_cli_path, "status"}, daemon.env());
   EXPECT_EQ(status.exit.code, 0) << status.err;
   EXPECT_NE(status.out.find("pid: " + std::to_string(daemon.pid())), std::string::npos) << status.out;
+  // Seconds with their unit, as M-x descent-status says them.
+  EXPECT_TRUE(std::regex_search(status.out, std::regex("\nuptime: [0-9]+ s\n"))) << status.out;
   auto usage = run_program({descent_cli_path, "frobnicate"}, daemon.env());
   EXPECT_EQ(usage.exit.code, 2);
   EXPECT_NE(usage.err.find("frobnicate"), std::string::npos) << usage.err;
