@@ -233,6 +233,16 @@ int bench(int runs, const std::vector<int>& sizes, std::string root) {
   return 0;
 }
 
+void usage(std::FILE* out) {
+  std::fprintf(out,
+               "usage: lister_bench [--runs N (5)] [--sizes A,B,C (1000,10000,100000)] [--keep DIR]\n"
+               "       lister_bench list DIR [SWITCHES...]    print what the engine prints\n"
+               "       lister_bench floor DIR                 run the bare loop once\n"
+               "       lister_bench floor-ms DIR RUNS [plain] print the bare loop's median wall ms\n"
+               "Times the engine, ls and the bare loop on generated directories of each size, in a\n"
+               "temporary directory (or DIR, kept, its trees reused by the next run).\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -260,19 +270,25 @@ int main(int argc, char** argv) {
     int runs = 5;
     std::vector<int> sizes{1000, 10000, 100000};
     std::string keep;
-    for (std::size_t i = 0; i + 1 < args.size(); i += 2) {
-      if (args[i] == "--runs") runs = std::max(1, std::atoi(args[i + 1].c_str()));
-      else if (args[i] == "--keep") keep = args[i + 1];
-      else if (args[i] == "--sizes") {
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      const std::string& arg = args[i];
+      if (arg == "--help" || arg == "-h") {
+        usage(stdout);
+        return 0;
+      }
+      if (arg == "--runs" && i + 1 < args.size()) runs = std::max(1, std::atoi(args[++i].c_str()));
+      else if (arg == "--keep" && i + 1 < args.size()) keep = args[++i];
+      else if (arg == "--sizes" && i + 1 < args.size()) {
+        const std::string& list = args[++i];
         sizes.clear();
-        for (std::size_t p = 0; p < args[i + 1].size();) {
-          sizes.push_back(std::atoi(args[i + 1].c_str() + p));
-          p = args[i + 1].find(',', p);
+        for (std::size_t p = 0; p < list.size();) {
+          sizes.push_back(std::atoi(list.c_str() + p));
+          p = list.find(',', p);
           if (p == std::string::npos) break;
           ++p;
         }
       } else {
-        std::fprintf(stderr, "usage: lister_bench [--runs N] [--sizes A,B,C] [--keep DIR] | list DIR SWITCHES... | floor DIR | floor-ms DIR RUNS [plain]\n");
+        usage(stderr);
         return 2;
       }
     }
