@@ -8,11 +8,12 @@
 ;; Run by listing-bench.sh in `emacs -Q --batch', with the module, the
 ;; daemon and the generated directories given in the environment:
 ;; DESCENT_BENCH_MODULE, DESCENT_BENCH_DAEMON, DESCENT_BENCH_DIRS (the
-;; directories, colon-separated), DESCENT_BENCH_OWNER_DIR (100k files
-;; and one named after the user, who owns them all), DESCENT_BENCH_RUNS
-;; and DESCENT_BENCH_FLOOR (a program printing the bare loop's median
-;; ms for a directory).  Every case is timed alternately on and off, the
-;; median of the runs is printed, with the ratio off/on.
+;; directories, colon-separated), DESCENT_BENCH_OWNER_DIR (as many files
+;; as the largest directory has, and one named after the user, who owns
+;; them all), DESCENT_BENCH_RUNS and DESCENT_BENCH_FLOOR (a program
+;; printing the bare loop's median ms for a directory).  Every case is
+;; timed alternately on and off, the median of the runs is printed, with
+;; the ratio off/on.
 
 ;;; Code:
 

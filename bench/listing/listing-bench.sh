@@ -3,9 +3,9 @@
 # opening a Dired buffer (ready, point placed) and C-x C-j from a file into
 # a new Dired buffer on generated directories of 1k, 10k and 100k entries;
 # the daemon's `list` against a bare getdents64+statx loop; C-x C-j and
-# dired-goto-file to a file named after the user among 100k files the user
-# owns (every owner column is a false hit for a text search); the daemon's
-# peak RSS.
+# dired-goto-file to a file named after the user among as many files the
+# user owns as the largest size, 100k by default (every owner column is a
+# false hit for a text search); the daemon's peak RSS.
 # Usage: bench/listing/listing-bench.sh [BUILD_DIR] [RUNS] [SIZES]
 #        (defaults: build, 5, 1000,10000,100000); or the CMake target
 #        bench-listing.  The trees live in a temporary directory, removed after.
@@ -30,9 +30,10 @@ export LC_ALL=${LC_ALL:-C}
 echo "== generating trees, and the engine in process vs ls vs the bare loop (lister_bench)"
 "$lister_bench" --runs "$runs" --sizes "$sizes" --keep "$tmp"
 dirs=$(IFS=,; for n in $sizes; do printf '%s:' "$tmp/d$n"; done)
-owner=$tmp/owner100000
+largest=$(tr , '\n' <<<"$sizes" | sort -n | tail -n 1)
+owner=$tmp/owner$largest
 mkdir "$owner"
-(cd "$owner" && seq -f 'F%06g' 1 100000 | xargs touch && touch "$(id -un)")
+(cd "$owner" && seq -f 'F%06g' 1 "$largest" | xargs touch && touch "$(id -un)")
 
 "$descentd" --socket "$tmp/run/descent/descentd.sock"
 echo "== Emacs (emacs -Q --batch, $(emacs --version | head -n 1))"
