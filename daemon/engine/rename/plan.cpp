@@ -1523,6 +1523,7 @@ std::optional<Failpoint> Failpoint::parse(std::string_view spec) {
   else if (action == "kill") point.action = Action::kill;
   else if (action == "sigterm") point.action = Action::sigterm;
   else if (action == "cancel") point.action = Action::cancel;
+  else if (action == "stall") point.action = Action::stall;
   else return std::nullopt;
   return point;
 }

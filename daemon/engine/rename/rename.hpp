@@ -191,14 +191,14 @@ struct RenamePlan {
 // $XDG_DATA_HOME/Trash, else ~/.local/share/Trash.
 std::filesystem::path default_trash_dir();
 
-// Test hook: fail (as if with EIO), kill the process, send it SIGTERM, or
-// act as if the client cancelled, just before step `step` (0-based) runs.
-// Compiled in with DESCENT_TEST_HOOKS.
+// Test hook: fail (as if with EIO), kill the process, send it SIGTERM, act
+// as if the client cancelled, or stall until it does (10 s at most), just
+// before step `step` (0-based) runs. Compiled in with DESCENT_TEST_HOOKS.
 struct Failpoint {
-  enum class Action : std::uint8_t { fail, kill, sigterm, cancel };
+  enum class Action : std::uint8_t { fail, kill, sigterm, cancel, stall };
   std::size_t step = 0;
   Action action = Action::fail;
-  // "rename-step:7:fail|kill|sigterm|cancel"; nullopt if `spec` is not one.
+  // "rename-step:7:fail|kill|sigterm|cancel|stall"; nullopt if `spec` is not one.
   static std::optional<Failpoint> parse(std::string_view spec);
 };
 

@@ -320,6 +320,14 @@ void Renamer::run(std::int64_t batch, const std::vector<Step>& steps, Direction 
         case Failpoint::Action::cancel:
           was_cancelled = true;
           break;
+        case Failpoint::Action::stall: {
+          // As a slow file system would hold the batch here: until the
+          // client cancels (then the loop sees it), 10 s at most.
+          const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+          while (!cancelled.load() && std::chrono::steady_clock::now() < give_up)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          break;
+        }
       }
       if (failure || was_cancelled) break;
     }
