@@ -120,12 +120,13 @@ first) and then `load-path'."
   :type '(choice (const :tag "Search" nil) file))
 
 (defcustom descent-module-auto-compile nil
-  "Non-nil means build the module on first use, without asking.
-The build runs asynchronously, as `descent-build-module' does; until
-it has finished the built-in commands are used."
+  "Non-nil means build a missing module when it is first needed.
+It is built from the source tree descent was loaded from, in the
+background, as \\[descent-build-module] does; until it has finished the
+built-in commands are used.  With nil, a missing module is reported
+once, with that command to build it."
   :type 'boolean)
 
-;; Off until it has been measured and verified on more systems.
 (defcustom descent-native-listing t
   "Non-nil means local Dired listings come from descentd instead of ls.
 The daemon prints what GNU ls prints, byte for byte, for the
