@@ -489,7 +489,14 @@ std::vector<std::string> Renamer::recover() {
         while (m > 0 && runner.settle(steps[m - 1]) != Status::applied) --m;
       });
       for (std::size_t i = m; problems.empty() && i < steps.size(); ++i) {
-        attempt([&] { runner.apply(steps[i]); });
+        attempt([&] {
+          // Only what the undo put back, as it left it: something else there
+          // now (put by hand before this start) is not the batch's to move.
+          // A copy back across file systems is another inode: not checked.
+          if (steps[i].kind != Step::Kind::copy_move && runner.settle(steps[i]) != Status::not_applied)
+            throw std::runtime_error(doing(steps[i], false) + ": not as the undo left it; left as it is");
+          runner.apply(steps[i]);
+        });
       }
     }
     for (const Step& step : steps) attempt([&] { runner.finish(step); });
