@@ -478,6 +478,14 @@ none, and descentd refuses to touch it if it is not what it was."
   "Non-nil once \\[keyboard-quit] came after the batch was done.
 The commit then completes, and says so.")
 
+(defun descent--wdired-report-recoveries ()
+  "Warn of what descentd's start-up recovery did, if no one was told yet.
+A daemon killed during a batch (or an undo) puts the files back when it
+next starts; each report is given to one client, once."
+  (seq-doseq (report (descent--call "rename.recovery"))
+    (display-warning 'descent (concat "descentd " report)
+                     (if (string-match-p "could not" report) :error :warning))))
+
 (defun descent--wdired-submit (ops)
   "Submit OPS; return the outcome.
 A progress reporter shows once the batch has run for
@@ -990,6 +998,7 @@ after one warning; in remote directories it runs without one."
                  (and work
                       (condition-case err
                           (progn
+                            (descent--wdired-report-recoveries)
                             (descent--wdired-identify work)
                             (descent--wdired-submit-confirming work))
                         (descent-daemon-starting
@@ -1124,6 +1133,7 @@ showing and visiting the batch's new names."
 
 (defun descent--wdired-undo ()
   "Do `descent-undo-rename'; return descentd's outcome."
+  (descent--wdired-report-recoveries)
   (let* ((outcome (descent--call "rename.undo"))
          (batch (plist-get outcome :batch))
          ;; From descentd, so that a batch committed from another Emacs,

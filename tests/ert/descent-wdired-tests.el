@@ -1021,6 +1021,26 @@ this call changes nothing, so it is simply made again."
           (should (eq major-mode 'wdired-mode))
           (should (equal (buffer-string) text)))))))
 
+(ert-deftest descent-wdired-test-the-next-commit-tells-what-recovery-did ()
+  ;; Killed during a batch, the daemon puts the files back when it starts
+  ;; again; the next C-c C-c starts it, says so, and commits.
+  (descent-wdired-test--with-tree '("a" "b")
+    (let ((warnings nil))
+      (descent-wdired-test--with-failpoint "rename-step:1:kill"
+        (wdired-change-to-wdired-mode)
+        (descent-wdired-test--edit "a" "a2")
+        (descent-wdired-test--edit "b" "b2")
+        (should-error (descent-wdired-test--commit) :type 'descent-rename-failed)
+        (setenv "DESCENT_FAILPOINT" nil)
+        (cl-letf (((symbol-function 'display-warning)
+                   (lambda (_type message &rest _) (push message warnings))))
+          (descent-wdired-test--commit)))
+      (should (eq major-mode 'dired-mode))
+      (should (equal (descent-wdired-test--names) '("a2" "b2")))
+      (should (equal (length warnings) 1))
+      (should (string-match-p "\\`descentd recovered an interrupted batch of 2 operations from .*; nothing changed\\'"
+                              (car warnings))))))
+
 (defun descent-wdired-test--tree-becomes (snapshot)
   "Wait up to 5 s for the tree to be SNAPSHOT again; non-nil if it is.
 A batch cancelled as it ended is undone on a daemon worker, after the
