@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <ctime>
 #include <string>
 
 #include "protocol/rpc.hpp"
@@ -253,7 +254,14 @@ bool undo_late(RenameArea& area, std::int64_t batch, std::string& what) {
     what = "undid rename batch " + std::to_string(batch) + ", cancelled as it ended";
     return true;
   } catch (const std::exception& e) {
-    what = "could not undo rename batch " + std::to_string(batch) + ", cancelled as it ended: " + e.what();
+    what = "could not take back rename batch " + std::to_string(batch) +
+           " (cancelled as it ended), so its renames stand: " + e.what();
+    // The client, told the batch was cancelled, is told otherwise at its
+    // next call that asks (Emacs: the next commit or undo).
+    try {
+      area.renamer.journal().add_recovery(batch, static_cast<std::int64_t>(std::time(nullptr)), what);
+    } catch (const std::exception&) {
+    }
     return false;
   }
 }

@@ -225,6 +225,46 @@ TEST_F(DaemonRenameTest, ACancelThatComesAfterTheBatchEndedUndoesIt) {
   daemon.stop();
 }
 
+// The same, but a renamed file was replaced in the meantime, so the batch
+// cannot be undone: its renames stand, and the next client that asks is
+// told, since the one that cancelled believes them taken back.
+TEST_F(DaemonRenameTest, ALateCancelThatCannotBeTakenBackIsToldToTheNextClient) {
+  write_file(tree_.path("a"), "a");
+  write_file(tree_.path("b"), "b");
+  const std::vector<Operation> ops = {rename_op(tree_.path("a"), tree_.path("a2")),
+                                      rename_op(tree_.path("b"), tree_.path("b2"))};
+  Daemon daemon(dir_.path(), env());
+  daemon.start();
+  {
+    auto client = daemon.client();
+    const std::uint32_t id =
+        client.send_request("rename.submit", [&](Packer& out) { pack_operations(out, ops); }, protocol::Wait{});
+    pollfd reply{client.fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&reply, 1, 10000), 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    write_file(tree_.path("a2.new"), "mine");  // another inode than a's
+    ASSERT_EQ(::rename(tree_.path("a2.new").c_str(), tree_.path("a2").c_str()), 0);
+    ASSERT_TRUE(client.notify("cancel", [&](Packer& out) {
+      out.pack_array(1);
+      out.pack(id);
+    }));
+  }
+  std::string told;
+  for (int i = 0; i < 500 && told.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto client = daemon.client();
+    const auto reply = client.call("rename.recovery", [](Packer& out) { out.pack_array(0); }, protocol::Wait{});
+    if (reply.result->via.array.size > 0) told = *protocol::as_bytes(reply.result->via.array.ptr[0]);
+  }
+  EXPECT_NE(told.find("could not take back rename batch"), std::string::npos) << told;
+  EXPECT_NE(told.find("so its renames stand: cannot undo the batch of"), std::string::npos) << told;
+  const Snapshot now = snapshot(tree_.root);
+  EXPECT_EQ(now.at("a2").data, "mine");
+  EXPECT_EQ(now.at("b2").data, "b");
+  EXPECT_EQ(now.count("a") + now.count("b"), 0u);
+  daemon.stop();
+}
+
 // A cancel for a call whose reply the client has read (it sent another
 // request since) takes nothing back.
 TEST_F(DaemonRenameTest, ACancelAfterTheClientMovedOnChangesNothing) {
