@@ -656,23 +656,39 @@ follows the directory."
   "Give this Dired buffer's directories their names after a batch.
 MAP is a function from a name to its new name or nil (see
 `descent--wdired-mapper').  Return non-nil if anything was renamed."
-  (let ((renamed nil))
-    ;; Deepest first: new names are spelled in the final tree, so a
-    ;; deeper directory is renamed before its parent's part of it changes.
-    (dolist (dir (sort (mapcar (lambda (entry) (file-name-as-directory (car entry)))
-                               dired-subdir-alist)
-                       (lambda (a b) (> (length a) (length b)))))
-      (let ((new (funcall map dir))
-            (was-directory-name (and (stringp dired-directory)
-                                     (directory-name-p dired-directory))))
-        (when new
-          (dired-rename-subdir-1 dir (file-name-as-directory new))
-          ;; It expands "" for the top directory, dropping the slash
-          ;; that makes a revert list the directory, not the file.
-          (when (and was-directory-name (stringp dired-directory))
-            (setq dired-directory (file-name-as-directory dired-directory)))
-          (setq renamed t))))
-    renamed))
+  (let* ((was-directory-name (and (stringp dired-directory)
+                                  (directory-name-p dired-directory)))
+         ;; Deepest first: new names are spelled in the final tree, so a
+         ;; deeper directory is renamed before its parent's part of it
+         ;; changes.
+         (moves (delq nil
+                      (mapcar (lambda (dir)
+                                (let ((new (funcall map dir)))
+                                  (and new (cons dir (file-name-as-directory new)))))
+                              (sort (mapcar (lambda (entry) (file-name-as-directory (car entry)))
+                                            dired-subdir-alist)
+                                    (lambda (a b) (> (length a) (length b)))))))
+         (top (assoc default-directory moves))
+         (others (delq top moves))
+         ;; `dired-rename-subdir-1' renames whatever is under a name: one
+         ;; at a time, a swap of two inserted directories would rename the
+         ;; first one back with the second.  So each goes by a name no
+         ;; directory has first.  Not the buffer's own directory, which
+         ;; names the buffer: it has no directory above it to swap with.
+         (aside (format "/ descent renaming %s/" (random)))
+         (i 0))
+    (dolist (move others)
+      (dired-rename-subdir-1 (car move) (format "%s%d/" aside (cl-incf i))))
+    (when top
+      (dired-rename-subdir-1 (car top) (cdr top)))
+    (setq i 0)
+    (dolist (move others)
+      (dired-rename-subdir-1 (format "%s%d/" aside (cl-incf i)) (cdr move)))
+    ;; It expands "" for the top directory, dropping the slash that makes
+    ;; a revert list the directory, not the file.
+    (when (and moves was-directory-name (stringp dired-directory))
+      (setq dired-directory (file-name-as-directory dired-directory)))
+    (and moves t)))
 
 (defun descent--wdired-follow-file-list (map)
   "Make a Dired buffer of a file list list its files by their new names.

@@ -579,6 +579,23 @@ this call changes nothing, so it is simply made again."
       ;; The inserted subdirectory follows its new name.
       (should (assoc (descent-test-file "e/") dired-subdir-alist)))))
 
+(ert-deftest descent-wdired-test-inserted-directories-swapped-keep-both-listings ()
+  ;; Renamed one at a time, the second rename took the first one back:
+  ;; two inserted listings became one.
+  (descent-wdired-test--with-tree '("d/x" "e/z" "f/w")
+    (dolist (dir '("d/" "e/" "f/"))
+      (dired-maybe-insert-subdir (descent-test-file dir)))
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "d" "e")
+    (descent-wdired-test--edit "e" "f")
+    (descent-wdired-test--edit "f" "d")
+    (descent-wdired-test--commit)
+    (should (file-exists-p (descent-test-file "e/x")))
+    (should (equal (sort (mapcar #'car dired-subdir-alist) #'string<)
+                   (cons default-directory (mapcar #'descent-test-file '("d/" "e/" "f/")))))
+    (dolist (file '("e/x" "f/z" "d/w"))
+      (should (dired-goto-file (descent-test-file file))))))
+
 (ert-deftest descent-wdired-test-nested-directories-and-a-file-in-one-commit ()
   ;; d/e's new name is spelled under d's new name too: the file goes to
   ;; D/E/X, not to a d/E made again (the built-in leaves it in D/e and
