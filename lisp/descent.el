@@ -735,8 +735,8 @@ match for them.  Without the module or the daemon, read a file name."
               ;; Candidates are all absolute or under ~.
               ((descent--path-like-p input) (expand-file-name input))
               ;; As zoxide does: a word that names a directory here is
-              ;; that directory.
-              ((file-directory-p input) (expand-file-name input))
+              ;; that directory (and a file here, that file).
+              ((file-exists-p input) (expand-file-name input))
               ((descent--best-match (split-string input)))
               (t (user-error "No directory in the index matches %s" input)))))))
 
@@ -754,6 +754,20 @@ match for them.  Without the module or the daemon, read a file name."
         ((and (bound-and-true-p tar-subfile-mode)
               (buffer-live-p tar-superior-buffer))
          tar-superior-buffer)))
+
+(defun descent--orphan-member-archive ()
+  "The archive of this archive or tar member buffer whose archive buffer is gone.
+Its name is ARCHIVE!MEMBER (tar) or ARCHIVE:MEMBER: the archive is the
+first such prefix that is a file.  Nil in any other buffer."
+  (when (and buffer-file-name
+             (or (bound-and-true-p archive-subfile-mode)
+                 (bound-and-true-p tar-subfile-mode)))
+    (let ((start 0) found)
+      (while (and (not found) (string-match "[!:]" buffer-file-name start))
+        (let ((candidate (substring buffer-file-name 0 (match-beginning 0))))
+          (when (file-regular-p candidate) (setq found candidate)))
+        (setq start (match-end 0)))
+      found)))
 
 (defun descent--existing-directory (dir)
   "DIR, or its nearest ancestor that exists."
@@ -1230,9 +1244,14 @@ Advice around `dired-goto-file', which reverting (`g') and other
 Dired commands use to put point back: the built-in searches the text
 for \" NAME\", so every owner column that says NAME is a false hit
 that costs a `dired-get-filename'.  Part of `descent-native-listing'."
-  (let ((at (and descent-native-listing (derived-mode-p 'dired-mode)
-                 (descent--listing-find-name
-                  (directory-file-name (expand-file-name file))))))
+  (let* ((name (directory-file-name file))
+         (at (and descent-native-listing (derived-mode-p 'dired-mode)
+                  ;; Only a name the built-in would find as it is: a
+                  ;; relative one is an error there, and "d/." or "~/x"
+                  ;; name no line.
+                  (file-name-absolute-p name)
+                  (equal (expand-file-name name) name)
+                  (descent--listing-find-name name))))
     (if at (goto-char at) (funcall goto-file file))))
 
 (defun descent--listing-find-name (file)
@@ -1360,7 +1379,8 @@ Improvements over the built-in `dired-jump':
 - a new file in a directory that does not exist yet opens the nearest
   existing ancestor instead of failing; nothing is refreshed for a
   file that does not exist yet;
-- OTHER-WINDOW is honoured for archive members too.
+- OTHER-WINDOW is honoured for archive members too, and a member
+  whose archive's buffer was killed goes to the archive's line.
 Remote (TRAMP) files and directories use the built-in unchanged."
   (interactive
    (list nil (and current-prefix-arg
@@ -1372,10 +1392,16 @@ Remote (TRAMP) files and directories use the built-in unchanged."
       (if other-window
           (switch-to-buffer-other-window superior)
         (switch-to-buffer superior)))
+     ;; Its archive's buffer killed: the archive's line in its directory.
+     ((and (null file-name) (descent--orphan-member-archive))
+      (descent--jump-into (descent--orphan-member-archive) other-window)
+      (descent--record-visit-from-hook default-directory))
      ((file-remote-p (or (and file-name (expand-file-name file-name))
                          buffer-file-name default-directory))
       (dired-jump other-window file-name))
-     ((and (derived-mode-p 'dired-mode) (null file-name))
+     ;; Dired itself, as the built-in says: not a mode derived from it,
+     ;; such as `locate-mode', whose buffer lists no one directory.
+     ((and (eq major-mode 'dired-mode) (null file-name))
       (descent--jump-up other-window)
       (descent--record-visit-from-hook default-directory))
      (t

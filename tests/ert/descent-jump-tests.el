@@ -162,6 +162,31 @@ as a subdirectory (as the built-in does)."
     (should (derived-mode-p 'dired-mode))
     (should (equal default-directory (descent-test-file "w/")))))
 
+(define-derived-mode descent-jump-tests--listing-mode dired-mode "Listing"
+  "A mode derived from Dired whose buffer lists no one directory, as
+`locate-mode' is.")
+
+(ert-deftest descent-jump-from-a-mode-derived-from-dired ()
+  "Like the built-in: only Dired itself goes up; others dired their directory."
+  (descent-test-with-directory
+    (descent-test-make-files "d/")
+    (with-current-buffer (get-buffer-create "*descent listing*")
+      (let ((default-directory (descent-test-file "d/")))
+        (descent-jump-tests--listing-mode)
+        (descent-jump)
+        (should (eq major-mode 'dired-mode))
+        (should (equal default-directory (descent-test-file "d/"))))
+      (kill-buffer "*descent listing*"))))
+
+(ert-deftest descent-jump-goto-file-wants-an-absolute-name ()
+  "`dired-goto-file' finds lines by name, and refuses what the built-in refuses."
+  (descent-test-with-directory
+    (descent-test-make-files "a" "b")
+    (dired descent-test-directory)
+    (should (dired-goto-file (descent-test-file "b")))
+    (should (equal (descent-test-point-file) (descent-test-file "b")))
+    (should-error (dired-goto-file "a") :type 'error)))
+
 (ert-deftest descent-jump-at-root ()
   "Going up from / stays at / without an error."
   (dired "/")
@@ -190,7 +215,16 @@ as a subdirectory (as the built-in does)."
       (let ((member-window (selected-window)))
         (descent-jump-other-window)
         (should (eq (current-buffer) tar-buffer))
-        (should-not (eq (selected-window) member-window))))))
+        (should-not (eq (selected-window) member-window)))
+      ;; The archive's buffer killed: its directory, with point on it.
+      (let ((member (window-buffer (next-window))))
+        (delete-other-windows)
+        (kill-buffer tar-buffer)
+        (switch-to-buffer member)
+        (descent-jump)
+        (should (derived-mode-p 'dired-mode))
+        (should (equal default-directory descent-test-directory))
+        (should (equal (descent-test-point-file) (descent-test-file "t.tar")))))))
 
 (ert-deftest descent-jump-zip-member ()
   "A zip member's buffer returns to its archive buffer."
