@@ -228,6 +228,12 @@ connection; after one such wait visits are held back for a while."
         (let ((current-prefix-arg '(4)))
           (call-interactively #'descent-jump))))
     (should (equal default-directory (descent-test-file "notes/")))
+    ;; And a file here, that file.
+    (let ((default-directory (descent-test-file "notes/")))
+      (descent-frecency-tests--answering "todo.txt"
+        (let ((current-prefix-arg '(4)))
+          (call-interactively #'descent-jump))))
+    (should (equal (descent-test-point-file) (descent-test-file "notes/todo.txt")))
     ;; Words nothing matches.
     (descent-frecency-tests--answering "zzz-nothing"
       (let ((current-prefix-arg '(4)))
