@@ -132,8 +132,9 @@ void apply_long(Options& o, std::string_view name, std::optional<std::string_vie
     else if (*value == "classify") o.indicator = Indicator::classify;
     else refuse("--indicator-style=" + std::string(*value));
   } else if (name == "sort" && value) {
+    // Not "name": GNU ls 9.1 (Debian 12's) rejects it, and its error is
+    // what Dired must show (refused, ls runs).
     if (*value == "none") o.sort = SortKey::none;
-    else if (*value == "name") o.sort = SortKey::name;
     else if (*value == "size") o.sort = SortKey::size;
     else if (*value == "time") o.sort = SortKey::time;
     else if (*value == "version") o.sort = SortKey::version;
@@ -1005,6 +1006,11 @@ void stat_entries(int dirfd, const std::string& dir, std::vector<Entry>& entries
 
 Listing list(std::string_view dir, std::span<const std::string> switches, const Environment& env,
              const Control& control) {
+  // ls, a new process each time, reads the system's time zone afresh; the
+  // daemon's localtime_r does not. tzset() looks at /etc/localtime again
+  // (with TZ unset: glibc re-reads it if its inode or mtime changed), so a
+  // zone changed since (timedatectl, a laptop that travels) shows at once.
+  ::tzset();
   const Options o = parse_switches(switches);
   const Locale locale = resolve_locale(env);
   const std::string path(dir);

@@ -2,6 +2,8 @@
 // its text + //DIRED// trailer must equal, byte for byte, what GNU ls prints
 // for `ls --dired SWITCHES -- DIR` on generated trees with awkward names.
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -403,6 +405,7 @@ TEST(Lister, RefusesWhatItDoesNotReproduce) {
   EXPECT_TRUE(refused({"-al", "--color=always"}, c));
   EXPECT_TRUE(refused({"-al", "--group"}, c));  // abbreviations are ls's business
   EXPECT_TRUE(refused({"-al", "--time-style=bogus"}, c));
+  EXPECT_TRUE(refused({"-al", "--sort=name"}, c));  // ls 9.1 rejects it: its error is the listing
   EXPECT_TRUE(refused({"-al", "file"}, c));
   EXPECT_TRUE(refused({"-al"}, Environment{{"LC_ALL", "en_US.UTF-8"}}));
   EXPECT_TRUE(refused({"-al"}, Environment{{"LANG", "de_DE.UTF-8"}}));
@@ -419,6 +422,41 @@ TEST(Lister, RefusesWhatItDoesNotReproduce) {
   EXPECT_TRUE(refused({"-al"}, zone));
   EXPECT_FALSE(refused({"-al"}, c));
   EXPECT_FALSE(refused({"-al"}, Environment{{"LANG", "C.UTF-8"}}));
+}
+
+// The system's zone changed while the daemon runs (timedatectl, a laptop
+// that travels): ls, a new process, shows the new one, and so must the
+// next listing. Run in a child in its own mount namespace, with a file of
+// ours bound over /etc/localtime (root only; skipped otherwise).
+TEST(Lister, FollowsTheSystemTimeZoneWhenItChanges) {
+  const char* utc = "/usr/share/zoneinfo/UTC";
+  const char* tokyo = "/usr/share/zoneinfo/Asia/Tokyo";
+  if (::access(utc, R_OK) != 0 || ::access(tokyo, R_OK) != 0) GTEST_SKIP() << "no tzdata";
+  if (std::getenv("TZ")) GTEST_SKIP() << "TZ is set";
+  TempDir t;
+  make_file(t / "f", 0);
+  const std::filesystem::path zone = t / "localtime";
+  std::filesystem::copy_file(utc, zone);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount(zone.c_str(), "/etc/localtime", nullptr, MS_BIND, nullptr) != 0)
+      ::_exit(77);
+    const std::vector<std::string> switches{"-l", "--time-style=+%H"};
+    const std::string before = lister::list(t / "f", switches, locale_env("C")).text;
+    // Another zone, written into the same file (its inode stays bound).
+    std::filesystem::copy_file(tokyo, zone, std::filesystem::copy_options::overwrite_existing);
+    struct timespec later[2] = {{0, UTIME_OMIT}, {std::time(nullptr) + 5, 0}};
+    ::utimensat(AT_FDCWD, zone.c_str(), later, 0);  // glibc looks at the mtime's second
+    const std::string after = lister::list(t / "f", switches, locale_env("C")).text;
+    ::_exit(before != after ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "cannot bind over /etc/localtime here";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the listing kept the old zone";
 }
 
 TEST(Lister, CancelStopsAListing) {
