@@ -481,8 +481,11 @@ The commit then completes, and says so.")
 (defun descent--wdired-report-recoveries ()
   "Warn of what descentd's start-up recovery did, if no one was told yet.
 A daemon killed during a batch (or an undo) puts the files back when it
-next starts; each report is given to one client, once."
-  (seq-doseq (report (descent--call "rename.recovery"))
+next starts; each report is given to one client, once.  Asked after a
+commit or undo that went through, so that a daemon that does not
+answer holds nothing up; news only, so a failure to ask is ignored."
+  (seq-doseq (report (condition-case nil (descent--call "rename.recovery" nil 2)
+                       (descent-error nil)))
     (display-warning 'descent (concat "descentd " report)
                      (if (string-match-p "could not" report) :error :warning))))
 
@@ -1014,7 +1017,6 @@ after one warning; in remote directories it runs without one."
                  (and work
                       (condition-case err
                           (progn
-                            (descent--wdired-report-recoveries)
                             (descent--wdired-identify work)
                             (descent--wdired-submit-confirming work))
                         (descent-daemon-starting
@@ -1045,7 +1047,8 @@ after one warning; in remote directories it runs without one."
               (descent--wdired-finish edits outcome)
               (if descent--wdired-late-quit
                   (descent--wdired-say-renames-stand)
-                (descent--wdired-say-done edits outcome))))
+                (descent--wdired-say-done edits outcome))
+              (when outcome (descent--wdired-report-recoveries))))
         (quit
          ;; A C-g once the batch is done: the buffers follow it all the
          ;; same, if that was not done yet (the C-g came between the outcome
@@ -1149,7 +1152,6 @@ showing and visiting the batch's new names."
 
 (defun descent--wdired-undo ()
   "Do `descent-undo-rename'; return descentd's outcome."
-  (descent--wdired-report-recoveries)
   (let* ((outcome (descent--call "rename.undo"))
          (batch (plist-get outcome :batch))
          ;; From descentd, so that a batch committed from another Emacs,
@@ -1165,6 +1167,7 @@ showing and visiting the batch's new names."
         (revert-buffer)))
     (let ((n (plist-get outcome :operations)))
       (message "Undid rename batch %s (%s operation%s)" batch n (if (eql n 1) "" "s")))
+    (descent--wdired-report-recoveries)
     outcome))
 
 ;;;; Search and replace
