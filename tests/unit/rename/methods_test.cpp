@@ -179,7 +179,7 @@ TEST_F(RenameMethodsTest, AFinishedBatchIsTakenBackOnlyWhileItIsTheLatest) {
   const auto first = submit("a", "b");
   const auto second = submit("b", "c");
   ASSERT_TRUE(first && second);
-  EXPECT_NE(first().find("could not undo"), std::string::npos);
+  EXPECT_NE(first().find("could not take back"), std::string::npos);
   EXPECT_TRUE(std::filesystem::exists(tree_.path("c")));
   EXPECT_NE(second().find("undid rename batch"), std::string::npos);
   EXPECT_NE(first().find("undid rename batch"), std::string::npos);
