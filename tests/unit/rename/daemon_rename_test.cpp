@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include "daemon_harness.hpp"
@@ -74,6 +75,23 @@ class DaemonRenameTest : public ::testing::Test {
     } catch (const protocol::ConnectionError& e) {
       return {false, "connection", e.what()};
     }
+  }
+
+  // Submits `ops`, waits until the batch is done (its reply is here, unread),
+  // runs `meanwhile`, then cancels the call and hangs up without reading the
+  // reply: C-g just as a batch ends.
+  void cancel_once_ended(Daemon& daemon, const std::vector<Operation>& ops, const std::function<void()>& meanwhile) {
+    auto client = daemon.client();
+    const std::uint32_t id =
+        client.send_request("rename.submit", [&](Packer& out) { pack_operations(out, ops); }, protocol::Wait{});
+    pollfd reply{client.fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&reply, 1, 10000), 1);  // the batch is done: its progress, then its reply, are here
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    meanwhile();
+    ASSERT_TRUE(client.notify("cancel", [&](Packer& out) {
+      out.pack_array(1);
+      out.pack(id);
+    }));
   }
 
   TempDir dir_;
@@ -202,19 +220,7 @@ TEST_F(DaemonRenameTest, ACancelThatComesAfterTheBatchEndedUndoesIt) {
   const Snapshot before = snapshot(tree_.root);
   Daemon daemon(dir_.path(), env());
   daemon.start();
-  {
-    auto client = daemon.client();
-    const std::uint32_t id =
-        client.send_request("rename.submit", [&](Packer& out) { pack_operations(out, ops); }, protocol::Wait{});
-    pollfd reply{client.fd(), POLLIN, 0};
-    ASSERT_EQ(::poll(&reply, 1, 10000), 1);  // the batch is done: its progress, then its reply, are here
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    EXPECT_NE(snapshot(tree_.root), before);
-    ASSERT_TRUE(client.notify("cancel", [&](Packer& out) {
-      out.pack_array(1);
-      out.pack(id);
-    }));
-  }
+  ASSERT_NO_FATAL_FAILURE(cancel_once_ended(daemon, ops, [&] { EXPECT_NE(snapshot(tree_.root), before); }));
   for (int i = 0; i < 500 && !undone(before, snapshot(tree_.root)); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   expect_undone(before, snapshot(tree_.root));
@@ -235,20 +241,10 @@ TEST_F(DaemonRenameTest, ALateCancelThatCannotBeTakenBackIsToldToTheNextClient) 
                                       rename_op(tree_.path("b"), tree_.path("b2"))};
   Daemon daemon(dir_.path(), env());
   daemon.start();
-  {
-    auto client = daemon.client();
-    const std::uint32_t id =
-        client.send_request("rename.submit", [&](Packer& out) { pack_operations(out, ops); }, protocol::Wait{});
-    pollfd reply{client.fd(), POLLIN, 0};
-    ASSERT_EQ(::poll(&reply, 1, 10000), 1);
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_NO_FATAL_FAILURE(cancel_once_ended(daemon, ops, [&] {
     write_file(tree_.path("a2.new"), "mine");  // another inode than a's
     ASSERT_EQ(::rename(tree_.path("a2.new").c_str(), tree_.path("a2").c_str()), 0);
-    ASSERT_TRUE(client.notify("cancel", [&](Packer& out) {
-      out.pack_array(1);
-      out.pack(id);
-    }));
-  }
+  }));
   std::string told;
   for (int i = 0; i < 500 && told.empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
