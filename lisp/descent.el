@@ -80,8 +80,10 @@
 
 (defcustom descent-daemon-program nil
   "The descentd program that Emacs starts when the daemon is not running.
-nil means the descentd built next to the module in the checkout's
-build tree when it exists, else \"descentd\" on variable `exec-path'."
+nil means the descentd next to the module: in the checkout's build
+tree, or in the install prefix's bin/ (the module installed in
+PREFIX/share/emacs/site-lisp/descent/); else \"descentd\" on variable
+`exec-path'."
   :type '(choice (const :tag "Next to the module, else on exec-path" nil)
                  (string :tag "Program")))
 
@@ -93,7 +95,8 @@ or /tmp/descent-UID/descentd.sock when XDG_RUNTIME_DIR is not set."
 
 (defcustom descent-state-directory nil
   "Where a daemon started by Emacs keeps its durable state.
-nil means the daemon's default, $XDG_STATE_HOME/descent/."
+nil means the daemon's default, $XDG_STATE_HOME/descent/ (that is
+~/.local/state/descent/ when XDG_STATE_HOME is not set)."
   :type '(choice (const :tag "Default" nil) directory))
 
 (defcustom descent-daemon-start-timeout 2.0
@@ -325,13 +328,14 @@ module cannot be unloaded"
                (expand-file-name descent-daemon-program)
              descent-daemon-program))
       (and descent--module-loaded-file
-           ;; build/X/module/descent-module.so -> build/X/daemon/...
+           ;; build/X/module/descent-module.so -> build/X/daemon/...;
+           ;; installed, PREFIX/share/emacs/site-lisp/descent/ -> PREFIX/bin/.
            (let ((build (file-name-directory
                          (directory-file-name
                           (file-name-directory descent--module-loaded-file)))))
              (locate-file "descentd"
                           (mapcar (lambda (dir) (expand-file-name dir build))
-                                  '("daemon" "daemon/server" "bin" "."))
+                                  '("daemon" "daemon/server" "bin" "." "../../../bin"))
                           nil #'file-executable-p)))
       (executable-find "descentd")))
 
