@@ -43,7 +43,7 @@ class Descriptor {
 }
 
 std::string read_whole_file(const std::string& file) {
-  const Descriptor fd(::openat(AT_FDCWD, file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  const Descriptor fd(::openat(AT_FDCWD, file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (fd.get() < 0) os_error("cannot open", file, errno);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) os_error("cannot stat", file, errno);

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <random>
@@ -464,6 +465,23 @@ TEST_F(IndexTest, ImportZMergesAsZoxide) {
       {"/quux/quuz", {10, 500}},  {"/waldo/fred/plugh", {3, 300}},    {"/xyzzy/thud", {8, 800}},
   };
   EXPECT_EQ(got, expected);
+}
+
+// A FIFO (or any file that is not regular) is refused at once: opened
+// blocking, it held a worker until someone wrote to it, and two such
+// imports stopped the daemon answering, and stopping.
+TEST_F(IndexTest, ImportRefusesAFifoWithoutWaiting) {
+  Index index(db_file(), tree.probe());
+  const fs::path fifo = dir.path() / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    index.import_file(ImportFormat::z, fifo.string());
+    ADD_FAILURE() << "the FIFO was read";
+  } catch (const Refusal& refusal) {
+    EXPECT_NE(std::string(refusal.what()).find("not a regular file"), std::string::npos) << refusal.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
 }
 
 TEST_F(IndexTest, ImportDoesNotAge) {
