@@ -471,12 +471,34 @@ void StepRunner::make_directories(std::string_view dir) {
     throw OsError("creating directory " + printable(dir), std::string(dir), errno);
 }
 
+// Planning saw every object; a step moves what is at a path, found through
+// the directory's cached descriptor. Between the two, a file may have been
+// replaced (an editor's save writes a new one), or a directory on the way
+// swapped for a symbolic link to elsewhere: the step would move a file the
+// user never asked to. So what is there is checked through the same
+// descriptor the rename uses, and anything else fails the step (the batch
+// is rolled back). A symbolic link is not checked: an earlier step of the
+// batch may have re-made it (re-targeted: a new inode).
+void StepRunner::expect(std::string_view path, const FileId& id) {
+  if (id == FileId{}) return;
+  const auto st = lstat(path);
+  if (!st) return;  // the rename says so
+  if ((static_cast<std::uint64_t>(st->st_dev) == id.dev && static_cast<std::uint64_t>(st->st_ino) == id.ino) ||
+      S_ISLNK(st->st_mode))
+    return;
+  throw OsError("moving " + printable(path) + " (it is not the file the plan saw: replaced since?)",
+                std::string(path), ESTALE);
+}
+
 void StepRunner::apply(const Step& step) {
   switch (step.kind) {
     case Step::Kind::move:
+      expect(step.from, step.id);
       rename(step.from, step.to, RENAME_NOREPLACE);
       return;
     case Step::Kind::exchange:
+      expect(step.from, step.id);
+      expect(step.to, step.other);
       rename(step.from, step.to, RENAME_EXCHANGE);
       return;
     case Step::Kind::make_directory: {
@@ -489,6 +511,7 @@ void StepRunner::apply(const Step& step) {
       // Copy, rename the complete copy into place, then set the original
       // aside under a scratch name (a rename: same inodes) until the batch
       // is done, so that a rollback puts back the very same files.
+      expect(step.from, step.id);
       try {
         copy(step.from, step.scratch(), cancelled_);
       } catch (const OsError& e) {
@@ -533,6 +556,7 @@ void StepRunner::apply(const Step& step) {
         }
       }
       try {
+        expect(step.from, step.id);
         rename(step.from, step.to, RENAME_NOREPLACE);
       } catch (...) {
         remove_if_present(step.scratch(), false);
@@ -558,9 +582,12 @@ void StepRunner::apply(const Step& step) {
 void StepRunner::revert(const Step& step) {
   switch (step.kind) {
     case Step::Kind::move:
+      expect(step.to, step.id);
       rename(step.to, step.from, RENAME_NOREPLACE);
       return;
     case Step::Kind::exchange:
+      expect(step.from, step.other);
+      expect(step.to, step.id);
       rename(step.from, step.to, RENAME_EXCHANGE);
       return;
     case Step::Kind::make_directory: {
@@ -591,6 +618,7 @@ void StepRunner::revert(const Step& step) {
       return;
     }
     case Step::Kind::trash:
+      expect(step.to, step.id);
       rename(step.to, step.from, RENAME_NOREPLACE);
       remove_if_present(step.scratch(), false);
       return;

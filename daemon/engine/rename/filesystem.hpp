@@ -93,6 +93,9 @@ class StepRunner {
   // with either target).
   bool holds(std::string_view path, const FileId& id, const Step& step);
   std::optional<struct stat> lstat(std::string_view path);
+  // Throws (ESTALE) unless `path` holds `id`, the object the plan saw there,
+  // just before a step moves it (see the definition).
+  void expect(std::string_view path, const FileId& id);
 
  private:
   void rename(std::string_view from, std::string_view to, unsigned flags);

@@ -1524,6 +1524,7 @@ std::optional<Failpoint> Failpoint::parse(std::string_view spec) {
   else if (action == "sigterm") point.action = Action::sigterm;
   else if (action == "cancel") point.action = Action::cancel;
   else if (action == "stall") point.action = Action::stall;
+  else if (action == "pause") point.action = Action::pause;
   else return std::nullopt;
   return point;
 }

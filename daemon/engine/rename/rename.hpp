@@ -192,13 +192,14 @@ struct RenamePlan {
 std::filesystem::path default_trash_dir();
 
 // Test hook: fail (as if with EIO), kill the process, send it SIGTERM, act
-// as if the client cancelled, or stall until it does (10 s at most), just
-// before step `step` (0-based) runs. Compiled in with DESCENT_TEST_HOOKS.
+// as if the client cancelled, stall until it does (10 s at most), or pause
+// for half a second, just before step `step` (0-based) runs. Compiled in
+// with DESCENT_TEST_HOOKS.
 struct Failpoint {
-  enum class Action : std::uint8_t { fail, kill, sigterm, cancel, stall };
+  enum class Action : std::uint8_t { fail, kill, sigterm, cancel, stall, pause };
   std::size_t step = 0;
   Action action = Action::fail;
-  // "rename-step:7:fail|kill|sigterm|cancel|stall"; nullopt if `spec` is not one.
+  // "rename-step:7:fail|kill|sigterm|cancel|stall|pause"; nullopt if `spec` is not one.
   static std::optional<Failpoint> parse(std::string_view spec);
 };
 

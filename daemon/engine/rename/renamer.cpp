@@ -320,6 +320,9 @@ void Renamer::run(std::int64_t batch, const std::vector<Step>& steps, Direction 
         case Failpoint::Action::cancel:
           was_cancelled = true;
           break;
+        case Failpoint::Action::pause:
+          std::this_thread::sleep_for(std::chrono::milliseconds(500));
+          break;
         case Failpoint::Action::stall: {
           // As a slow file system would hold the batch here: until the
           // client cancels (then the loop sees it), 10 s at most.

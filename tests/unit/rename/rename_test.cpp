@@ -1467,6 +1467,56 @@ TEST_F(RenameTest, RecoveryOfAKilledUndoMovesNoFileItDidNotPutBack) {
   EXPECT_EQ(now.at("a2").data, "a");
 }
 
+// A file replaced after planning, before its step (an editor saving by
+// writing a new file), or a directory on the way swapped for a symbolic link
+// to elsewhere: the step would move a file nobody asked to move. It fails,
+// the batch is rolled back, and the newcomer is left alone.
+TEST_F(RenameTest, AFileReplacedWhileTheBatchRunsIsNotMoved) {
+  make_dir(p("d"));
+  make_dir(p("outside"));
+  write_file(p("a"), "a");
+  write_file(p("b"), "b");
+  write_file(p("d/c"), "c");
+  write_file(p("outside/c"), "not the user's c");
+  for (const bool swap_directory : {false, true}) {
+    SCOPED_TRACE(swap_directory ? "d swapped for a link" : "b replaced");
+    const std::vector<Operation> ops = {rename_op(p("a"), p("a2")), rename_op(p("b"), p("b2")),
+                                        rename_op(p("d/c"), p("d/c2"))};
+    std::thread meddler([&] {
+      for (int i = 0; i < 200 && !std::filesystem::exists(p("a2")); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      if (swap_directory) {
+        ASSERT_EQ(::rename(p("d").c_str(), p("d.real").c_str()), 0);
+        ASSERT_EQ(::symlink(p("outside").c_str(), p("d").c_str()), 0);
+      } else {
+        write_file(p("b.new"), "mine");
+        ASSERT_EQ(::rename(p("b.new").c_str(), p("b").c_str()), 0);
+      }
+    });
+    try {
+      submit(ops, Failpoint{1, Failpoint::Action::pause});  // the meddler acts during the pause
+      ADD_FAILURE() << "the batch went through";
+    } catch (const StepFailed& e) {
+      EXPECT_NE(std::string(e.what()).find("it is not the file the plan saw"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("rolled back, nothing changed"), std::string::npos) << e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what();
+    }
+    meddler.join();
+    const auto now = snapshot(tree_.root);
+    EXPECT_EQ(now.at("a").data, "a");
+    EXPECT_EQ(now.count("a2"), 0u);
+    EXPECT_EQ(now.at("outside/c").data, "not the user's c");
+    EXPECT_EQ(now.count("outside/c2"), 0u);
+    if (swap_directory) {
+      EXPECT_EQ(now.at("d.real/c").data, "c");
+    } else {
+      EXPECT_EQ(now.at("b").data, "mine");
+      EXPECT_EQ(now.count("b2"), 0u);
+    }
+  }
+}
+
 // ---- Property: random batches end as predicted ----
 
 TEST_F(RenameTest, RandomBatchesEndAsPredicted) {
