@@ -36,6 +36,11 @@ using local = asio::local::stream_protocol;
 
 namespace {
 
+// Beyond these, a connection's next request is not read until replies have
+// gone out (see Connection::serve).
+constexpr std::size_t max_outbox_bytes = 32u << 20;
+constexpr std::size_t max_in_flight = 32;
+
 // Completion for co_spawn: a coroutine that dies of an exception is logged,
 // never silently dropped.
 auto log_failure(std::string what) {
@@ -97,11 +102,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     socket_.close(ignored);
     closed_ = true;
     outbox_.clear();
+    outbox_bytes_ = 0;
   }
 
   Server& server_;
   local::socket socket_;
   std::deque<std::string> outbox_;
+  std::size_t outbox_bytes_ = 0;
+  std::size_t running_ = 0;  // calls handed to run() whose end has not come back
   bool writing_ = false;
   bool closing_ = false;
   bool closed_ = false;
@@ -132,6 +140,14 @@ awaitable<void> Connection::serve() {
   if (peer_allowed()) {
     for (;;) {
       boost::system::error_code ec;
+      // A client that sends requests and does not read the replies would
+      // have them pile up here without end (512 MB and growing, seen): its
+      // requests wait in the socket, unread, while too much waits to be
+      // sent or runs. Emacs sends one call at a time.
+      while (!closed_ && (outbox_bytes_ > max_outbox_bytes || running_ >= max_in_flight)) {
+        asio::steady_timer pause(socket_.get_executor(), std::chrono::milliseconds(5));
+        co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
+      }
       unsigned char header[protocol::header_size];
       co_await asio::async_read(socket_, asio::buffer(header), asio::redirect_error(use_awaitable, ec));
       if (ec) break;
@@ -173,6 +189,7 @@ awaitable<void> Connection::serve() {
 
 void Connection::send(std::string frame) {
   if (closed_) return;
+  outbox_bytes_ += frame.size();
   outbox_.push_back(std::move(frame));
   if (writing_) return;
   writing_ = true;
@@ -188,6 +205,7 @@ awaitable<void> Connection::write_loop() {
       close();  // the peer went away; its calls are cancelled by serve()
       break;
     }
+    outbox_bytes_ -= outbox_.front().size();
     outbox_.pop_front();
   }
   writing_ = false;
@@ -334,6 +352,7 @@ void Connection::run(const Method& method, std::string name, std::optional<std::
                      std::shared_ptr<const void> keep, const msgpack::object* params, std::string_view packed) {
   auto cancelled = std::make_shared<std::atomic<bool>>(server_.stopping());
   if (id) in_flight_[*id] = cancelled;
+  ++running_;  // every call, whatever its id (a client may reuse one), and notifications too
   auto executor = socket_.get_executor();
   auto self = shared_from_this();
   auto task = [self, executor, &method, name = std::move(name), id, keep = std::move(keep), params, packed, cancelled] {
@@ -379,6 +398,7 @@ void Connection::run(const Method& method, std::string name, std::optional<std::
           self->revocable_.emplace(*id, std::move(take_back));
         }
       }
+      --self->running_;
       if (!frame.empty()) self->send(std::move(frame));
       self->close_when_idle();
       self->server_.call_finished();

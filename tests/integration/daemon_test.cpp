@@ -82,6 +82,52 @@ TEST_F(DaemonTest, RefusesAnOversizedFrameBeforeReadingItAndKeepsServingOthers) 
   EXPECT_TRUE(daemon.client().is_open());
 }
 
+// A client that sends requests and never reads the replies: the daemon
+// stops reading it once replies pile up, instead of queueing them without
+// end (its RSS grew past 512 MB), and keeps serving everyone else.
+TEST_F(DaemonTest, StopsReadingAClientThatDoesNotReadItsReplies) {
+  const fs::path big = dir.path() / "big";
+  fs::create_directories(big);
+  for (int i = 0; i < 3000; ++i) std::ofstream(big / ("file-with-a-fairly-long-name-" + std::to_string(i)));
+  RawConnection raw(daemon.socket());
+  raw.send(hello_frame(protocol_version));
+  ASSERT_TRUE(raw.receive_frame());
+  const std::string request = protocol::request_frame(7, "list", [&](Packer& p) {
+    p.pack_array(3);
+    protocol::pack_text(p, big.string());
+    p.pack_array(1);
+    protocol::pack_text(p, "-al");
+    p.pack_nil();
+  });
+  const int flags = ::fcntl(raw.fd(), F_GETFL);
+  ASSERT_EQ(::fcntl(raw.fd(), F_SETFL, flags | O_NONBLOCK), 0);
+  // 20000 listings of some 250 KB each: 5 GB of replies, if it read them
+  // all. It stops reading, and the requests, more than the socket buffers
+  // hold, stay with the client: sending stalls.
+  std::size_t sent = 0;
+  const std::size_t total = request.size() * 20000;
+  auto last_progress = std::chrono::steady_clock::now();
+  while (sent < total && std::chrono::steady_clock::now() - last_progress < std::chrono::seconds(2)) {
+    const ssize_t n = ::send(raw.fd(), request.data() + sent % request.size(),
+                             request.size() - sent % request.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<std::size_t>(n);
+      last_progress = std::chrono::steady_clock::now();
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  EXPECT_LT(sent, total) << "the daemon read every request";
+  std::ifstream status("/proc/" + std::to_string(daemon.pid()) + "/status");
+  std::string line;
+  long rss_kb = 0;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) rss_kb = std::stol(line.substr(6));
+  EXPECT_LT(rss_kb, 300 * 1024) << "the daemon queued the replies of " << sent / request.size() << " requests";
+  auto bystander = daemon.client();
+  EXPECT_TRUE(call(bystander, "status", no_params).ok);
+}
+
 TEST_F(DaemonTest, SurvivesRandomBytes) {
   std::mt19937 random(42);
   for (int round = 0; round < 20; ++round) {
