@@ -486,7 +486,9 @@ void StepRunner::expect(std::string_view path, const FileId& id) {
   if ((static_cast<std::uint64_t>(st->st_dev) == id.dev && static_cast<std::uint64_t>(st->st_ino) == id.ino) ||
       S_ISLNK(st->st_mode))
     return;
-  throw OsError("moving " + printable(path) + " (it is not the file the plan saw: replaced since?)",
+  throw OsError(OsError::Told{},
+                "moving " + printable(path) + ": it is not the file the plan saw (replaced since, or reached "
+                "another way)",
                 std::string(path), ESTALE);
 }
 
