@@ -1557,6 +1557,9 @@ visits of directories for \\[universal-argument] \\[descent-jump] (see
 `descent-undo-rename' can take back.  Turning it off gives back every
 built-in binding and behaviour."
   :global t
+  ;; On from loading (see the end of this file), so that Customize shows
+  ;; the mode as standard, not "changed outside Customize".
+  :init-value t
   :group 'descent
   :keymap descent-mode-map
   (descent--set-advice descent-mode))
@@ -1567,9 +1570,10 @@ Reloading the file leaves the user's choice alone.")
 
 (unless descent--turned-on-by-load
   (setq descent--turned-on-by-load t)
-  ;; M-x descent-mode loading this file through its autoload toggles the
-  ;; mode right after: turning it on here would make that toggle off.
-  (unless (eq this-command 'descent-mode)
+  (if (eq this-command 'descent-mode)
+      ;; M-x descent-mode loading this file through its autoload toggles
+      ;; the mode right after: from off, so that it ends on.
+      (setq descent-mode nil)
     (descent-mode 1)))
 
 (provide 'descent)
