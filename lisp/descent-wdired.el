@@ -1166,7 +1166,7 @@ showing and visiting the batch's new names."
         (descent--wdired-follow-file-list map)
         (revert-buffer)))
     (let ((n (plist-get outcome :operations)))
-      (message "Undid rename batch %s (%s operation%s)" batch n (if (eql n 1) "" "s")))
+      (message "Undid the last renaming: %s change%s taken back" n (if (eql n 1) "" "s")))
     (descent--wdired-report-recoveries)
     outcome))
 

@@ -936,7 +936,7 @@ warn once).  Start the daemon when it is not running."
                (setq descent--listing-next-try (+ (float-time) 10))
                (descent--warn-once
                 'listing-unanswered
-                "descentd did not answer a listing of %s in %.0f s; Dired lists with ls for a while"
+                "descentd did not answer a listing of %s in %.0f s; Dired lists with ls for ten seconds"
                 file (- (float-time) start)))
              (signal 'quit nil))))
       (descent-daemon-error

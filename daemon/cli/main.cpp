@@ -79,8 +79,16 @@ int status(const Options& options) {
 }
 
 int stop(const Options& options) {
-  Client client(socket_of(options), "descent-cli", protocol::Wait{});
-  client.call("stop", [](protocol::Packer& p) { p.pack_array(0); }, protocol::Wait{});
+  std::optional<Client> client;
+  try {
+    client.emplace(socket_of(options), "descent-cli", protocol::Wait{});
+  } catch (const protocol::ConnectionError& e) {
+    // Nothing listens: what `stop` asks for is so already (as systemctl stop).
+    if (e.error != ENOENT && e.error != ECONNREFUSED) throw;
+    std::cout << "descentd is not running\n";
+    return 0;
+  }
+  client->call("stop", [](protocol::Packer& p) { p.pack_array(0); }, protocol::Wait{});
   return 0;
 }
 

@@ -346,6 +346,10 @@ TEST_F(DaemonTest, TheCliReportsStatusAndStops) {
   auto none = run_program({descent_cli_path, "status"}, daemon.env());
   EXPECT_EQ(none.exit.code, 1);
   EXPECT_NE(none.err.find("cannot connect to descentd"), std::string::npos) << none.err;
+  // Stopping what does not run is done already, as systemctl stop says.
+  auto again = run_program({descent_cli_path, "stop"}, daemon.env());
+  EXPECT_EQ(again.exit.code, 0) << again.err;
+  EXPECT_EQ(again.out, "descentd is not running\n");
 }
 
 TEST_F(DaemonTest, ClosesConnectionsFromAnotherUserWithoutAnswering) {
