@@ -1133,12 +1133,14 @@ the renamed files follow them back, and Dired buffers are refreshed."
   "Point buffers back for each batch of the history that descentd has undone.
 An undo whose outcome a \\[keyboard-quit] cut off leaves its buffers
 showing and visiting the batch's new names."
-  (let ((undone (make-hash-table)))
+  (let ((undone (make-hash-table))
+        (caught-up nil))
     (seq-doseq (batch (descent--call "rename.recent" (vector descent--wdired-history-max)))
       (when (equal (plist-get batch :state) "undone")
         (puthash (plist-get batch :batch) t undone)))
     (dolist (batch descent--wdired-history)
       (when (gethash batch undone)
+        (setq caught-up t)
         (setq descent--wdired-history (delq batch descent--wdired-history))
         (let ((renames (descent--wdired-moves-back
                         (descent--call "rename.moves" (vector batch)))))
@@ -1148,7 +1150,11 @@ showing and visiting the batch's new names."
              renames
              (delete-dups (mapcan (lambda (r) (list (file-name-directory (car r))
                                                     (file-name-directory (cdr r))))
-                                  renames)))))))))
+                                  renames)))))))
+    ;; Else the undo was cancelled (it is rolled back): "Quit" said so.
+    (when caught-up
+      (message "%s" (substitute-command-keys
+                     "\\[keyboard-quit] came as the undo ended: it is done, and the buffers follow it")))))
 
 (defun descent--wdired-undo ()
   "Do `descent-undo-rename'; return descentd's outcome."

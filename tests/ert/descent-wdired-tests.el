@@ -1248,6 +1248,8 @@ Return `finished', or `quit' if the commit quit."
                                     :key #'timer--function)))
                 (should timer)
                 (funcall (timer--function timer)))
+              (should (string-match-p "came as the undo ended: it is done"
+                                      (descent-wdired-test--last-message)))
               (should (equal (buffer-file-name visiting) (descent-test-file "a")))
               (should-not (buffer-modified-p visiting))
               (should (equal (descent-wdired-test--names) '("a")))
