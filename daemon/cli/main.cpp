@@ -340,6 +340,15 @@ int main(int argc, char** argv) {
   } catch (const protocol::ConnectionError& e) {
     std::cerr << "descent: " << e.what() << '\n';
     return 1;
+  } catch (const protocol::RemoteFailure& e) {
+    // The daemon names its method first ("frecency.import: ..."), for its
+    // log; the shell user typed "descent import".
+    std::string message = e.what();
+    if (const auto colon = message.find(": "); colon != std::string::npos &&
+        message.find_first_not_of("abcdefghijklmnopqrstuvwxyz.-") == colon && message.find('.') < colon)
+      message.erase(0, colon + 2);
+    std::cerr << "descent: " << message << '\n';
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "descent: " << e.what() << '\n';
     return 1;

@@ -264,7 +264,9 @@ void Connection::handle(std::string payload) {
     if (const Method* method = server_.methods().find(n->method))
       run(*method, std::string(n->method), std::nullopt, handle, n->params);
     else
-      log("ignored a notification of unknown method '" + std::string(n->method) + "'");
+      // Only so much of the name: a client must not fill the log.
+      log("ignored a notification of unknown method '" + std::string(n->method.substr(0, 64)) +
+          (n->method.size() > 64 ? "...'" : "'"));
     return;
   }
 
