@@ -91,6 +91,8 @@ TEST_F(FrecencyThroughDaemon, ImportRefusesAMalformedFileWhole) {
   const auto refused = descent({"import", "z", bad.string()});
   EXPECT_EQ(refused.exit.code, 1);
   EXPECT_NE(refused.err.find("line 3"), std::string::npos) << refused.err;
+  // In the words of the shell user, who typed "import", not "frecency.import".
+  EXPECT_EQ(refused.err.rfind("descent: " + bad.string() + ": line 3", 0), 0u) << refused.err;
   EXPECT_EQ(descent({"list"}).out, "   4.0 " + kept + "\n") << "nothing of the bad file was imported";
 
   const fs::path good = dir.path() / "autojump.txt";
