@@ -36,7 +36,10 @@
 
 (defun wdired-bench--edited-buffer (dir)
   "Dired DIR, enter wdired and rename every f... to g...; return the buffer."
-  (let ((buffer (dired-noselect dir)))
+  (let ((buffer (dired-noselect dir))
+        ;; Emacs's own messages ("Press C-c C-c when finished") would
+        ;; interleave with the table.
+        (inhibit-message t))
     (with-current-buffer buffer
       (wdired-change-to-wdired-mode)
       (wdired--before-change-fn (point-min) (point-max))
@@ -59,7 +62,8 @@ is: it is run here, timed apart)."
     (garbage-collect)
     (descent-mode (if descent 1 -1))
     (prog1 (with-current-buffer buffer
-             (let ((start (float-time)))
+             (let ((start (float-time))
+                   (inhibit-message t))
                (if descent (descent-finish-edit) (wdired-finish-edit))
                (let ((seconds (- (float-time) start)))
                  (unless (and (eq major-mode 'dired-mode)
