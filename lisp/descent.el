@@ -726,6 +726,12 @@ match for them.  Without the module or the daemon, read a file name."
                          (descent--warn-once 'frecency "%s; reading a file name"
                                              (descent--error-text err))
                          'unavailable)))))
+    ;; Not where you are, as zoxide leaves out $PWD: the best would often
+    ;; be the directory you jump from.
+    (when (consp matches)
+      (let ((here (file-name-as-directory (expand-file-name default-directory))))
+        (setq matches (cl-remove-if (lambda (match) (equal (plist-get match :path) here))
+                                    matches))))
     (if (or (null (eq descent--module-status 'loaded)) (eq matches 'unavailable))
         (read-file-name (concat prompt ": "))
       (let* ((abbreviate (descent--abbreviator))

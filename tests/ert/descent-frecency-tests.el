@@ -200,7 +200,12 @@ connection; after one such wait visits are held back for a while."
                          (mapcar (lambda (name)
                                    (abbreviate-file-name (descent-test-file name)))
                                  '("often/" "middle/" "seldom/"))))
-          (should (string-match-p "[0-9.]+ +just now" (funcall annotate (car shown)))))))))
+          (should (string-match-p "[0-9.]+ +just now" (funcall annotate (car shown)))))))
+    ;; From there, not there again: the best of the others.
+    (descent-frecency-tests--answering ""
+      (let ((current-prefix-arg '(4)))
+        (call-interactively #'descent-jump)))
+    (should (equal default-directory (descent-test-file "middle/")))))
 
 (ert-deftest descent-frecency-completion-keywords-and-paths ()
   "Typed words mean the best match; a typed path is taken as it is."
