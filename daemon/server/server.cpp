@@ -261,6 +261,14 @@ void Connection::handle(std::string payload) {
   if (const auto* n = std::get_if<protocol::Notification>(&message)) {
     if (!said_hello_) return;
     if (n->method == "cancel") return cancel(*n->params);
+    // A batch or an undo has an outcome someone must be told, and is
+    // cancelled by its id: sent without one, it would run unseen and
+    // uncancellable. Refused.
+    if (n->method.starts_with("rename.")) {
+      log("refused " + std::string(n->method.substr(0, 64)) +
+          " sent as a notification: it has an outcome to tell, so it must be a request");
+      return;
+    }
     if (const Method* method = server_.methods().find(n->method))
       run(*method, std::string(n->method), std::nullopt, handle, n->params);
     else

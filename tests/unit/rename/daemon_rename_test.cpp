@@ -261,6 +261,22 @@ TEST_F(DaemonRenameTest, ALateCancelThatCannotBeTakenBackIsToldToTheNextClient) 
   daemon.stop();
 }
 
+// rename.submit sent as a notification (no id: no outcome, no cancel) is
+// refused, not run unseen.
+TEST_F(DaemonRenameTest, ABatchSentAsANotificationIsRefused) {
+  write_file(tree_.path("a"), "a");
+  const std::vector<Operation> ops = {rename_op(tree_.path("a"), tree_.path("a2"))};
+  Daemon daemon(dir_.path(), env());
+  daemon.start();
+  auto client = daemon.client();
+  ASSERT_TRUE(client.notify("rename.submit", [&](Packer& out) { pack_operations(out, ops); }));
+  EXPECT_TRUE(descent::testing::call(client, "status", [](Packer& out) { out.pack_array(0); }).ok);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_TRUE(std::filesystem::exists(tree_.path("a")));
+  EXPECT_NE(daemon.log().find("refused rename.submit sent as a notification"), std::string::npos) << daemon.log();
+  daemon.stop();
+}
+
 // A cancel for a call whose reply the client has read (it sent another
 // request since) takes nothing back.
 TEST_F(DaemonRenameTest, ACancelAfterTheClientMovedOnChangesNothing) {
