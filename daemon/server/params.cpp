@@ -53,7 +53,8 @@ std::int64_t Params::integer(std::size_t index, std::string_view name) const {
   const auto& o = at(index);
   if (o.type == msgpack::type::POSITIVE_INTEGER && o.via.u64 <= INT64_MAX) return static_cast<std::int64_t>(o.via.u64);
   if (o.type == msgpack::type::NEGATIVE_INTEGER) return o.via.i64;
-  fail(index, name, "an integer");
+  // An integer too large is "an integer" too: say what is wrong with it.
+  fail(index, name, o.type == msgpack::type::POSITIVE_INTEGER ? "an integer below 2^63" : "an integer");
 }
 
 double Params::number(std::size_t index, std::string_view name) const {
