@@ -136,6 +136,8 @@ TEST_F(FrecencyMethods, RefusalsAreErrorReplies) {
   EXPECT_EQ(call("frecency.add", [](Packer& p) { p.pack_array(0); }).kind, "bad-params");
   EXPECT_EQ(call("frecency.query", [](Packer& p) { p.pack_array(1); p.pack(3); }).kind, "bad-params");
   EXPECT_EQ(call("frecency.query", [](Packer& p) { p.pack_array(2); p.pack_array(0); p.pack(-1); }).kind, "bad-params");
+  const auto huge = call("frecency.query", [](Packer& p) { p.pack_array(2); p.pack_array(0); p.pack(UINT64_MAX); });
+  EXPECT_NE(huge.message.find("must be an integer below 2^63"), std::string::npos) << huge.message;
   EXPECT_EQ(call("frecency.import", [](Packer& p) { p.pack_array(2); protocol::pack_text(p, "fasd"); protocol::pack_bytes(p, "/x"); }).kind,
             "bad-params");
   EXPECT_EQ(index->size(), 0u);
