@@ -1067,9 +1067,12 @@ after one warning; in remote directories it runs without one."
   (cond
    ((null edits) (message "(No changes to be performed)"))
    (outcome
-    (let ((n (or (plist-get outcome :operations) 0)))
-      (message "Renaming...done: %d change%s (%s takes %s back)"
+    (let ((n (or (plist-get outcome :operations) 0))
+          (trashed (or (plist-get outcome :trashed) 0)))
+      (message "Renaming...done: %d change%s%s (%s takes %s back)"
                n (if (= n 1) "" "s")
+               (if (zerop trashed) ""
+                 (format "; %d file%s replaced went to the trash" trashed (if (= trashed 1) "" "s")))
                (substitute-command-keys "\\[descent-undo-rename]")
                (if (= n 1) "it" "them"))))))
 

@@ -141,7 +141,11 @@ void pack_moves(Packer& out, const std::vector<std::pair<std::string, std::strin
 }
 
 void pack_outcome(Packer& out, const rename::Outcome& outcome) {
-  out.pack_map(outcome.moves.empty() ? 4 : 5);
+  out.pack_map(4 + (outcome.moves.empty() ? 0 : 1) + (outcome.trashed ? 1 : 0));
+  if (outcome.trashed) {
+    pack_text(out, "trashed");
+    out.pack_uint64(outcome.trashed);
+  }
   pack_text(out, "batch");
   out.pack_int64(outcome.batch);
   pack_text(out, "operations");

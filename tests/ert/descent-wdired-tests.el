@@ -161,7 +161,15 @@ this call changes nothing, so it is simply made again."
     (descent-wdired-test--edit "b" "b2")
     (descent-wdired-test--edit "c" "c2")
     (descent-wdired-test--commit)
-    (should (string-prefix-p "Renaming...done: 2 changes" (descent-wdired-test--last-message)))))
+    (should (string-prefix-p "Renaming...done: 2 changes" (descent-wdired-test--last-message)))
+    ;; And where a replaced file went.
+    (let ((wdired-confirm-overwrite nil))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "a2" "b2")
+      (descent-wdired-test--commit)
+      (should (equal (descent-wdired-test--last-message)
+                     "Renaming...done: 1 change; 1 file replaced went to the trash \
+(M-x descent-undo-rename takes it back)")))))
 
 (ert-deftest descent-wdired-test-every-way-of-committing ()
   (descent-wdired-test--with-tree '("a" "b")

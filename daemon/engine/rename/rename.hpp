@@ -244,6 +244,8 @@ struct Outcome {
   std::int64_t batch = 0;
   std::size_t operations = 0;
   std::size_t steps = 0;
+  // Files a confirmed overwrite moved to the trash (submit only).
+  std::size_t trashed = 0;
   // Directories whose listing changed (for the client to refresh).
   std::vector<std::string> directories;
   // undo only: what the batch had renamed, as moves_of() gives them, so that

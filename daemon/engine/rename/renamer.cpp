@@ -192,6 +192,8 @@ Outcome Renamer::execute(const RenamePlan& plan, const std::atomic<bool>& cancel
   Outcome outcome;
   outcome.operations = plan.operations;
   outcome.steps = plan.steps.size();
+  outcome.trashed = static_cast<std::size_t>(std::count_if(
+      plan.steps.begin(), plan.steps.end(), [](const Step& step) { return step.kind == Step::Kind::trash; }));
   if (plan.steps.empty()) return outcome;  // nothing to change, nothing to undo
   settle_leftovers();
   std::vector<std::string> directories = directories_of(plan.steps, plan.steps.size());
