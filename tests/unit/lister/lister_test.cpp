@@ -312,6 +312,9 @@ struct Case {
   std::string locale;
 };
 
+// How GoogleTest shows a case (in ctest's log): readable, not a hex dump.
+void PrintTo(const Case& c, std::ostream* os) { *os << "ls " << c.switches << " under " << c.locale; }
+
 class LsDifference : public ::testing::TestWithParam<Case> {
  protected:
   static void SetUpTestSuite() {
