@@ -449,12 +449,15 @@ void Server::start() {
       io_,
       [this]() -> awaitable<void> {
         asio::steady_timer backoff(io_);
+        std::size_t failed = 0;  // in a row: said once, then every 100th (every 10 s)
         while (!stopping_) {
           boost::system::error_code ec;
           local::socket socket = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
           if (stopping_) break;
+          if (!ec && failed > 1) log("accepting connections again after " + std::to_string(failed) + " failures");
+          if (!ec) failed = 0;
           if (ec) {
-            log("accept failed: " + ec.message());
+            if (failed++ % 100 == 0) log("accept failed: " + ec.message());
             // Out of descriptors: give the clients we have a moment to leave.
             backoff.expires_after(std::chrono::milliseconds(100));
             co_await backoff.async_wait(asio::redirect_error(use_awaitable, ec));
