@@ -284,7 +284,7 @@ void add_frecency_commands(CLI::App& app, const Options& options, int& code) {
   query_command->callback([&options, &code, query] { code = frecency_query(options, *query); });
 
   auto dirs = std::make_shared<std::vector<std::string>>();
-  auto* add_command = app.add_subcommand("add", "Record a visit of DIR (rank +1)");
+  auto* add_command = app.add_subcommand("add", "Record a visit of DIR: its rank grows by 1 ('list' shows scores: ranks weighted by how recent the last visit is)");
   add_command->add_option("dir", *dirs, "Directories (relative ones are taken from $PWD)")->required();
   add_command->callback([&options, &code, dirs] { code = frecency_add(options, *dirs); });
 
