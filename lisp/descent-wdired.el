@@ -85,8 +85,14 @@ shows it."
 Recorded when wdired editing began, so that a file replaced while
 the user edits is refused instead of renamed.")
 
+(defconst descent--wdired-identify-max 10000
+  "How many directories one rename.identify request may name.")
+
 (defun descent--wdired-fill-ids (table directories)
   "Add what descentd sees in DIRECTORIES (byte strings) to TABLE."
+  (while (nthcdr descent--wdired-identify-max directories)
+    (descent--wdired-fill-ids table (seq-take directories descent--wdired-identify-max))
+    (setq directories (nthcdr descent--wdired-identify-max directories)))
   (let ((reply (descent--call "rename.identify"
                               (vector (vconcat directories)))))
     (cl-loop
@@ -116,9 +122,41 @@ falls back to the built-in."
               (descent--wdired-fill-ids
                (make-hash-table :test 'descent-name :size 1000)
                (delete-dups
-                (mapcar (lambda (entry) (descent--path-bytes (car entry)))
-                        dired-subdir-alist))))
+                (nconc (mapcar (lambda (entry) (descent--path-bytes (car entry)))
+                               dired-subdir-alist)
+                       (descent--wdired-listed-directories)))))
       (descent-error nil))))
+
+(defun descent--wdired-listed-directories ()
+  "The directories, as bytes, of the files listed under a name with a slash.
+A Dired buffer of a file list (`find-dired', or `dired' given a list)
+lists files of other directories than its own, as \"sub/file\": those
+directories are recorded too, or a file replaced there while the user
+edits would be renamed instead of refused.  Only the slashes of the
+buffer are visited: a directory's listing has none in its names; and
+each directory part is expanded once, not each line's name."
+  (let ((seen (make-hash-table :test 'equal))
+        (dirs nil))
+    (save-excursion
+      (goto-char (point-min))
+      (while (search-forward "/" nil t)
+        (when (get-text-property (1- (point)) 'dired-filename)
+          (let* ((beg (previous-single-property-change (point) 'dired-filename
+                                                       nil (line-beginning-position)))
+                 (end (next-single-property-change (point) 'dired-filename
+                                                   nil (line-end-position)))
+                 (text (buffer-substring-no-properties
+                        beg (save-excursion (goto-char end) (search-backward "/" beg) (1+ (point))))))
+            (unless (gethash text seen)
+              (puthash text t seen)
+              (let ((file (if (string-match-p "[\\\"]" text)
+                              ;; Quoted (ls -b): as Dired reads it.
+                              (dired-get-filename nil t)
+                            (expand-file-name (if (string-prefix-p "/" text) text
+                                                (concat (dired-current-directory) text))))))
+                (when file (push (file-name-directory file) dirs)))))
+          (forward-line 1))))
+    (mapcar #'descent--path-bytes (delete-dups dirs))))
 
 ;;;; Reading the edits
 

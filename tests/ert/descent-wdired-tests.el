@@ -398,8 +398,8 @@ this call changes nothing, so it is simply made again."
       (should-not stripped))))
 
 (ert-deftest descent-wdired-test-file-list-buffer ()
-  ;; A Dired buffer of a file list: `sub' was never listed, so `sub/b' is
-  ;; identified when the commit starts.  After the commit and after an
+  ;; A Dired buffer of a file list: `sub' was never listed, yet `sub/b' is
+  ;; identified when editing begins.  After the commit and after an
   ;; undo, the buffer lists the files by the names they have (the
   ;; built-in's revert looks for the old ones, and fails).
   (descent-wdired-test--with-tree '("a" "sub/b" "sub/c")
@@ -440,6 +440,29 @@ this call changes nothing, so it is simply made again."
               (should-error (descent-wdired-test--commit) :type 'descent-rename-refused)
               (should (equal (descent-wdired-test--snapshot) before))
               (should (eq major-mode 'wdired-mode))))
+          (set-buffer-modified-p nil)
+          (let ((kill-buffer-query-functions nil)) (kill-buffer buffer)))))))
+
+;; The files of a file list outside its directory are identified when
+;; editing begins, as the others are: one replaced meanwhile is refused,
+;; not renamed.  (They were identified only when the commit started.)
+(ert-deftest descent-wdired-test-file-list-replaced-in-a-subdirectory ()
+  (descent-wdired-test--with-tree '("a" "sub/b" "sub/c")
+    (dolist (relative '(nil t))
+      (let ((buffer (dired (cons descent-test-directory
+                                 (if relative '("a" "sub/b")
+                                   (list (descent-test-file "a") (descent-test-file "sub/b")))))))
+        (with-current-buffer buffer
+          (wdired-change-to-wdired-mode)
+          (descent-wdired-test--edit "sub/b" (if relative "sub/b2" (descent-test-file "sub/b2")))
+          ;; Replaced by another program while the user edits.
+          (write-region "new" nil (descent-test-file "sub/b.new") nil 'silent)
+          (rename-file (descent-test-file "sub/b.new") (descent-test-file "sub/b") t)
+          (let ((before (descent-wdired-test--snapshot)))
+            (let ((err (should-error (descent-wdired-test--commit) :type 'descent-rename-refused)))
+              (should (string-match-p "sub/b: changed on disk since the edit began" (cadr err))))
+            (should (equal (descent-wdired-test--snapshot) before))
+            (should (eq major-mode 'wdired-mode)))
           (set-buffer-modified-p nil)
           (let ((kill-buffer-query-functions nil)) (kill-buffer buffer)))))))
 
