@@ -1010,8 +1010,9 @@ committed batch back.
 Names are taken literally: unlike the built-in `wdired-finish-edit',
 no `$VAR' is expanded and `~' is just a character, except that
 \"~\" or \"~/x\" is refused rather than guessed (\"./~/x\" means a
-directory named \"~\").  A name starting
-with \"/\" is absolute; \"..\" and \".\" are resolved.  A name that
+directory named \"~\").  A name starting with \"/\" is absolute;
+\"..\" and \".\" are resolved, and \"d//a\" is \"d/a\" (the built-in
+reads it as \"/a\").  A name that
 exists outside the batch is overwritten only after a question, if
 `wdired-confirm-overwrite' is on (its old file goes to the trash, so
 undo brings it back).  wdired's other options are honoured.

@@ -392,12 +392,21 @@ class Planner {
   void exchange(std::size_t a, std::size_t b);
   void rewrite(const std::string& from, const std::string& to);
   void trash(std::size_t o, const struct stat& victim);
+  // Where a confirmed overwrite puts a victim on disk at `dest`: the trash
+  // directory, or why none can take it. Found once per file system.
+  struct Trash {
+    std::string dir;
+    std::string problem;
+  };
+  const Trash& trash_for(std::string_view dest, const struct stat& victim);
+  Trash volume_trash(std::string_view dest, const struct stat& victim);
   std::string scratch_in(std::string_view dir) {
     return std::string(dir == "/" ? "" : dir) + "/.descent-tmp-" + token_ + "-" + std::to_string(scratch_count_++);
   }
   void order();
 
   std::string trash_dir_;
+  std::unordered_map<dev_t, Trash> trashes_;  // by the victim's device
   const std::atomic<bool>* cancelled_;
   std::string token_;
   std::size_t scratch_count_ = 0;
@@ -1195,6 +1204,12 @@ std::string Planner::replace_problem(const Object& object, std::string_view dest
     ::closedir(stream);
     if (!empty) return "cannot replace the directory " + printable(dest) + ": it is not empty";
   }
+  return trash_for(dest, victim).problem;
+}
+
+const Planner::Trash& Planner::trash_for(std::string_view dest, const struct stat& victim) {
+  if (const auto known = trashes_.find(victim.st_dev); known != trashes_.end()) return known->second;
+  Trash trash;
   // The trash directories are created when the step runs and never removed:
   // other programs share them. Until then, the device is its nearest ancestor's.
   const std::string files = trash_dir_ + "/files";
@@ -1204,16 +1219,64 @@ std::string Planner::replace_problem(const Object& object, std::string_view dest
     trash_place = resolve_directory(at);
   }
   if (trash_place.kind != Place::Kind::absent && !S_ISDIR(trash_place.st.st_mode))
-    return "cannot overwrite " + printable(dest) + ": the trash " + printable(trash_dir_) + " is not a directory";
-  if (trash_place.st.st_dev != victim.st_dev)
-    return "cannot overwrite " + printable(dest) + ": it is on another file system than the trash " +
-           printable(trash_dir_);
-  return {};
+    trash.problem = "cannot overwrite " + printable(dest) + ": the trash " + printable(trash_dir_) + " is not a directory";
+  else if (trash_place.st.st_dev == victim.st_dev)
+    trash.dir = trash_dir_;
+  else
+    trash = volume_trash(dest, victim);
+  return trashes_.emplace(victim.st_dev, std::move(trash)).first->second;
+}
+
+// A victim on another file system than the home trash goes to that file
+// system's own trash, as the freedesktop.org spec says (a rename cannot
+// cross file systems, and a copy would not be the same file for undo):
+// $topdir/.Trash/$uid when an administrator made $topdir/.Trash (a sticky
+// directory, not a link), else $topdir/.Trash-$uid, where $topdir is the
+// top of the victim's file system. Either is taken only if it is a real
+// directory of this user's, or can be made.
+Planner::Trash Planner::volume_trash(std::string_view dest, const struct stat& victim) {
+  const std::string cannot = "cannot overwrite " + printable(dest) + ": it is on another file system than the trash " +
+                             printable(trash_dir_);
+  std::unique_ptr<char, decltype(&::free)> real(::realpath(on_disk(split(dest).first).c_str(), nullptr), &::free);
+  if (!real) return {{}, cannot + ", and its directory cannot be resolved: " + std::strerror(errno)};
+  std::string top(real.get());
+  struct stat st {};
+  // A mount point replaced: rename(2) would say EBUSY anyway.
+  if (::stat(top.c_str(), &st) != 0 || st.st_dev != victim.st_dev) return {{}, cannot};
+  while (top != "/") {
+    const std::string parent(split(top).first);
+    if (::stat(parent.c_str(), &st) != 0 || st.st_dev != victim.st_dev) break;
+    top = parent;
+  }
+  const std::string base = top == "/" ? std::string() : top;
+  const std::string uid = std::to_string(::geteuid());
+  // Empty if `dir` is this user's trash directory, or can be made in `parent`.
+  const auto unusable = [](const std::string& dir, const std::string& parent) -> std::string {
+    struct stat here {};
+    if (::lstat(dir.c_str(), &here) == 0) {
+      if (!S_ISDIR(here.st_mode) || here.st_uid != ::geteuid())
+        return printable(dir) + " is not a trash directory of this user's";
+      return {};
+    }
+    if (errno != ENOENT) return printable(dir) + ": " + std::strerror(errno);
+    if (::faccessat(AT_FDCWD, parent.c_str(), W_OK | X_OK, AT_EACCESS) != 0)
+      return "cannot make the trash " + printable(dir) + ": " + std::strerror(errno);
+    return {};
+  };
+  struct stat shared {};
+  const std::string admin = base + "/.Trash";
+  if (::lstat(admin.c_str(), &shared) == 0 && S_ISDIR(shared.st_mode) && (shared.st_mode & S_ISVTX) &&
+      unusable(admin + "/" + uid, admin).empty())
+    return {admin + "/" + uid, {}};
+  const std::string own = base + "/.Trash-" + uid;
+  if (const std::string why = unusable(own, top); !why.empty()) return {{}, cannot + ", and " + why};
+  return {own, {}};
 }
 
 void Planner::trash(std::size_t o, const struct stat& victim) {
   const std::string dest(objects_[o].final_path);
-  const std::string files = trash_dir_ + "/files", info = trash_dir_ + "/info";
+  const std::string& dir = trash_for(dest, victim).dir;  // replace_problem() found it usable
+  const std::string files = dir + "/files", info = dir + "/info";
   std::string base(split(dest).second);
   std::string name = base;
   for (int n = 2;; ++n) {

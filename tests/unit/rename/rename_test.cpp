@@ -374,22 +374,43 @@ TEST_F(RenameTest, RefusesOverwritesThatCannotWorkWithoutAsking) {
   EXPECT_EQ(snapshot(trash()).at("files/empty"), before.at("empty"));
 }
 
-TEST_F(RenameTest, RefusesAVictimTheTrashCannotTakeWithoutAsking) {
+// A victim on another file system than the home trash goes to that file
+// system's trash ($topdir/.Trash-$uid: here /dev/shm's), and undo brings it
+// back from there.
+TEST_F(RenameTest, AVictimOnAnotherFileSystemGoesToItsOwnTrash) {
   TempTree other("/dev/shm");
   if (id_of(other.root).dev == id_of(tree_.root).dev) GTEST_SKIP() << "/dev/shm is on the same file system";
-  write_file(p("a"), "a");
-  write_file(other.path("a"), "victim");
+  // Named after the tree, so that tests running at once share no name in
+  // the shared trash.
+  const std::string name = std::filesystem::path(other.root).filename().string();
+  write_file(other.path("new"), "new");
+  write_file(other.path(name), "victim");
   const auto before = snapshot(other.root);
-  for (const bool overwrite : {false, true}) {
-    const auto problems = refused({rename_op(p("a"), other.path("a"), overwrite)});
-    ASSERT_EQ(problems.size(), 1u) << all_reasons(problems);
-    EXPECT_TRUE(problems[0].occupied.empty());
-    EXPECT_NE(problems[0].reason.find("cannot overwrite " + other.path("a") +
-                                      ": it is on another file system than the trash"),
-              std::string::npos)
-        << problems[0].reason;
-  }
+  const auto asked = refused({rename_op(other.path("new"), other.path(name))});
+  ASSERT_EQ(asked.size(), 1u) << all_reasons(asked);
+  EXPECT_EQ(asked[0].occupied, other.path(name));
   EXPECT_EQ(snapshot(other.root), before);
+
+  submit({rename_op(other.path("new"), other.path(name), true)});
+  EXPECT_EQ(snapshot(other.root).at(name), before.at("new"));
+  const std::string volume_trash = "/dev/shm/.Trash-" + std::to_string(::geteuid());
+  struct stat st {};
+  ASSERT_EQ(::lstat(volume_trash.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_uid, ::geteuid());
+  const auto trashed = snapshot(volume_trash);
+  ASSERT_EQ(trashed.count("files/" + name), 1u);
+  EXPECT_EQ(trashed.at("files/" + name), before.at(name));
+  ASSERT_EQ(trashed.count("info/" + name + ".trashinfo"), 1u);
+  EXPECT_NE(trashed.at("info/" + name + ".trashinfo").data.find("Path=" + other.path(name) + "\n"),
+            std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(trash() + "/files/" + name));  // not the home trash
+
+  auto r = renamer();
+  r.undo(never_);
+  EXPECT_EQ(snapshot(other.root), before);
+  EXPECT_EQ(snapshot(volume_trash).count("files/" + name), 0u);
+  EXPECT_EQ(snapshot(volume_trash).count("info/" + name + ".trashinfo"), 0u);
 }
 
 TEST_F(RenameTest, RefusedBatchListsEveryOffendingEntry) {
