@@ -461,6 +461,24 @@ void StepRunner::finish(const Step& step) {
   if (step.kind == Step::Kind::copy_move && lstat(aside_of(step))) discard(aside_of(step), going_of(step));
 }
 
+// A file system's own trash (.Trash-UID, or UID in an administrator's
+// .Trash, at its top) may sit where other users write, such as /dev/shm:
+// another user could have made it first, as a link to a directory of theirs
+// or as their own directory, to be handed the files this user replaces. So
+// it must be this user's real directory. (Once it is, a sticky top keeps
+// others from swapping it.) The home trash is left as the user set it up,
+// links and all.
+void StepRunner::check_shared_trash(std::string_view trash, std::string_view file) {
+  const std::string uid = std::to_string(::geteuid());
+  const auto [above, name] = split(trash);
+  if (name != ".Trash-" + uid && !(name == uid && split(above).second == ".Trash")) return;
+  const auto st = lstat(trash);
+  if (!st || !S_ISDIR(st->st_mode) || st->st_uid != ::geteuid())
+    throw OsError("moving " + printable(file) + " to the trash: " + printable(trash) +
+                      " is not a trash directory of this user's",
+                  std::string(trash), EPERM);
+}
+
 // mkdir -p with 0700 (the trash spec's mode); directories that exist are fine.
 void StepRunner::make_directories(std::string_view dir) {
   if (dir == "/" || dir.empty()) return;
@@ -545,6 +563,7 @@ void StepRunner::apply(const Step& step) {
       auto [info_dir, info_name] = split(step.scratch());
       make_directories(info_dir);
       make_directories(split(step.to).first);
+      check_shared_trash(split(info_dir).first, step.from);
       {
         Fd info(::openat(dirs_.open(info_dir), z(info_name).c_str(),
                          O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));

@@ -106,6 +106,7 @@ class StepRunner {
   std::optional<std::string> link_at(std::string_view path);
   void remove_if_present(std::string_view path, bool directory);
   void make_directories(std::string_view dir);
+  void check_shared_trash(std::string_view trash, std::string_view file);
   // Whether `st` is one of the objects the batch found (see `know`).
   bool found_by_batch(const struct stat& st) const;
   Directories& dirs_;
