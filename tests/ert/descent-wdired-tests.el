@@ -536,6 +536,33 @@ this call changes nothing, so it is simply made again."
                        (buffer-string))
                      "a\n")))))
 
+;; A file replaced on another file system goes to that file system's
+;; trash (here /dev/shm/.Trash-UID), and undo brings it back.
+(ert-deftest descent-wdired-test-overwrite-on-another-file-system ()
+  (descent-wdired-test--with-tree '("a")
+    (let* ((other (make-temp-file "/dev/shm/descent-wdired-" t))
+           (victim (expand-file-name (file-name-nondirectory other) other))
+           (trash (format "/dev/shm/.Trash-%d/files/%s" (user-uid) (file-name-nondirectory other)))
+           (wdired-confirm-overwrite nil))
+      (unwind-protect
+          (progn
+            (skip-unless (not (equal (file-attribute-device-number (file-attributes other))
+                                     (file-attribute-device-number
+                                      (file-attributes descent-test-directory)))))
+            (with-temp-file victim (insert "victim\n"))
+            (wdired-change-to-wdired-mode)
+            (descent-wdired-test--edit "a" victim)
+            (descent-wdired-test--commit)
+            (should (string-match-p "1 file replaced went to the trash"
+                                    (descent-wdired-test--last-message)))
+            (should (equal (with-temp-buffer (insert-file-contents victim) (buffer-string)) "a\n"))
+            (should (equal (with-temp-buffer (insert-file-contents trash) (buffer-string)) "victim\n"))
+            (descent-undo-rename)
+            (should (equal (with-temp-buffer (insert-file-contents victim) (buffer-string)) "victim\n"))
+            (should (file-exists-p (descent-test-file "a")))
+            (should-not (file-exists-p trash)))
+        (delete-directory other t)))))
+
 ;;;; After success
 
 (ert-deftest descent-wdired-test-emptied-names-are-flagged-not-deleted ()
