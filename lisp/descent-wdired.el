@@ -822,7 +822,10 @@ lists again, so these are put back under the new names after it."
 STALE is a list of (BUFFER . MARKS), with MARKS from
 `descent--wdired-renamed-marks'."
   (pcase-dolist (`(,buffer . ,marks) stale)
-    (when (buffer-live-p buffer)
+    ;; An undo removes the directories its batch made: their buffers
+    ;; cannot be listed again (`dired-revert' would fail), and are left be.
+    (when (and (buffer-live-p buffer)
+               (file-directory-p (buffer-local-value 'default-directory buffer)))
       (with-current-buffer buffer
         (revert-buffer nil t)
         (when marks
@@ -1209,7 +1212,8 @@ showing and visiting the batch's new names."
     (let ((map (descent--wdired-update-buffers
                 renames (mapcar #'descent--path-text
                                  (append (plist-get outcome :directories) nil)))))
-      (when (and (derived-mode-p 'dired-mode) (not (eq major-mode 'wdired-mode)))
+      (when (and (derived-mode-p 'dired-mode) (not (eq major-mode 'wdired-mode))
+                 (file-directory-p default-directory))
         (descent--wdired-rename-subdirs map)
         (descent--wdired-follow-file-list map)
         (revert-buffer)))

@@ -1042,6 +1042,23 @@ this call changes nothing, so it is simply made again."
             (should-not (buffer-modified-p renamed)))
         (kill-buffer renamed)))))
 
+;; An undo removes the directory its batch made: a Dired buffer showing
+;; it, current or not, is not listed again (that failed with "Setting
+;; current directory", and the undo said nothing of what it did).
+(ert-deftest descent-wdired-test-undo-leaves-dired-of-a-made-directory ()
+  (descent-wdired-test--with-tree '("a")
+    (let ((wdired-create-parent-directories t))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "a" "sub/a")
+      (descent-wdired-test--commit)
+      (let ((made (dired-noselect (descent-test-file "sub/"))))
+        (unwind-protect
+            (progn
+              (with-current-buffer made (descent-undo-rename))
+              (should-not (file-exists-p (descent-test-file "sub")))
+              (should (equal (descent-wdired-test--names) '("a"))))
+          (kill-buffer made))))))
+
 (ert-deftest descent-wdired-test-undo-refuses-when-files-moved ()
   (descent-wdired-test--with-tree '("a")
     (wdired-change-to-wdired-mode)
