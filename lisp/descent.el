@@ -1458,7 +1458,10 @@ this file was loaded from."
   (unless descent--checkout
     (user-error "This descent was not loaded from a source checkout; \
 build it there with `cmake --workflow --preset default'"))
-  (let ((default-directory descent--checkout))
+  (let ((default-directory descent--checkout)
+        ;; The build runs on a pty: CMake (which heeds CLICOLOR, not TERM)
+        ;; and the compiler would fill the buffer with raw color escapes.
+        (process-environment (append '("CLICOLOR=0" "TERM=dumb") process-environment)))
     (setq descent--build-buffer
           (compilation-start
            "cmake --preset default && cmake --build --preset default \
