@@ -66,7 +66,17 @@ std::string uptime_text(std::int64_t seconds) {
 }
 
 int status(const Options& options) {
-  Client client(socket_of(options), "descent-cli", protocol::Wait{});
+  std::optional<Client> connected;
+  try {
+    connected.emplace(socket_of(options), "descent-cli", protocol::Wait{});
+  } catch (const protocol::ConnectionError& e) {
+    // Said as `stop` says it; still a failure, as systemctl status of a
+    // stopped unit is.
+    if (e.error != ENOENT && e.error != ECONNREFUSED) throw;
+    std::cerr << "descent: descentd is not running (" << e.what() << ")\n";
+    return 1;
+  }
+  Client& client = *connected;
   auto reply = client.call("status", [](protocol::Packer& p) { p.pack_array(0); }, protocol::Wait{});
   const auto& map = *reply.result;
   for (const char* key : {"version", "protocol", "pid", "socket", "state-dir", "uptime", "connections"}) {
@@ -270,7 +280,8 @@ int frecency_import(const Options& options, const std::string& format, const std
         protocol::pack_bytes(p, path);
       },
       protocol::Wait{});
-  std::cout << "imported " << text_of(*reply.result) << " entries from " << path << '\n';
+  const std::string count = text_of(*reply.result);
+  std::cout << "imported " << count << (count == "1" ? " entry" : " entries") << " from " << path << '\n';
   return 0;
 }
 

@@ -350,7 +350,7 @@ TEST_F(DaemonTest, TheCliReportsStatusAndStops) {
   EXPECT_EQ(daemon.wait().code, 0);
   auto none = run_program({descent_cli_path, "status"}, daemon.env());
   EXPECT_EQ(none.exit.code, 1);
-  EXPECT_NE(none.err.find("cannot connect to descentd"), std::string::npos) << none.err;
+  EXPECT_NE(none.err.find("descentd is not running (cannot connect to descentd at "), std::string::npos) << none.err;
   // Stopping what does not run is done already, as systemctl stop says.
   auto again = run_program({descent_cli_path, "stop"}, daemon.env());
   EXPECT_EQ(again.exit.code, 0) << again.err;

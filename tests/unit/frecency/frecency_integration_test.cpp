@@ -99,7 +99,7 @@ TEST_F(FrecencyThroughDaemon, ImportRefusesAMalformedFileWhole) {
   std::ofstream(good) << "30.0\t" << kept << "\n";
   const auto imported = descent({"import", "autojump", good.string()});
   EXPECT_EQ(imported.exit.code, 0) << imported.err;
-  EXPECT_NE(imported.out.find("imported 1 entries"), std::string::npos) << imported.out;
+  EXPECT_NE(imported.out.find("imported 1 entry from"), std::string::npos) << imported.out;
 }
 
 // zoxide loses updates when two shells write at once (its issue #1219); the
