@@ -96,7 +96,10 @@ or /tmp/descent-UID/descentd.sock when XDG_RUNTIME_DIR is not set."
 (defcustom descent-state-directory nil
   "Where a daemon started by Emacs keeps its durable state.
 nil means the daemon's default, $XDG_STATE_HOME/descent/ (that is
-~/.local/state/descent/ when XDG_STATE_HOME is not set)."
+~/.local/state/descent/ when XDG_STATE_HOME is not set).  A daemon
+already running on `descent-socket', started by the shell's
+\"descent\" command or by systemd, keeps its own state directory;
+to move the state for all of them, set XDG_STATE_HOME instead."
   :type '(choice (const :tag "Default" nil) directory))
 
 (defcustom descent-daemon-start-timeout 2.0
