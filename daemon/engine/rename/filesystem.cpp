@@ -561,9 +561,11 @@ void StepRunner::apply(const Step& step) {
     case Step::Kind::trash: {
       // The info file first (O_EXCL reserves the name, as the spec asks), then the move.
       auto [info_dir, info_name] = split(step.scratch());
+      const std::string_view trash = split(info_dir).first;
+      make_directories(trash);
+      check_shared_trash(trash, step.from);  // before anything is made in it
       make_directories(info_dir);
       make_directories(split(step.to).first);
-      check_shared_trash(split(info_dir).first, step.from);
       {
         Fd info(::openat(dirs_.open(info_dir), z(info_name).c_str(),
                          O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));

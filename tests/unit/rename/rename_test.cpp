@@ -413,6 +413,126 @@ TEST_F(RenameTest, AVictimOnAnotherFileSystemGoesToItsOwnTrash) {
   EXPECT_EQ(snapshot(volume_trash).count("info/" + name + ".trashinfo"), 0u);
 }
 
+// A file system of the test's own (a small tmpfs at vol/; root only), for
+// what /dev/shm cannot show without touching the machine's shared trash:
+// an administrator's .Trash, and a .Trash-UID another user made first.
+class VolumeTrashTest : public RenameTest {
+ protected:
+  void SetUp() override {
+    make_dir(vol_);
+    if (::mount("descent-test", vol_.c_str(), "tmpfs", 0, "size=1m") != 0)
+      GTEST_SKIP() << "cannot mount a tmpfs: " << std::strerror(errno);
+    mounted_ = true;
+    write_file(v("a"), "a");
+    write_file(v("b"), "victim");
+  }
+  void TearDown() override {
+    if (mounted_) ::umount2(vol_.c_str(), MNT_DETACH);
+  }
+  std::string v(std::string_view relative) const { return vol_ + "/" + std::string(relative); }
+  static std::string uid() { return std::to_string(::geteuid()); }
+
+  // Replaces b with a, confirmed; expects b in `trash` (relative to vol/)
+  // and undo to bring it back from there.
+  void goes_to(const std::string& trash) {
+    const auto before = snapshot(vol_);
+    submit({rename_op(v("a"), v("b"), true)});
+    const auto trashed = snapshot(v(trash));
+    ASSERT_EQ(trashed.count("files/b"), 1u) << trash;
+    EXPECT_EQ(trashed.at("files/b"), before.at("b"));
+    EXPECT_EQ(trashed.count("info/b.trashinfo"), 1u);
+    struct stat st {};
+    ASSERT_EQ(::lstat(v(trash).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0700u);
+    auto r = renamer();
+    r.undo(never_);
+    EXPECT_EQ(snapshot(vol_).at("b"), before.at("b"));
+    EXPECT_EQ(snapshot(vol_).at("a"), before.at("a"));
+  }
+  // Expects the overwrite to be refused, naming `trash`, with nothing changed.
+  void is_refused_for(const std::string& trash) {
+    const auto before = snapshot(vol_);
+    const auto problems = refused({rename_op(v("a"), v("b"), true)});
+    ASSERT_EQ(problems.size(), 1u) << all_reasons(problems);
+    EXPECT_NE(problems[0].reason.find("cannot overwrite " + v("b") + ": it is on another file system than the trash"),
+              std::string::npos)
+        << problems[0].reason;
+    EXPECT_NE(problems[0].reason.find(v(trash) + " is not a trash directory of this user's"), std::string::npos)
+        << problems[0].reason;
+    EXPECT_EQ(snapshot(vol_), before);
+  }
+
+  std::string vol_ = p("vol");
+  bool mounted_ = false;
+};
+
+TEST_F(VolumeTrashTest, MakesItsOwnTrashAtTheTop) { goes_to(".Trash-" + uid()); }
+
+// An administrator's $topdir/.Trash is used only when it is sticky: in a
+// plain shared directory any user could take another's files out.
+TEST_F(VolumeTrashTest, UsesAnAdministratorsStickyTrash) {
+  make_dir(v(".Trash"));
+  ASSERT_EQ(::chmod(v(".Trash").c_str(), 01777), 0);
+  goes_to(".Trash/" + uid());
+  EXPECT_FALSE(std::filesystem::exists(v(".Trash-" + uid())));
+}
+
+TEST_F(VolumeTrashTest, PassesOverAnAdministratorsTrashThatIsNotSticky) {
+  make_dir(v(".Trash"));
+  ASSERT_EQ(::chmod(v(".Trash").c_str(), 0777), 0);
+  goes_to(".Trash-" + uid());
+  EXPECT_TRUE(snapshot(v(".Trash")).empty());
+}
+
+// Made first by someone else, as a link to a directory of theirs or as
+// their own directory: the victim would be handed to them.
+TEST_F(VolumeTrashTest, RefusesATrashAnotherUserMadeFirst) {
+  make_dir(v("theirs"));
+  make_link(v("theirs"), v(".Trash-" + uid()));
+  is_refused_for(".Trash-" + uid());
+  ASSERT_EQ(::unlink(v(".Trash-" + uid()).c_str()), 0);
+  make_dir(v(".Trash-" + uid()));
+  ASSERT_EQ(::chown(v(".Trash-" + uid()).c_str(), 65534, 65534), 0);
+  is_refused_for(".Trash-" + uid());
+  EXPECT_TRUE(snapshot(v("theirs")).empty());
+}
+
+// The same, done between planning and the step: the step fails before it
+// makes anything in the other user's directory, and the batch rolls back.
+TEST_F(VolumeTrashTest, ATrashLinkedAwayWhileTheBatchRunsIsNotUsed) {
+  make_dir(v("theirs"));
+  write_file(v("x"), "x");
+  const std::vector<Operation> ops = {rename_op(v("x"), v("x2")), rename_op(v("a"), v("b"), true)};
+  const auto steps = RenamePlan::make({ops}, trash()).steps;
+  std::size_t k = 0;
+  while (k < steps.size() && steps[k].kind != Step::Kind::trash) ++k;
+  ASSERT_GE(k, 1u);
+  ASSERT_LT(k, steps.size());
+  ASSERT_EQ(steps[k - 1].to, v("x2"));
+  const auto before = snapshot(vol_);
+  std::thread meddler([&] {
+    for (int i = 0; i < 200 && !std::filesystem::exists(v("x2")); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    make_link(v("theirs"), v(".Trash-" + uid()));
+  });
+  try {
+    submit(ops, Failpoint{k, Failpoint::Action::pause});  // the meddler acts during the pause
+    ADD_FAILURE() << "the batch went through";
+  } catch (const StepFailed& e) {
+    EXPECT_NE(std::string(e.what()).find(v(".Trash-" + uid()) + " is not a trash directory of this user's"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("rolled back, nothing changed"), std::string::npos) << e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << e.what();
+  }
+  meddler.join();
+  auto now = snapshot(vol_);
+  now.erase(".Trash-" + uid());
+  EXPECT_EQ(now, before);
+  EXPECT_TRUE(snapshot(v("theirs")).empty());
+}
+
 TEST_F(RenameTest, RefusedBatchListsEveryOffendingEntry) {
   write_file(p("a"), "a");
   write_file(p("b"), "b");
