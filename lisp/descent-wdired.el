@@ -169,23 +169,24 @@ that starts with \"/\" is absolute; \"..\" and \".\" are resolved."
         ((string-prefix-p "~" text) (expand-file-name (concat "./" text) directory))
         (t (expand-file-name text directory))))
 
-(defun descent--wdired-line-name (beg lep classify link)
+(defun descent--wdired-line-name (beg lep classify)
   "The new name typed on the wdired line whose `old-name' is at BEG, or nil.
 The line ends at LEP.  The name is unexpanded.  CLASSIFY is non-nil
-when the listing has -F indicators; LINK when the line has a symbolic
-link's target, which is left to `wdired-get-filename' itself.
-Otherwise this is its reading, without a regexp search per line."
-  (if link
-      (wdired-get-filename t)
-    (let ((end (next-single-property-change beg 'end-name nil lep)))
-      (when (and classify (= end lep) (memq (char-before end) '(?* ?/ ?@ ?| ?= ?>)))
-        (setq end (1- end)))
-      (let ((text (buffer-substring-no-properties (1+ beg) end)))
-        ;; Only quotes and backslashes need wdired's unquoting (a
-        ;; `read' per name); most names have neither.
-        (if (string-match-p "[\\\"]" text)
-            (wdired-normalize-filename text t)
-          text)))))
+when the listing has -F indicators.  On a symbolic link's line the
+name ends where wdired's `end-name' says, before the arrow.  This is
+what `wdired-get-filename' reads, without a regexp search per line and
+without its `file-relative-name', which would expand the typed text
+where names are literal: ~/x to one's home, an emptied name to the
+directory itself."
+  (let ((end (next-single-property-change beg 'end-name nil lep)))
+    (when (and classify (= end lep) (memq (char-before end) '(?* ?/ ?@ ?| ?= ?>)))
+      (setq end (1- end)))
+    (let ((text (buffer-substring-no-properties (1+ beg) end)))
+      ;; Only quotes and backslashes need wdired's unquoting (a
+      ;; `read' per name); most names have neither.
+      (if (string-match-p "[\\\"]" text)
+          (wdired-normalize-filename text t)
+        text))))
 
 (defun descent--wdired-line-type (bol)
   "The file type character of the Dired line at BOL, or nil if unsure.
@@ -272,7 +273,7 @@ indicators, icons) cannot leak into them."
             (let* ((bol (line-beginning-position))
                    (type (descent--wdired-line-type bol))
                    (link (descent--wdired-link-line-p type pos lep))
-                   (text (descent--wdired-line-name pos lep classify link)))
+                   (text (descent--wdired-line-name pos lep classify)))
               (when link (setq links t))
               (cond
                ((or (null text) (string= text ""))

@@ -64,8 +64,25 @@ void Env::signal(emacs_value error, std::initializer_list<emacs_value> data) con
   if (raw_->non_local_exit_check(raw_) == emacs_funcall_exit_return) raw_->non_local_exit_signal(raw_, error, list);
 }
 
+namespace {
+
+// An error's text as a Lisp string, whatever its bytes: a message naming a
+// file whose name is not UTF-8 is not valid UTF-8 either, and make_string
+// signals on it (returning NULL) where a caller expects a value.  Its bytes
+// are then handed over unchanged, as a unibyte string.
+emacs_value error_text(emacs_env* raw, std::string_view message) noexcept {
+  emacs_value text = raw->make_string(raw, message.data(), static_cast<ptrdiff_t>(message.size()));
+  if (raw->non_local_exit_check(raw) != emacs_funcall_exit_return) {
+    raw->non_local_exit_clear(raw);
+    text = raw->make_unibyte_string(raw, message.data(), static_cast<ptrdiff_t>(message.size()));
+  }
+  return text;
+}
+
+}  // namespace
+
 void Env::signal(emacs_value error, std::string_view message) const noexcept {
-  emacs_value text = raw_->make_string(raw_, message.data(), static_cast<ptrdiff_t>(message.size()));
+  emacs_value text = error_text(raw_, message);
   if (raw_->non_local_exit_check(raw_) == emacs_funcall_exit_return) signal(error, {text});
 }
 
@@ -715,17 +732,17 @@ emacs_value trampoline(emacs_env* raw, ptrdiff_t nargs, emacs_value* args, void*
   } catch (const protocol::ConnectionLost& e) {
     // Not "unavailable": that one is retried after starting a daemon, and a
     // request that may have been carried out must not run twice.
-    emacs_value message = raw->make_string(raw, e.what(), static_cast<ptrdiff_t>(std::strlen(e.what())));
+    emacs_value message = error_text(raw, e.what());
     env.signal(symbols.daemon_lost, {message});
   } catch (const protocol::ConnectionError& e) {
     raw->non_local_exit_clear(raw);
-    emacs_value message = raw->make_string(raw, e.what(), static_cast<ptrdiff_t>(std::strlen(e.what())));
+    emacs_value message = error_text(raw, e.what());
     env.signal(symbols.daemon_unavailable, {message});
   } catch (const protocol::ProtocolMismatch& e) {
     env.signal(symbols.protocol_mismatch, e.what());
   } catch (const protocol::RemoteFailure& e) {
-    emacs_value message = raw->make_string(raw, e.what(), static_cast<ptrdiff_t>(std::strlen(e.what())));
-    emacs_value kind = raw->make_string(raw, e.kind.data(), static_cast<ptrdiff_t>(e.kind.size()));
+    emacs_value message = error_text(raw, e.what());
+    emacs_value kind = error_text(raw, e.kind);
     emacs_value details = symbols.nil;
     if (!e.details.empty()) {
       // The refusal's particulars (e.g. which destinations are occupied), for

@@ -754,6 +754,50 @@ this call changes nothing, so it is simply made again."
                        before))
         (should (file-exists-p (descent-test-file (concat raw "2"))))))))
 
+;; Found by differential fuzzing against the built-in (fuzz seed 4): a
+;; refusal whose message names a file that is not UTF-8 crashed Emacs,
+;; the module signalling with the NULL that make_string gave back.
+(ert-deftest descent-wdired-test-refusal-naming-a-non-utf-8-file ()
+  (let* ((coding (descent--file-name-coding))
+         (raw (decode-coding-string (unibyte-string ?c ?a ?f #xe9) coding))
+         (coding-system-for-write 'raw-text))
+    (descent-wdired-test--with-tree (list (concat raw "/") "a")
+      (let ((before (descent-wdired-test--snapshot)))
+        (wdired-change-to-wdired-mode)
+        ;; A file cannot replace a directory: refused, naming both.
+        (descent-wdired-test--edit "a" raw)
+        (let ((err (should-error (descent-wdired-test--commit)
+                                 :type 'descent-rename-refused)))
+          (should (string-match-p "cannot replace the directory" (cadr err))))
+        (should (eq major-mode 'wdired-mode))
+        (should (equal (descent-wdired-test--snapshot) before))))))
+
+;; Found by differential fuzzing (seed 72): a symbolic link's line was
+;; read through `wdired-get-filename''s `file-relative-name', so an
+;; emptied name meant the directory itself (refused, where the built-in
+;; flags the link) and ~/x one's home (taken, where a file's line refuses).
+(ert-deftest descent-wdired-test-symlink-lines-are-read-literally ()
+  (descent-wdired-test--with-tree '("f")
+    (make-symbolic-link "f" (descent-test-file "lnk"))
+    (revert-buffer)
+    (wdired-change-to-wdired-mode)
+    (descent-wdired-test--edit "lnk" "")
+    (descent-wdired-test--commit)
+    (should (eq major-mode 'dired-mode))
+    (should (equal (file-symlink-p (descent-test-file "lnk")) "f"))
+    (descent-wdired-test--goto "lnk")
+    (should (eq (char-after (line-beginning-position)) dired-del-marker))
+    (let ((before (descent-wdired-test--snapshot)))
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "lnk" "~/x")
+      (should-error (descent-wdired-test--commit) :type 'descent-rename-refused)
+      (should (equal (descent-wdired-test--snapshot) before))
+      (wdired-abort-changes)
+      (wdired-change-to-wdired-mode)
+      (descent-wdired-test--edit "lnk" "d//lnk2")
+      (descent-wdired-test--commit)
+      (should (equal (file-symlink-p (descent-test-file "d/lnk2")) "f")))))
+
 (ert-deftest descent-wdired-test-long-file-names ()
   ;; Names over a kilobyte long go to descentd whole (the module copies a
   ;; short name in one call, a long one another way).
