@@ -18,6 +18,7 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <climits>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -236,8 +237,11 @@ void check_strftime_format(std::string_view f) {
 }
 
 TimeFormats time_formats(const Options& o, const Environment& env, const Locale& l) {
-  std::string style = o.time_style ? *o.time_style : std::string(env_get(env, "TIME_STYLE"));
-  if (style.empty()) style = "locale";
+  // An empty style (--time-style= or TIME_STYLE set but empty) is not the
+  // default: ls rejects it as ambiguous, and that error is what Dired shows.
+  std::string style = "locale";
+  if (o.time_style) style = *o.time_style;
+  else if (auto it = env.find("TIME_STYLE"); it != env.end()) style = it->second;
   while (style.starts_with("posix-")) {
     if (!l.hard_time) {  // in the C locale the posix- styles are the default one
       style = "locale";
@@ -245,6 +249,7 @@ TimeFormats time_formats(const Options& o, const Environment& env, const Locale&
     }
     style.erase(0, 6);
   }
+  if (style.empty()) refuse("an empty time style");
   if (style[0] == '+') {
     std::string first = style.substr(1), second = first;
     if (auto nl = first.find('\n'); nl != std::string::npos) {
@@ -281,6 +286,21 @@ void append_time(std::string& out, const std::string& format, const std::tm& tm,
     }
     f = &expanded;
   }
+  // ls's gnulib nstrftime and glibc's strftime print years alike only from
+  // 1000 on (gnulib pads "0001" and "-001", glibc prints "1" and "-1"; %C,
+  // %y and %G differ for negative years too), and glibc overflows int past
+  // year INT_MAX (gnulib does not); gnulib's %F is "%+4Y-%m-%d", "+10000-01-01"
+  // after 9999. %c and %x are glibc's strftime in both. One past each end,
+  // for the ISO year of %G and %g.
+  const long long year = tm.tm_year + 1900LL;
+  if (year <= 1000 || year >= 10000)
+    for (std::size_t i = 0; i + 1 < f->size(); ++i) {
+      if ((*f)[i] != '%') continue;
+      const char c = (*f)[++i];
+      if ((c == 'F' || std::string_view("YCyGgD").find(c) != std::string_view::npos) &&
+          (year <= 1000 || year >= INT_MAX || c == 'F'))
+        refuse("a year that strftime prints otherwise than ls: " + std::to_string(year));
+    }
   // The C locale's names whatever the daemon's own locale is; C.UTF-8 has
   // the same month and day names.
   static const locale_t c_locale = newlocale(LC_ALL_MASK, "C", static_cast<locale_t>(nullptr));
@@ -300,9 +320,9 @@ class Quoting {
   Quoting(const Options& o, const Locale& l) : escape_(o.escape), utf8_(l.utf8_ctype) {
     if (!escape_) return;
     extra_[static_cast<unsigned char>(' ')] = true;
-    // ls 9.1 follows the link for -F and --file-type, and to group linked
-    // directories with --group-directories-first.
-    if (o.indicator >= Indicator::file_type || o.directories_first) {
+    // ls quotes the indicator characters it may print after a name (only
+    // for -F and --file-type: not for -p, nor --group-directories-first).
+    if (o.indicator >= Indicator::file_type) {
       std::string_view chars = "*=>@|";
       chars.remove_prefix(static_cast<int>(o.indicator) - static_cast<int>(Indicator::file_type));
       for (char c : chars) extra_[static_cast<unsigned char>(c)] = true;

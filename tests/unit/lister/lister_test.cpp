@@ -302,6 +302,7 @@ const char* const switch_sets[] = {
     "-altr --group-directories-first", "-alF --group-directories-first", "-alp --group-directories-first",
     "--time-style=full-iso -al", "--time-style=iso -al", "--time-style=+%s.%N -al",
     "--time-style=+%Y%n%H:%M:%S -al", "--time-style=posix-long-iso -al", "--time-style locale -al",
+    "-alb --group-directories-first", "-alpb --group-directories-first",
     "-l --all --human-readable --classify", "-al --indicator-style=file-type", "-al --sort=version",
     "-al --quoting-style=escape", "-alL", "-alLF", "-alLi"};
 
@@ -425,6 +426,68 @@ TEST(Lister, RefusesWhatItDoesNotReproduce) {
   EXPECT_TRUE(refused({"-al"}, zone));
   EXPECT_FALSE(refused({"-al"}, c));
   EXPECT_FALSE(refused({"-al"}, Environment{{"LANG", "C.UTF-8"}}));
+  // An empty time style is no style: ls rejects it as ambiguous.
+  Environment empty_style = c;
+  empty_style["TIME_STYLE"] = "";
+  EXPECT_TRUE(refused({"-al"}, empty_style));
+  EXPECT_TRUE(refused({"-al", "--time-style="}, c));
+  EXPECT_TRUE(refused({"-al", "--time-style", ""}, c));
+}
+
+// Years that glibc's strftime prints otherwise than ls's gnulib nstrftime
+// ("1" for "0001", "-1" for "-001", an int overflow past year 2^31 - 1):
+// the engine refuses them, and prints every other year as ls does. Only a
+// file system with 64-bit times keeps such times (tmpfs; ext4 stops at 1901).
+TEST(LsDifferenceExtra, YearsBeforeOneThousandAndPastInt) {
+  const char* shm = "/dev/shm";
+  if (::access(shm, W_OK) != 0) GTEST_SKIP() << "no /dev/shm";
+  std::string base = std::string(shm) + "/descent-years-XXXXXX";
+  check(::mkdtemp(base.data()) != nullptr, "mkdtemp");
+  struct Year {
+    std::time_t sec;
+    bool same;  // strftime and nstrftime agree
+  };
+  const Year years[] = {
+      {-62135596800, false},      // 0001-01-01
+      {-62167219200, false},      // 0000-01-01
+      {-62198755200, false},      // -001-01-01
+      {-31556995200, false},      // 0970-01-01
+      {-30610224000, false},      // 1000-01-01 (ISO year 999)
+      {-30578688000, true},       // 1001-01-01
+      {-2208988800, true},        // 1900-01-01
+      {253402300799, true},       // 9999-12-31
+      {253402300800, true},       // 10000-01-01
+      {67767976233532799, false}, // year 2147483647 (ISO year 2147483648 at the end)
+      {67767976233532800, false}  // year 2147483648
+  };
+  for (const Year& y : years) {
+    const std::string dir = base + "/" + std::to_string(y.sec);
+    check(::mkdir(dir.c_str(), 0755) == 0, "mkdir");
+    make_file(dir + "/f", 0);
+    const struct timespec times[2] = {{y.sec, 0}, {y.sec, 0}};
+    if (::utimensat(AT_FDCWD, (dir + "/f").c_str(), times, 0) != 0) {
+      std::filesystem::remove_all(base);
+      GTEST_SKIP() << "no 64-bit times in " << shm;
+    }
+    const std::pair<const char*, bool> styles[] = {
+        {"-l", true},          {"-l --time-style=long-iso", true}, {"-l --time-style=full-iso", true},
+        {"-l --time-style=iso", true}, {"-l --time-style=+%C|%y|%G|%g|%D", true}, {"-l --time-style=+%s", false},
+        {"-l --time-style=+%c", false}, {"-l --time-style=+%F", true}};
+    for (auto [switches, with_year] : styles) {
+      const std::vector<std::string> words = split_words(switches);
+      bool refused = false;
+      try {
+        lister::list(dir, words, locale_env("C"));
+      } catch (const lister::Unsupported&) {
+        refused = true;
+      }
+      if (!refused) expect_same_as_ls(dir, switches, "C");
+      // gnulib's %F signs a year of five digits or more.
+      const bool same = y.same && !(std::string_view(switches).ends_with("%F") && y.sec >= 253402300800);
+      EXPECT_EQ(refused, !same && with_year) << switches << " at " << y.sec;
+    }
+  }
+  std::filesystem::remove_all(base);
 }
 
 // The system's zone changed while the daemon runs (timedatectl, a laptop
