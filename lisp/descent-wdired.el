@@ -355,15 +355,26 @@ type the full name, or ./%s for a name that starts with ~"
 
 ;;;; The batch
 
+(defun descent--wdired-text-form (name)
+  "NAME as the buffer's text spells it, for looking names up by `equal'.
+Dired gives a name with bytes that are not UTF-8 as a unibyte string,
+and so does a name typed with -b escapes; the text of a line holds the
+same bytes as raw-byte characters.  Both are the same file, and encode
+to the same bytes again."
+  (if (or (multibyte-string-p name) (not (string-match-p "[\200-\377]" name)))
+      name
+    (decode-coding-string name (descent--file-name-coding) t)))
+
 (defun descent--wdired-directory-renames (edits backward)
   "A hash table of the directories EDITS rename, old name to new.
-With BACKWARD non-nil, new name to old."
+With BACKWARD non-nil, new name to old.  Names are in their
+`descent--wdired-text-form', as lookups must be."
   (let ((dirs (make-hash-table :test 'descent-name)))
     (dolist (edit edits)
       (when (and (eq (descent--wdired-edit-kind edit) 'rename)
                  (descent--wdired-edit-directory-p edit))
-        (let ((old (descent--wdired-edit-old edit))
-              (new (descent--wdired-edit-new edit)))
+        (let ((old (descent--wdired-text-form (descent--wdired-edit-old edit)))
+              (new (descent--wdired-text-form (descent--wdired-edit-new edit))))
           (if backward (puthash new old dirs) (puthash old new dirs)))))
     dirs))
 
@@ -384,6 +395,7 @@ nothing when no directory is renamed."
                     ;; directory of SEEN, which NAME is the new name of (or
                     ;; inside that): a directory moved into itself, which
                     ;; descentd refuses naming the destination as typed.
+                    (setq name (descent--wdired-text-form name))
                     (let ((up (directory-file-name (file-name-directory name))))
                       (catch 'done
                         (while (not (member up '("/" "")))
@@ -399,7 +411,8 @@ nothing when no directory is renamed."
             (setf (descent--wdired-edit-new edit)
                   (spelled (descent--wdired-edit-new edit)
                            (and (descent--wdired-edit-directory-p edit)
-                                (list (descent--wdired-edit-old edit)))))))))
+                                (list (descent--wdired-text-form
+                                       (descent--wdired-edit-old edit))))))))))
     edits))
 
 (defun descent--wdired-check-parents (edits)
@@ -428,6 +441,7 @@ under a renamed directory is looked for under its old name."
   "DIR, spelled in the final tree, as it is spelled before the batch.
 BACK maps the new names of renamed directories to their old ones; the
 deepest renamed ancestor (or DIR itself) decides."
+  (setq dir (descent--wdired-text-form dir))
   (let ((up dir))
     (catch 'done
       (while (not (member up '("/" "")))

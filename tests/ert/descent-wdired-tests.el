@@ -672,6 +672,26 @@ this call changes nothing, so it is simply made again."
       (should-not (file-exists-p (descent-test-file "d")))
       (should (assoc (descent-test-file "D/E/") dired-subdir-alist)))))
 
+(ert-deftest descent-wdired-test-a-non-utf-8-directory-and-a-file-typed-into-it ()
+  ;; Dired names the directory with a unibyte string, the typed name has
+  ;; the same bytes as raw-byte characters (or, with -b, unibyte again):
+  ;; the file goes into the directory's new name either way, not into a
+  ;; directory made again under the old one.  Found by tests/fuzz.
+  (let* ((raw (decode-coding-string (unibyte-string ?c ?a ?f #xe9) (descent--file-name-coding)))
+         (coding-system-for-write 'raw-text))
+    (dolist (descent-wdired-test-switches '("-al" "-alb"))
+      (descent-wdired-test--with-tree (list (concat raw "/in") "x")
+        (let ((x (descent-wdired-test--inode "x")))
+          (wdired-change-to-wdired-mode)
+          (descent-wdired-test--edit raw "d2")
+          (descent-wdired-test--edit "x" (if (equal descent-wdired-test-switches "-alb")
+                                              "caf\\351/x"
+                                            (concat raw "/x")))
+          (descent-wdired-test--commit)
+          (should (= (descent-wdired-test--inode "d2/x") x))
+          (should (file-exists-p (descent-test-file "d2/in")))
+          (should-not (file-exists-p (descent-test-file raw))))))))
+
 (ert-deftest descent-wdired-test-a-directory-opened-through-a-symlink ()
   ;; rename(2) follows a link in the directory part, and so does descentd.
   (descent-wdired-test--with-tree '("d/a" "d/b")
