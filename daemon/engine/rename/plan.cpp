@@ -393,10 +393,11 @@ class Planner {
   void rewrite(const std::string& from, const std::string& to);
   void trash(std::size_t o, const struct stat& victim);
   // Where a confirmed overwrite puts a victim on disk at `dest`: the trash
-  // directory, or why none can take it. Found once per file system.
+  // directory, or why none can take it (what follows "cannot overwrite
+  // DEST: "). Found once per file system.
   struct Trash {
     std::string dir;
-    std::string problem;
+    std::string why_not;
   };
   const Trash& trash_for(std::string_view dest, const struct stat& victim);
   Trash volume_trash(std::string_view dest, const struct stat& victim);
@@ -1204,7 +1205,8 @@ std::string Planner::replace_problem(const Object& object, std::string_view dest
     ::closedir(stream);
     if (!empty) return "cannot replace the directory " + printable(dest) + ": it is not empty";
   }
-  return trash_for(dest, victim).problem;
+  const std::string& why_not = trash_for(dest, victim).why_not;
+  return why_not.empty() ? std::string() : "cannot overwrite " + printable(dest) + ": " + why_not;
 }
 
 const Planner::Trash& Planner::trash_for(std::string_view dest, const struct stat& victim) {
@@ -1219,7 +1221,7 @@ const Planner::Trash& Planner::trash_for(std::string_view dest, const struct sta
     trash_place = resolve_directory(at);
   }
   if (trash_place.kind != Place::Kind::absent && !S_ISDIR(trash_place.st.st_mode))
-    trash.problem = "cannot overwrite " + printable(dest) + ": the trash " + printable(trash_dir_) + " is not a directory";
+    trash.why_not = "the trash " + printable(trash_dir_) + " is not a directory";
   else if (trash_place.st.st_dev == victim.st_dev)
     trash.dir = trash_dir_;
   else
@@ -1235,8 +1237,7 @@ const Planner::Trash& Planner::trash_for(std::string_view dest, const struct sta
 // top of the victim's file system. Either is taken only if it is a real
 // directory of this user's, or can be made.
 Planner::Trash Planner::volume_trash(std::string_view dest, const struct stat& victim) {
-  const std::string cannot = "cannot overwrite " + printable(dest) + ": it is on another file system than the trash " +
-                             printable(trash_dir_);
+  const std::string cannot = "it is on another file system than the trash " + printable(trash_dir_);
   std::unique_ptr<char, decltype(&::free)> real(::realpath(on_disk(split(dest).first).c_str(), nullptr), &::free);
   if (!real) return {{}, cannot + ", and its directory cannot be resolved: " + std::strerror(errno)};
   std::string top(real.get());

@@ -497,6 +497,21 @@ TEST_F(VolumeTrashTest, RefusesATrashAnotherUserMadeFirst) {
   EXPECT_TRUE(snapshot(v("theirs")).empty());
 }
 
+// The trash is looked for once per file system; each refusal still names
+// its own file.
+TEST_F(VolumeTrashTest, EachFileTheTrashCannotTakeIsNamed) {
+  make_link(v("theirs"), v(".Trash-" + uid()));
+  write_file(v("c"), "c");
+  write_file(v("d"), "victim d");
+  const auto problems = refused({rename_op(v("a"), v("b"), true), rename_op(v("c"), v("d"), true)});
+  ASSERT_EQ(problems.size(), 2u) << all_reasons(problems);
+  const std::string reasons = all_reasons(problems);
+  for (const char* victim : {"b", "d"})
+    EXPECT_NE(reasons.find("cannot overwrite " + v(victim) + ": it is on another file system than the trash"),
+              std::string::npos)
+        << reasons;
+}
+
 // The same, done between planning and the step: the step fails before it
 // makes anything in the other user's directory, and the batch rolls back.
 TEST_F(VolumeTrashTest, ATrashLinkedAwayWhileTheBatchRunsIsNotUsed) {
