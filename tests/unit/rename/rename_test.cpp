@@ -497,6 +497,17 @@ TEST_F(VolumeTrashTest, RefusesATrashAnotherUserMadeFirst) {
   EXPECT_TRUE(snapshot(v("theirs")).empty());
 }
 
+// kill -9 at any step of an overwrite into a file system's own trash, and
+// recovery puts the victim back. (The trash directories are made first:
+// once made, they stay, as other programs share them.)
+TEST_F(VolumeTrashTest, AKillAtEveryStepIntoItsOwnTrashLosesNothing) {
+  for (const char* dir : {"", "/files", "/info"}) {
+    make_dir(v(".Trash-" + uid() + dir));
+    ASSERT_EQ(::chmod(v(".Trash-" + uid() + dir).c_str(), 0700), 0);
+  }
+  recovers_from_a_kill_at_every_step({rename_op(v("a"), v("b"), true)});
+}
+
 // The trash is looked for once per file system; each refusal still names
 // its own file.
 TEST_F(VolumeTrashTest, EachFileTheTrashCannotTakeIsNamed) {
