@@ -783,11 +783,15 @@ first such prefix that is a file.  Nil in any other buffer."
       found)))
 
 (defun descent--existing-directory (dir)
-  "DIR, or its nearest ancestor that exists."
+  "DIR, or its nearest ancestor that exists.
+DIR itself when a Dired buffer still shows it, even if it was deleted
+since: the built-in `dired-jump' switches to that buffer, and so does
+`descent-jump'."
   (let ((dir (file-name-as-directory dir)))
-    (while (and (not (file-directory-p dir))
-                (not (equal dir (file-name-directory (directory-file-name dir)))))
-      (setq dir (file-name-directory (directory-file-name dir))))
+    (unless (dired-find-buffer-nocreate dir)
+      (while (and (not (file-directory-p dir))
+                  (not (equal dir (file-name-directory (directory-file-name dir)))))
+        (setq dir (file-name-directory (directory-file-name dir)))))
     dir))
 
 (defun descent--goto-file (file)

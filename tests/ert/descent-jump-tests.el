@@ -162,6 +162,26 @@ as a subdirectory (as the built-in does)."
     (should (derived-mode-p 'dired-mode))
     (should (equal default-directory (descent-test-file "w/")))))
 
+(ert-deftest descent-jump-deleted-directory-still-in-dired ()
+  "A file whose directory was deleted while a Dired buffer shows it.
+The built-in switches to that buffer, point on the file: so does
+descent, rather than go to the nearest directory that exists."
+  (descent-test-with-directory
+    (descent-test-make-files "gone/f.txt" "gone/g.txt")
+    (dired (descent-test-file "gone/"))
+    (let ((dired-buffer (current-buffer)))
+      (descent-jump-tests--visit "gone/g.txt")
+      (delete-directory (descent-test-file "gone/") t)
+      (descent-jump)
+      (should (eq (current-buffer) dired-buffer))
+      (should (equal (descent-test-point-file) (descent-test-file "gone/g.txt"))))
+    ;; Without such a buffer: the nearest directory that exists.
+    (descent-test-make-files "gone2/h.txt")
+    (descent-jump-tests--visit "gone2/h.txt")
+    (delete-directory (descent-test-file "gone2/") t)
+    (descent-jump)
+    (should (equal default-directory descent-test-directory))))
+
 (define-derived-mode descent-jump-tests--listing-mode dired-mode "Listing"
   "A mode derived from Dired whose buffer lists no one directory, as
 `locate-mode' is.")
