@@ -1,13 +1,21 @@
 #!/bin/sh
-# Differential fuzzing of the wdired commit: descent against the built-in,
-# on the same random trees and edits (see wdired-diff.el). Not part of CI.
-# Usage: tests/fuzz/run.sh BUILD [SEED [N]]   (FUZZ_ONLY=SEED replays one case)
+# Differential fuzzing against the built-ins, on the same random trees:
+#   wdired  the wdired commit (C-c C-c) against wdired-finish-edit (wdired-diff.el)
+#   jump    C-x C-j / C-x 4 C-j against dired-jump (jump-diff.el; FUZZ_DIREDX=1 loads dired-x)
+# Not part of CI.
+# Usage: tests/fuzz/run.sh wdired|jump BUILD [SEED [N]]   (FUZZ_ONLY=SEED replays one case)
 cd "$(dirname "$0")/../.." || exit 1
-build=$(realpath "${1:?usage: tests/fuzz/run.sh BUILD [SEED [N]]}")
+usage="usage: tests/fuzz/run.sh wdired|jump BUILD [SEED [N]]"
+case $1 in
+  wdired) harness=tests/fuzz/wdired-diff.el; load="-L tests/ert" ;;
+  jump) harness=tests/fuzz/jump-diff.el; load= ;;
+  *) echo "$usage" >&2; exit 2 ;;
+esac
+build=$(realpath "${2:?$usage}") || exit 2
 export LANG=C.UTF-8
 export DESCENT_TEST_MODULE=$build/module/descent-module.so
 export DESCENT_TEST_DAEMON=$build/daemon/server/descentd
-export FUZZ_SEED=${2:-${FUZZ_SEED:-1}} FUZZ_N=${3:-${FUZZ_N:-50}}
+export FUZZ_SEED=${3:-${FUZZ_SEED:-1}} FUZZ_N=${4:-${FUZZ_N:-50}}
 # Reports of differing cases outlive the run.
 FUZZ_OUT=${FUZZ_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/descent-fuzz-out.XXXXXX")} || exit 1
 export FUZZ_OUT
@@ -15,7 +23,8 @@ echo "reports: $FUZZ_OUT"
 # Its own TMPDIR, so that only its own daemons are stopped at the end.
 TMPDIR=$(mktemp -d) || exit 1
 export TMPDIR
-emacs -Q --batch -L lisp -L tests/ert -l tests/fuzz/wdired-diff.el
+# shellcheck disable=SC2086
+emacs -Q --batch -L lisp $load -l "$harness" </dev/null
 rc=$?
 pkill -f "descentd --socket $TMPDIR/" 2>/dev/null
 rm -rf "$TMPDIR"

@@ -1,8 +1,8 @@
 ;;; wdired-diff.el --- Differential fuzzing: descent-finish-edit vs built-in wdired -*- lexical-binding: t -*-
 
 ;; Usage (from the repository root, after building):
-;;   tests/fuzz/run.sh BUILD [SEED [N]]     e.g. tests/fuzz/run.sh build/default 1 1000
-;; or FUZZ_ONLY=<seed> tests/fuzz/run.sh BUILD to replay one case verbosely;
+;;   tests/fuzz/run.sh wdired BUILD [SEED [N]]   e.g. tests/fuzz/run.sh wdired build/default 1 1000
+;; or FUZZ_ONLY=<seed> tests/fuzz/run.sh wdired BUILD to replay one case verbosely;
 ;; FUZZ_OUT=<dir> for the reports (run.sh makes one and says where).
 ;;
 ;; Each case is made from its own seed (FUZZ_SEED + i), so any case can be
