@@ -119,6 +119,14 @@
 
 ;;;; Driving Dired and wdired
 
+(defun fuzz-inodes (dir)
+  "Every name under DIR with its inode: what an undo must give back."
+  (sort (mapcar (lambda (file)
+                  (cons (fuzz-rel file dir)
+                        (file-attribute-inode-number (file-attributes file 'integer))))
+                (directory-files-recursively dir "" t nil nil))
+        (lambda (a b) (string< (car a) (car b)))))
+
 (defun fuzz-lines ()
   "Alist (ABSOLUTE-FILE . POS-OF-LINE) of the file lines of the buffer."
   (let (lines)
@@ -174,6 +182,22 @@
   (message "RUN seed %d %s" (plist-get case :seed) (if use-descent "descent" "builtin"))
   (fuzz-make-tree dir (plist-get case :spec))
   (descent-test-kill-buffers-under dir)
+  (let ((before (fuzz-inodes dir))
+        (run (fuzz-run-1 case dir use-descent)))
+    ;; descent only: M-x descent-undo-rename must give back the very
+    ;; files, names and inodes, of a commit that changed the tree.
+    (if (and use-descent (eq (plist-get run :result) 'ok)
+             (not (equal (fuzz-inodes dir) before)))
+        (plist-put run :undo
+                   (condition-case err
+                       (progn (descent-undo-rename)
+                              (if (equal (fuzz-inodes dir) before) 'same
+                                (list 'changed before (fuzz-inodes dir))))
+                     (error (list 'error err))))
+      run)))
+
+(defun fuzz-run-1 (case dir use-descent)
+  "Run CASE in DIR, made afresh; see `fuzz-run'."
   (descent-mode (if use-descent 1 -1))
   (setq fuzz-log-count 0)
   (let* ((dired-listing-switches (plist-get case :switches))
@@ -386,7 +410,7 @@ the built-in also marks a new file that took the name of a marked file."
          (seeds (if only (list (string-to-number only))
                   (number-sequence seed0 (+ seed0 n -1))))
          (dir (expand-file-name "c/tree" fuzz-work))
-         (documented nil) (ran 0) (bi-failed 0) (de-failed 0) (differ 0) (times-only 0)
+         (documented nil) (ran 0) (undo-failed 0) (bi-failed 0) (de-failed 0) (differ 0) (times-only 0)
          (print-escape-newlines t) (print-length nil) (print-level nil))
     (make-directory fuzz-out t)
     (setq fuzz-verbose only)
@@ -396,8 +420,12 @@ the built-in also marks a new file that took the name of a marked file."
              (bi (fuzz-run case dir nil))
              (de (fuzz-run case dir t))
              (rb (plist-get bi :result))
-             (rd (plist-get de :result)))
+             (rd (plist-get de :result))
+             (undo (plist-get de :undo)))
         (cl-incf ran)
+        (when (and undo (not (eq undo 'same)))
+          (cl-incf undo-failed)
+          (message "seed %d: UNDO did not give the tree back: %S" seed undo))
         (when only
           (message "BUILTIN %S\n%s" rb (plist-get (plist-get bi :post) :text))
           (message "DESCENT %S\n%s" rd (plist-get (plist-get de :post) :text)))
@@ -431,8 +459,8 @@ the built-in also marks a new file that took the name of a marked file."
                         (insert (nth 1 d) "\n")
                       (insert (format "built-in: %S\ndescent:  %S\n" (nth 1 d) (nth 2 d))))))))))))
       (when (zerop (% ran 25)) (message "... %d cases" ran)))
-    (message "SUMMARY ran=%d builtin-failed=%d descent-failed=%d differing=%d times-only=%d documented=%S"
-             ran bi-failed de-failed differ times-only
+    (message "SUMMARY ran=%d builtin-failed=%d descent-failed=%d differing=%d undo-failed=%d times-only=%d documented=%S"
+             ran bi-failed de-failed differ undo-failed times-only
              (mapcar (lambda (k) (cons k (cl-count k documented))) (delete-dups (copy-sequence documented))))))
 
 (fuzz-main)
