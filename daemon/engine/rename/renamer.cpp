@@ -291,6 +291,11 @@ void Renamer::run(std::int64_t batch, const std::vector<Step>& steps, Direction 
   std::size_t k = 0;
   std::optional<OsError> failure;
   bool was_cancelled = false;
+  // An undo leaves a directory the batch made if something else was put in
+  // it since: those files are not the batch's to move or delete, and the
+  // rest of the undo need not wait for them. So the step is kept as done,
+  // which is also what recovery and a rollback of the undo find there.
+  std::vector<char> kept;
   auto last_report = std::chrono::steady_clock::now();
   for (; k < n; ++k) {
     if (cancelled.load(std::memory_order_relaxed)) {
@@ -344,6 +349,11 @@ void Renamer::run(std::int64_t batch, const std::vector<Step>& steps, Direction 
         runner.revert(step);
       }
     } catch (const OsError& e) {
+      if (!forward && step.kind == Step::Kind::make_directory && (e.error == ENOTEMPTY || e.error == EEXIST)) {
+        kept.resize(n);
+        kept[k] = 1;
+        continue;
+      }
       if (e.error == ECANCELED) {
         was_cancelled = true;
       } else {
@@ -415,6 +425,7 @@ void Renamer::run(std::int64_t batch, const std::vector<Step>& steps, Direction 
   std::vector<std::string> left;
   for (std::size_t j = k; j-- > 0;) {
     const Step& step = step_at(j);
+    if (!kept.empty() && kept[j]) continue;  // never taken away
     try {
       if (forward) {
         runner.revert(step);
@@ -488,12 +499,21 @@ std::vector<std::string> Renamer::recover() {
       // An undo reverts the steps from the last one down; it was stopped
       // after reverting steps m..n-1. Find m (from the end, each check sees
       // the state its step left) and run those steps forwards again, so the
-      // batch stays done, as before the undo began.
+      // batch stays done, as before the undo began. A directory the batch
+      // made is there whether the undo kept it (see run()) or had not come
+      // to it yet: it does not mark where the undo stopped, and stays.
       std::size_t m = steps.size();
       attempt([&] {
-        while (m > 0 && runner.settle(steps[m - 1]) != Status::applied) --m;
+        for (std::size_t i = steps.size(); i-- > 0;) {
+          if (runner.settle(steps[i]) != Status::applied) {
+            m = i;
+          } else if (steps[i].kind != Step::Kind::make_directory) {
+            break;
+          }
+        }
       });
       for (std::size_t i = m; problems.empty() && i < steps.size(); ++i) {
+        if (steps[i].kind == Step::Kind::make_directory && runner.shows_done(steps[i])) continue;
         attempt([&] {
           // Only what the undo put back, as it left it: something else there
           // now (put by hand before this start) is not the batch's to move.

@@ -892,6 +892,71 @@ TEST_F(RenameTest, MovesIntoNewDirectoriesAndUndoRemovesThem) {
   EXPECT_EQ(snapshot(tree_.root), before);
 }
 
+// A directory the batch made that holds other files by the time of the undo
+// (saved there since) stays, with them; the rest of the undo goes on.
+TEST_F(RenameTest, UndoLeavesADirectoryItMadeThatHoldsOtherFilesNow) {
+  write_file(p("a"), "A");
+  const auto before = snapshot(tree_.root);
+  submit({rename_op(p("a"), p("new/deeper/a"))});
+  write_file(p("new/deeper/mine"), "mine");
+  auto r = renamer();
+  r.undo(never_);
+  auto now = snapshot(tree_.root);
+  EXPECT_EQ(now.at("a"), before.at("a"));
+  EXPECT_EQ(now.at("new/deeper/mine").data, "mine");
+  now.erase("new/deeper/mine");
+  now.erase("new/deeper");
+  now.erase("new");
+  EXPECT_EQ(now, before);
+}
+
+// The same undo, failing at a later step: its rollback leaves the kept
+// directory be and puts the rest back, so the batch stays done. Then a
+// restart kills no one either: kill -9 at each step of that undo, and the
+// recovery finds the batch done.
+TEST_F(RenameTest, AnUndoThatKeptADirectoryRollsBackAndRecovers) {
+  write_file(p("a"), "A");
+  write_file(p("b"), "B");
+  const std::vector<Operation> ops = {rename_op(p("a"), p("n1/a")), rename_op(p("b"), p("n2/b"))};
+  const auto steps = RenamePlan::make({ops}, trash()).steps;
+  ASSERT_EQ(steps.size(), 4u);
+  // Undo order: the last step first. Find where the undo meets n2's mkdir,
+  // and fail the step after it.
+  std::size_t mkdir_n2 = steps.size();
+  for (std::size_t k = 0; k < steps.size(); ++k)
+    if (steps[steps.size() - 1 - k].kind == Step::Kind::make_directory && steps[steps.size() - 1 - k].to == p("n2"))
+      mkdir_n2 = k;
+  ASSERT_LT(mkdir_n2 + 1, steps.size()) << "n2 is made first: nothing of the undo comes after it";
+  submit(ops);
+  write_file(p("n2/mine"), "mine");
+  const auto done = snapshot(tree_.root);
+  try {
+    auto r = renamer(Failpoint{mkdir_n2 + 1, Failpoint::Action::fail});
+    r.undo(never_);
+    ADD_FAILURE() << "the undo did not fail";
+  } catch (const StepFailed& e) {
+    EXPECT_NE(std::string(e.what()).find("the undo was rolled back, nothing changed"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(snapshot(tree_.root), done);
+  for (std::size_t k = 0; k < steps.size(); ++k) {
+    SCOPED_TRACE("undo killed at step " + std::to_string(k));
+    ASSERT_NO_FATAL_FAILURE(killed_at(k, nullptr));
+    auto r = renamer();
+    const auto reports = r.recover();
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_NE(reports[0].find("the batch stays done, nothing changed"), std::string::npos) << reports[0];
+    EXPECT_EQ(snapshot(tree_.root), done);
+  }
+  // And the undo itself, at last.
+  auto r = renamer();
+  r.undo(never_);
+  const auto now = snapshot(tree_.root);
+  EXPECT_EQ(now.at("a").data, "A");
+  EXPECT_EQ(now.at("b").data, "B");
+  EXPECT_EQ(now.at("n2/mine").data, "mine");
+  EXPECT_EQ(now.count("n1"), 0u);
+}
+
 TEST_F(RenameTest, ConfirmedOverwriteGoesToTrashAndUndoBringsItBack) {
   write_file(p("a"), "new");
   write_file(p("b"), "victim");
