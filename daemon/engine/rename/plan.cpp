@@ -1335,6 +1335,13 @@ void Planner::order() {
             break;
           case Blocker::Kind::problem:
             problem(objects_[o].original, b.reason, b.occupied ? std::string_view(objects_[o].final_path) : std::string_view{});
+            if (b.occupied) {
+              // A question, not a refusal: go on as if the user said yes, so
+              // that what depends on this move (another file taking the name
+              // it leaves) is judged as it will be then, not refused for now.
+              objects_[o].overwrite = true;
+              break;
+            }
             objects_[o].done = true;
             break;
           case Blocker::Kind::make_parent:

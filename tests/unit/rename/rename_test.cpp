@@ -559,6 +559,25 @@ TEST_F(VolumeTrashTest, ATrashLinkedAwayWhileTheBatchRunsIsNotUsed) {
   EXPECT_TRUE(snapshot(v("theirs")).empty());
 }
 
+// A name left by a move that waits for the user's yes (its destination is
+// taken) is free for another file of the batch: only the question is asked,
+// not a refusal for the other file too. Found by tests/fuzz (seed 5936).
+TEST_F(RenameTest, AMoveAwaitingConfirmationStillFreesItsName) {
+  make_dir(p("d"));
+  write_file(p("d/n"), "d/n");
+  write_file(p("d/taken"), "victim");
+  write_file(p("n"), "n");
+  const auto asked = refused({rename_op(p("d/n"), p("d/taken")), rename_op(p("n"), p("d/n"))});
+  ASSERT_EQ(asked.size(), 1u) << all_reasons(asked);
+  EXPECT_EQ(asked[0].occupied, p("d/taken"));
+  const auto before = snapshot(tree_.root);
+  submit({rename_op(p("d/n"), p("d/taken"), true), rename_op(p("n"), p("d/n"))});
+  const auto after = snapshot(tree_.root);
+  EXPECT_EQ(after.at("d/taken"), before.at("d/n"));
+  EXPECT_EQ(after.at("d/n"), before.at("n"));
+  EXPECT_EQ(snapshot(trash()).at("files/taken"), before.at("d/taken"));
+}
+
 TEST_F(RenameTest, RefusedBatchListsEveryOffendingEntry) {
   write_file(p("a"), "a");
   write_file(p("b"), "b");
