@@ -120,10 +120,14 @@
 ;;;; Driving Dired and wdired
 
 (defun fuzz-inodes (dir)
-  "Every name under DIR with its inode: what an undo must give back."
+  "Every name under DIR with its inode: what an undo must give back.
+A symbolic link is made anew when re-targeted: its target, then."
   (sort (mapcar (lambda (file)
-                  (cons (fuzz-rel file dir)
-                        (file-attribute-inode-number (file-attributes file 'integer))))
+                  (let ((attributes (file-attributes file 'integer)))
+                    (cons (fuzz-rel file dir)
+                          (if (stringp (file-attribute-type attributes))
+                              (list 'link (file-attribute-type attributes))
+                            (file-attribute-inode-number attributes)))))
                 (directory-files-recursively dir "" t nil nil))
         (lambda (a b) (string< (car a) (car b)))))
 
@@ -224,6 +228,12 @@
                             (plist-get case :all)))
              (b (string-match-p "b" (plist-get case :switches))))
         (save-excursion
+          ;; Targets first, while lines are still found by their names.
+          (pcase-dolist (`(,rel . ,target) (plist-get case :targets))
+            (fuzz-goto dir rel)
+            (when (search-forward " -> " (line-end-position) t)
+              (delete-region (point) (line-end-position))
+              (insert (if b (fuzz-escape-b target) target))))
           (pcase-dolist (`(,rel . ,new) (plist-get case :edits))
             (let ((text (pcase new
                           (`(name-of ,other) (cdr (assoc other shown)))
@@ -233,7 +243,8 @@
               (let ((r (fuzz-name-region)))
                 (goto-char (car r))
                 (delete-region (car r) (cdr r))
-                (insert text))))))
+                (insert text))))
+))
       (setq result
             (condition-case err
                 (cl-letf (((symbol-function 'yes-or-no-p) (lambda (&rest _) t))
@@ -317,6 +328,12 @@
                  (when x (push x free)))))))))
     (list :seed seed :spec spec :switches switches :subdir subdir :all all
           :edits (nreverse edits)
+          ;; New targets for some links (wdired-allow-to-redirect-links is
+          ;; on by default); not under -F, whose targets carry indicators.
+          :targets (and (not (string-match-p "F" switches))
+                        (cl-loop for r in all
+                                 when (and (eq (nth 1 (assoc r spec)) 'link) (fuzz-chance 0.4))
+                                 collect (cons r (fuzz-pick '("nowhere2" "b" "../up" "sub dir/x" "t t")))))
           :confirm (fuzz-chance 0.5)
           :marks (cl-loop for r in all when (fuzz-chance 0.2) collect r)
           :point (fuzz-pick all))))
