@@ -109,25 +109,28 @@
         (push (list (fuzz-rel file dir)
                     (cond ((stringp (file-attribute-type attributes))
                            (list 'link (file-attribute-type attributes)))
-                          ((file-attribute-type attributes) 'dir)
-                          (t (with-temp-buffer
-                               (set-buffer-multibyte nil)
-                               (insert-file-contents-literally file)
-                               (buffer-string)))))
+                          ((file-attribute-type attributes)
+                           (list 'dir (file-attribute-modes attributes)))
+                          (t (list (file-attribute-modes attributes)
+                                   (with-temp-buffer
+                                     (set-buffer-multibyte nil)
+                                     (insert-file-contents-literally file)
+                                     (buffer-string))))))
               entries)))
     (sort entries (lambda (a b) (string< (car a) (car b))))))
 
 ;;;; Driving Dired and wdired
 
 (defun fuzz-inodes (dir)
-  "Every name under DIR with its inode: what an undo must give back.
+  "Every name under DIR with its inode and mode: what an undo must give back.
 A symbolic link is made anew when re-targeted: its target, then."
   (sort (mapcar (lambda (file)
                   (let ((attributes (file-attributes file 'integer)))
                     (cons (fuzz-rel file dir)
                           (if (stringp (file-attribute-type attributes))
                               (list 'link (file-attribute-type attributes))
-                            (file-attribute-inode-number attributes)))))
+                            (list (file-attribute-inode-number attributes)
+                                  (file-attribute-modes attributes))))))
                 (directory-files-recursively dir "" t nil nil))
         (lambda (a b) (string< (car a) (car b)))))
 
@@ -207,7 +210,7 @@ A symbolic link is made anew when re-targeted: its target, then."
   (let* ((dired-listing-switches (plist-get case :switches))
          (wdired-create-parent-directories t)
          (wdired-confirm-overwrite (plist-get case :confirm))
-         (wdired-allow-to-change-permissions nil)
+         (wdired-allow-to-change-permissions (plist-get case :perm-option))
          (buf (dired-noselect dir))
          result pre)
     (with-current-buffer buf
@@ -250,7 +253,27 @@ A symbolic link is made anew when re-targeted: its target, then."
               (let ((r (fuzz-name-region)))
                 (goto-char (car r))
                 (delete-region (car r) (cdr r))
-                (insert text)))))
+                (insert text))))
+          ;; Permissions last: Dired finds names by the mode string.
+          (when (plist-get case :perm-option)
+            (pcase-dolist (`(,rel . ,perms) (plist-get case :perms))
+              (line-of rel)
+              (beginning-of-line)
+              ;; "  -rw-r--r--": the bits start after the mark, a space and the type.
+              (goto-char (+ (point) 3))
+              (if (eq (plist-get case :perm-option) 'advanced)
+                  ;; Where wdired keeps the text read-only, as a user could not type.
+                  (ignore-error text-read-only
+                    (delete-region (point) (+ (point) 9))
+                    (insert perms))
+                ;; With t, each character is set by typing it over.
+                (dotimes (i 9)
+                  (let ((c (aref perms i)))
+                    (goto-char (+ (line-beginning-position) 3 i))
+                    (when (memq c '(?r ?w ?x ?- ?s ?S ?t ?T))
+                      (condition-case nil
+                          (wdired-set-bit c)
+                        (error nil)))))))))
 ))
       (setq result
             (condition-case err
@@ -341,6 +364,13 @@ A symbolic link is made anew when re-targeted: its target, then."
                         (cl-loop for r in all
                                  when (and (eq (nth 1 (assoc r spec)) 'link) (fuzz-chance 0.4))
                                  collect (cons r (fuzz-pick '("nowhere2" "b" "../up" "sub dir/x" "t t")))))
+          ;; Permission edits (wdired-allow-to-change-permissions), typed
+          ;; over the nine characters after the file type.
+          :perm-option (fuzz-pick '(nil nil t advanced))
+          :perms (cl-loop for r in all
+                          when (and (not (eq (nth 1 (assoc r spec)) 'link)) (fuzz-chance 0.25))
+                          collect (cons r (fuzz-pick '("rwxr-xr-x" "rw-------" "r--r--r--" "rwxrwxrwt"
+                                                       "rw-r-Sr--" "rwsr-xr-x" "---------"))))
           :confirm (fuzz-chance 0.5)
           :marks (cl-loop for r in all when (fuzz-chance 0.2) collect r)
           :point (fuzz-pick all))))
@@ -438,11 +468,11 @@ RESULT is descent's error; nil if it is not one of these."
      ;; A path typed through a directory the commit renames goes into its
      ;; new name, where a file has that name already.
      ((string-match-p "cannot replace the non-directory .* with a directory" text) 'through-renamed-dir-taken)
-     ;; A link re-targeted, and another file renamed onto its name: the
-     ;; built-in re-targets it, then overwrites it.
-     ((and (plist-get case :targets)
+     ;; A link re-targeted, or a file's mode changed, and another file
+     ;; renamed onto its name: the built-in changes it, then overwrites it.
+     ((and (or (plist-get case :targets) (and (plist-get case :perm-option) (plist-get case :perms)))
            (string-match-p "it exists and is part of this batch without leaving" text))
-      'retargeted-link-overwritten))))
+      'changed-then-overwritten))))
 
 (defun fuzz-main ()
   (let* ((seed0 (string-to-number (or (getenv "FUZZ_SEED") "1")))
