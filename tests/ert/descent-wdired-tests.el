@@ -448,23 +448,26 @@ this call changes nothing, so it is simply made again."
 ;; not renamed.  (They were identified only when the commit started.)
 (ert-deftest descent-wdired-test-file-list-replaced-in-a-subdirectory ()
   (descent-wdired-test--with-tree '("a" "sub/b" "sub/c")
-    (dolist (relative '(nil t))
-      (let ((buffer (dired (cons descent-test-directory
-                                 (if relative '("a" "sub/b")
-                                   (list (descent-test-file "a") (descent-test-file "sub/b")))))))
-        (with-current-buffer buffer
-          (wdired-change-to-wdired-mode)
-          (descent-wdired-test--edit "sub/b" (if relative "sub/b2" (descent-test-file "sub/b2")))
-          ;; Replaced by another program while the user edits.
-          (write-region "new" nil (descent-test-file "sub/b.new") nil 'silent)
-          (rename-file (descent-test-file "sub/b.new") (descent-test-file "sub/b") t)
-          (let ((before (descent-wdired-test--snapshot)))
-            (let ((err (should-error (descent-wdired-test--commit) :type 'descent-rename-refused)))
-              (should (string-match-p "sub/b: changed on disk since the edit began" (cadr err))))
-            (should (equal (descent-wdired-test--snapshot) before))
-            (should (eq major-mode 'wdired-mode)))
-          (set-buffer-modified-p nil)
-          (let ((kill-buffer-query-functions nil)) (kill-buffer buffer)))))))
+    ;; With one directory a request too, as a list of more than
+    ;; `descent--wdired-identify-max' directories is sent.
+    (dolist (descent--wdired-identify-max '(10000 1))
+      (dolist (relative '(nil t))
+        (let ((buffer (dired (cons descent-test-directory
+                                   (if relative '("a" "sub/b")
+                                     (list (descent-test-file "a") (descent-test-file "sub/b")))))))
+          (with-current-buffer buffer
+            (wdired-change-to-wdired-mode)
+            (descent-wdired-test--edit "sub/b" (if relative "sub/b2" (descent-test-file "sub/b2")))
+            ;; Replaced by another program while the user edits.
+            (write-region "new" nil (descent-test-file "sub/b.new") nil 'silent)
+            (rename-file (descent-test-file "sub/b.new") (descent-test-file "sub/b") t)
+            (let ((before (descent-wdired-test--snapshot)))
+              (let ((err (should-error (descent-wdired-test--commit) :type 'descent-rename-refused)))
+                (should (string-match-p "sub/b: changed on disk since the edit began" (cadr err))))
+              (should (equal (descent-wdired-test--snapshot) before))
+              (should (eq major-mode 'wdired-mode)))
+            (set-buffer-modified-p nil)
+            (let ((kill-buffer-query-functions nil)) (kill-buffer buffer))))))))
 
 (ert-deftest descent-wdired-test-bad-names-are-refused ()
   (descent-wdired-test--with-tree '("a" "b")
